@@ -1,0 +1,170 @@
+// CPU glue of the jet: GEMMs through ATen on stacked primal and tangent rows, fused elementwise
+// kernels (csrc/kernels/jet_cpu.cpp) parallel over points.
+#include <ATen/Parallel.h>
+
+#include "kernels/jet_cpu.h"
+#include "ops/jet.h"
+
+namespace fluxkern {
+namespace {
+
+// Points per parallel chunk: enough elementwise work per task to amortise scheduling.
+int64_t grain_for(int64_t width) { return std::max<int64_t>(1, 8192 / std::max<int64_t>(1, width)); }
+
+// View of hidden layer l's buffer inside the flat saved tensor: [2d + 3, N, W_l].
+at::Tensor layer_view(const MlpShape& s, const at::Tensor& saved, size_t l) {
+  int64_t offset = 0;
+  for (size_t i = 0; i < l; ++i) offset += jet_layer_slots(s.d) * s.n * s.widths[i];
+  const int64_t w = s.widths[l];
+  return saved.narrow(0, offset, jet_layer_slots(s.d) * s.n * w).view({jet_layer_slots(s.d), s.n, w});
+}
+
+// (h, T_1..T_d) of a layer buffer as [(1+d) N, W].
+at::Tensor layer_output(const MlpShape& s, const at::Tensor& layer) {
+  return layer.narrow(0, s.d + 1, s.d + 1).view({(s.d + 1) * s.n, layer.size(2)});
+}
+
+at::Tensor normalise(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale) {
+  return (x - shift) / scale;  // [N, d]
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> jet_forward_cpu(const MlpShape& s, const at::Tensor& x,
+                                                   const at::Tensor& shift,
+                                                   const at::Tensor& scale,
+                                                   at::TensorList weights, at::TensorList biases,
+                                                   const at::Tensor& saved) {
+  const int64_t n = s.n, d = s.d;
+  const at::Tensor xn = normalise(x, shift, scale);  // [N, d]
+  at::Tensor prev;                                   // [(1+d) N, W_{l-1}]
+  for (size_t l = 0; l < s.widths.size(); ++l) {
+    const int64_t w = s.widths[l];
+    at::Tensor layer = layer_view(s, saved, l);  // [2d+3, N, W]
+    at::Tensor z = layer[0];                     // [N, W]
+    at::Tensor zt = layer.narrow(0, 1, d);       // [d, N, W]
+    at::Tensor h = layer[d + 1];                 // [N, W]
+    at::Tensor p2 = layer[2 * d + 2];            // [N, W]
+    const at::Tensor& a = weights[l];            // [W, W_{l-1}]
+    if (l == 0) {
+      // z = A xn + b; Zt_j = A[:, j] / scale_j for every point (T_0 = diag(1 / scale)).
+      at::addmm_out(z, biases[0], xn, a.t());
+      zt.copy_((a.t() / scale.unsqueeze(1)).unsqueeze(1).expand({d, n, w}));
+    } else {
+      at::Tensor zt_rows = zt.view({d * n, w});  // [d N, W]
+      at::addmm_out(z, biases[l], prev.narrow(0, 0, n), a.t());
+      at::mm_out(zt_rows, prev.narrow(0, n, d * n), a.t());
+    }
+    switch (s.act) {
+      case Activation::Tanh:
+        at::tanh_out(h, z);
+        break;
+      case Activation::Sin:
+        at::sin_out(h, z);
+        at::cos_out(p2, z);
+        break;
+      case Activation::Silu:
+        at::sigmoid_out(h, z);
+        break;
+    }
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "jet_activation_forward_cpu", [&] {
+      scalar_t* ptr = layer.data_ptr<scalar_t>();
+      at::parallel_for(0, n, grain_for(w), [&](int64_t n0, int64_t n1) {
+        jet_activation_forward_cpu<scalar_t>(s.act, n, d, w, n0, n1, ptr);
+      });
+    });
+    prev = layer_output(s, layer);
+  }
+  const at::Tensor& a_out = weights.back();  // [m, W_L]
+  at::Tensor y = at::addmm(biases.back(), prev.narrow(0, 0, n), a_out.t());  // [N, m]
+  at::Tensor jt = at::mm(prev.narrow(0, n, d * n), a_out.t()).view({d, n, s.m});  // [d, N, m]
+  at::Tensor jac = jt.permute({1, 2, 0}).contiguous();                           // [N, m, d]
+  return {y, jac};
+}
+
+JetGrads jet_backward_cpu(const MlpShape& s, const at::Tensor& grad_y, const at::Tensor& grad_J,
+                          const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale,
+                          at::TensorList weights, at::TensorList biases, const at::Tensor& saved) {
+  const int64_t n = s.n, d = s.d, m = s.m;
+  const size_t hidden = s.widths.size();
+  JetGrads g;
+  g.weights.resize(hidden + 1);
+  g.biases.resize(hidden + 1);
+
+  // Output layer: G = (ybar, Jbar_1..d) stacked as [(1+d) N, m].
+  at::Tensor gout = at::empty({d + 1, n, m}, x.options());  // [(1+d), N, m]
+  gout[0].copy_(grad_y);
+  gout.narrow(0, 1, d).copy_(grad_J.permute({2, 0, 1}));
+  const at::Tensor gflat = gout.view({(d + 1) * n, m});
+  at::Tensor h_last = layer_output(s, layer_view(s, saved, hidden - 1));  // [(1+d) N, W_L]
+  g.weights[hidden] = at::mm(gflat.t(), h_last);                           // [m, W_L]
+  g.biases[hidden] = grad_y.sum(0);                                        // [m]
+  at::Tensor grad = at::mm(gflat, weights[hidden]);                        // [(1+d) N, W_L]
+
+  for (size_t l = hidden; l-- > 0;) {
+    const int64_t w = s.widths[l];
+    const at::Tensor layer = layer_view(s, saved, l);  // [2d+3, N, W]
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "jet_activation_backward_cpu", [&] {
+      const scalar_t* lp = layer.data_ptr<scalar_t>();
+      scalar_t* gp = grad.data_ptr<scalar_t>();
+      at::parallel_for(0, n, grain_for(w), [&](int64_t n0, int64_t n1) {
+        jet_activation_backward_cpu<scalar_t>(n, d, w, n0, n1, lp, gp);
+      });
+    });
+    const at::Tensor zbar = grad.narrow(0, 0, n);  // [N, W]
+    g.biases[l] = zbar.sum(0);                    // [W]
+    if (l > 0) {
+      const at::Tensor h_prev = layer_output(s, layer_view(s, saved, l - 1));  // [(1+d) N, W']
+      g.weights[l] = at::mm(grad.t(), h_prev);                                 // [W, W']
+      grad = at::mm(grad, weights[l]);                                         // [(1+d) N, W']
+    } else {
+      // First layer: input xn with constant tangents T_0 = diag(1 / scale).
+      const at::Tensor xn = normalise(x, shift, scale);                          // [N, d]
+      const at::Tensor ztbar_sum = grad.narrow(0, n, d * n).view({d, n, w}).sum(1);  // [d, W]
+      const at::Tensor& a = weights[0];                                          // [W, d]
+      g.weights[0] = at::mm(zbar.t(), xn) + (ztbar_sum / scale.unsqueeze(1)).t();
+      const at::Tensor xnbar = at::mm(zbar, a);  // [N, d]
+      g.x = xnbar / scale;
+      g.shift = -g.x.sum(0);
+      g.scale = -(xnbar * xn).sum(0) / scale - (ztbar_sum * a.t()).sum(1) / (scale * scale);
+    }
+  }
+  return g;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> mlp_jet_cpu(const at::Tensor& x,
+                                                           const at::Tensor& shift,
+                                                           const at::Tensor& scale,
+                                                           at::TensorList weights,
+                                                           at::TensorList biases,
+                                                           c10::string_view activation) {
+  const MlpShape s =
+      check_mlp("fluxkern.mlp_jet", x, shift, scale, weights, biases, std::string(activation));
+  TORCH_CHECK(x.device().is_cpu(), "fluxkern.mlp_jet: CPU kernel called with x on ", x.device());
+  at::Tensor saved = at::empty({jet_saved_numel(s)}, x.options());
+  auto [y, jac] = jet_forward_cpu(s, x, shift, scale, weights, biases, saved);
+  return {y, jac, saved};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>>
+mlp_jet_backward_cpu(const at::Tensor& grad_y, const at::Tensor& grad_J, const at::Tensor& x,
+                     const at::Tensor& shift, const at::Tensor& scale, at::TensorList weights,
+                     at::TensorList biases, c10::string_view activation, const at::Tensor& saved) {
+  const char* op = "fluxkern.mlp_jet_backward";
+  const MlpShape s = check_mlp(op, x, shift, scale, weights, biases, std::string(activation));
+  TORCH_CHECK_VALUE(grad_y.sizes() == at::IntArrayRef({s.n, s.m}), op, ": grad_y must be [", s.n,
+                    ", ", s.m, "], got ", shape_str(grad_y));
+  TORCH_CHECK_VALUE(grad_J.sizes() == at::IntArrayRef({s.n, s.m, s.d}), op, ": grad_J must be [",
+                    s.n, ", ", s.m, ", ", s.d, "], got ", shape_str(grad_J));
+  TORCH_CHECK_VALUE(saved.dim() == 1 && saved.numel() == jet_saved_numel(s), op,
+                    ": saved must be the buffer returned by mlp_jet for these arguments ([",
+                    jet_saved_numel(s), "]), got ", shape_str(saved));
+  TORCH_CHECK_TYPE(grad_y.scalar_type() == x.scalar_type() &&
+                       grad_J.scalar_type() == x.scalar_type(),
+                   op, ": grad_y and grad_J must have the dtype of x");
+  JetGrads g = jet_backward_cpu(s, grad_y, grad_J, x, shift, scale, weights, biases,
+                                saved.contiguous());
+  return {g.x, g.shift, g.scale, g.weights, g.biases};
+}
+
+}  // namespace fluxkern

@@ -1,0 +1,21 @@
+// The one TORCH_LIBRARY block: every fluxkern op schema and its CPU / CUDA implementations.
+#include <torch/library.h>
+
+#include "ops/jet.h"
+
+TORCH_LIBRARY(fluxkern, m) {
+  // y [N, m], J [N, m, d] and the saved per-layer buffer of a tanh / sin / silu MLP.
+  m.def(
+      "mlp_jet(Tensor x, Tensor shift, Tensor scale, Tensor[] weights, Tensor[] biases, "
+      "str activation) -> (Tensor y, Tensor J, Tensor saved)");
+  m.def(
+      "mlp_jet_backward(Tensor grad_y, Tensor grad_J, Tensor x, Tensor shift, Tensor scale, "
+      "Tensor[] weights, Tensor[] biases, str activation, Tensor saved) -> "
+      "(Tensor grad_x, Tensor grad_shift, Tensor grad_scale, Tensor[] grad_weights, "
+      "Tensor[] grad_biases)");
+}
+
+TORCH_LIBRARY_IMPL(fluxkern, CPU, m) {
+  m.impl("mlp_jet", &fluxkern::mlp_jet_cpu);
+  m.impl("mlp_jet_backward", &fluxkern::mlp_jet_backward_cpu);
+}

@@ -1,0 +1,240 @@
+"""Network modules: the fluxkern MLP and the Sin activation module."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from fluxkern import ops, reference
+
+__all__ = ["MLP", "Sin", "MlpSpec", "mlp_spec"]
+
+_MAX_INPUTS, _MAX_WIDTH, _MAX_HIDDEN, _MAX_OUTPUTS = 8, 512, 16, 32
+
+
+class Sin(nn.Module):
+    """Elementwise sine, for use between nn.Linear layers in an nn.Sequential."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sin(x)
+
+
+class MlpSpec:
+    """The tensors and activation of an MLP, as the jet op takes them.
+
+    Attributes:
+        shift: Input shift [d].
+        scale: Input scale [d].
+        weights: Linear weights [W_1, d], ..., [m, W_L].
+        biases: Linear biases [W_1], ..., [m].
+        activation: "tanh", "sin" or "silu".
+    """
+
+    def __init__(
+        self,
+        shift: Tensor,
+        scale: Tensor,
+        weights: list[Tensor],
+        biases: list[Tensor],
+        activation: str,
+    ) -> None:
+        self.shift = shift
+        self.scale = scale
+        self.weights = weights
+        self.biases = biases
+        self.activation = activation
+
+
+def _check_range(name: str, value: int, lo: int, hi: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ValueError(f"MLP: {name} must be an integer in {lo}..{hi}, got {value!r}")
+
+
+class MLP(nn.Module):
+    """A tanh / sin / SiLU MLP with a linear output layer and built-in input standardisation.
+
+    The network computes y = A_o s(... s(A_1 (x - shift) / scale + b_1) ...) + b_o with Xavier-
+    normal weights and zero biases by default.
+
+    Args:
+        in_features: Input dimension d (1..8).
+        out_features: Output dimension m (1..32).
+        width: Hidden width (1..512).
+        depth: Number of hidden layers (1..16).
+        activation: "tanh", "sin" or "silu".
+        input_shift: Shift [d] subtracted from the inputs (default zeros).
+        input_scale: Scale [d] dividing the shifted inputs (default ones).
+        dtype: Parameter dtype (default torch.get_default_dtype()).
+        device: Parameter device.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        width: int,
+        depth: int,
+        activation: str = "tanh",
+        input_shift: Sequence[float] | Tensor | None = None,
+        input_scale: Sequence[float] | Tensor | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        _check_range("in_features", in_features, 1, _MAX_INPUTS)
+        _check_range("out_features", out_features, 1, _MAX_OUTPUTS)
+        _check_range("width", width, 1, _MAX_WIDTH)
+        _check_range("depth", depth, 1, _MAX_HIDDEN)
+        reference.activation_and_derivative(activation)  # validates the name
+        self.activation = activation
+        sizes = [in_features] + [width] * depth + [out_features]
+        factory = {"dtype": dtype, "device": device}
+        self.layers = nn.ModuleList(
+            nn.Linear(a, b, **factory) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        )
+        for layer in self.layers:
+            nn.init.xavier_normal_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        shift = torch.zeros(in_features) if input_shift is None else torch.as_tensor(input_shift)
+        scale = torch.ones(in_features) if input_scale is None else torch.as_tensor(input_scale)
+        for name, t in (("input_shift", shift), ("input_scale", scale)):
+            if t.shape != (in_features,):
+                raise ValueError(
+                    f"MLP: {name} must have shape [{in_features}], got {list(t.shape)}"
+                )
+        if bool((scale == 0).any()):
+            raise ValueError("MLP: input_scale must be non-zero in every coordinate")
+        param = self.layers[0].weight
+        self.register_buffer("input_shift", shift.to(dtype=param.dtype, device=param.device))
+        self.register_buffer("input_scale", scale.to(dtype=param.dtype, device=param.device))
+
+    @property
+    def in_features(self) -> int:
+        return self.layers[0].in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.layers[-1].out_features
+
+    def spec(self) -> MlpSpec:
+        """Returns the tensors of this network in the layout the jet op takes."""
+        return MlpSpec(
+            self.input_shift,
+            self.input_scale,
+            [layer.weight for layer in self.layers],
+            [layer.bias for layer in self.layers],
+            self.activation,
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Network values y [N, m] for points x [N, d] (plain torch, any derivative order)."""
+        act = reference.activation_and_derivative(self.activation)
+        h = (x - self.input_shift) / self.input_scale
+        for layer in self.layers[:-1]:
+            h = act(layer(h))[0]
+        return self.layers[-1](h)
+
+    def jet(self, x: Tensor, backend: str | None = None) -> tuple[Tensor, Tensor]:
+        """Values y [N, m] and input Jacobian J = dy/dx [N, m, d] in one pass.
+
+        Args:
+            x: Points [N, d].
+            backend: None (fastest for x's device), "torch", "cpu" or "cuda".
+
+        Returns:
+            (y, J).
+        """
+        s = self.spec()
+        return ops.mlp_jet(x, s.shift, s.scale, s.weights, s.biases, s.activation, backend)
+
+    def to_sequential(self) -> nn.Sequential:
+        """An equivalent nn.Sequential with the input standardisation folded into layer 1."""
+        act_module = {"tanh": nn.Tanh, "sin": Sin, "silu": nn.SiLU}[self.activation]
+        mods: list[nn.Module] = []
+        with torch.no_grad():
+            for i, layer in enumerate(self.layers):
+                lin = nn.Linear(
+                    layer.in_features,
+                    layer.out_features,
+                    dtype=layer.weight.dtype,
+                    device=layer.weight.device,
+                )
+                w, b = layer.weight, layer.bias
+                if i == 0:
+                    w = w / self.input_scale
+                    b = b - w @ self.input_shift
+                lin.weight.copy_(w)
+                lin.bias.copy_(b)
+                mods.append(lin)
+                if i < len(self.layers) - 1:
+                    mods.append(act_module())
+        return nn.Sequential(*mods)
+
+    def extra_repr(self) -> str:
+        return f"activation={self.activation!r}"
+
+
+_SEQ_ACTIVATIONS: dict[type, str] = {nn.Tanh: "tanh", nn.SiLU: "silu", Sin: "sin"}
+
+
+def mlp_spec(model: nn.Module) -> MlpSpec:
+    """Extracts the jet op's tensors from a fluxkern.MLP or a plain nn.Sequential.
+
+    The Sequential must alternate nn.Linear and one activation type (nn.Tanh, nn.SiLU or
+    fluxkern.Sin), starting and ending with nn.Linear.
+
+    Args:
+        model: The network.
+
+    Returns:
+        Its MlpSpec.
+
+    Raises:
+        TypeError: The model or one of its layers is not supported; the message names it.
+    """
+    if isinstance(model, MLP):
+        return model.spec()
+    if not isinstance(model, nn.Sequential):
+        raise TypeError(
+            f"fluxkern.jet: unsupported model type {type(model).__name__}; pass a fluxkern.MLP "
+            "or an nn.Sequential of nn.Linear layers with nn.Tanh / nn.SiLU / fluxkern.Sin between"
+        )
+    layers = list(model)
+    linears, acts = layers[0::2], layers[1::2]
+    for i, mod in enumerate(layers):
+        want_linear = i % 2 == 0
+        if want_linear and not isinstance(mod, nn.Linear):
+            raise TypeError(
+                f"fluxkern.jet: layer {i} of the Sequential is {type(mod).__name__}; expected "
+                "nn.Linear at even positions (Linear, activation, Linear, ..., Linear)"
+            )
+        if not want_linear and type(mod) not in _SEQ_ACTIVATIONS:
+            raise TypeError(
+                f"fluxkern.jet: layer {i} of the Sequential is {type(mod).__name__}, an "
+                "unsupported activation; supported: nn.Tanh, nn.SiLU, fluxkern.Sin"
+            )
+    if len(layers) < 3 or len(layers) % 2 == 0:
+        raise TypeError(
+            f"fluxkern.jet: the Sequential has {len(layers)} layers; it must be Linear, "
+            "activation, ..., Linear with at least one hidden layer"
+        )
+    names = {_SEQ_ACTIVATIONS[type(a)] for a in acts}
+    if len(names) != 1:
+        raise TypeError(
+            f"fluxkern.jet: the Sequential mixes activations {sorted(names)}; the fused jet needs "
+            "one activation for all hidden layers"
+        )
+    first = linears[0].weight
+    d = first.shape[1]
+    biases = [
+        lin.bias if lin.bias is not None else first.new_zeros(lin.out_features) for lin in linears
+    ]
+    return MlpSpec(
+        first.new_zeros(d),
+        first.new_ones(d),
+        [lin.weight for lin in linears],
+        biases,
+        names.pop(),
+    )

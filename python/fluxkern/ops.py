@@ -1,0 +1,164 @@
+"""The fluxkern torch ops: fake kernels, autograd registration and backend selection.
+
+The compiled ops live in the ``torch.ops.fluxkern`` namespace (registered by the extension with
+``TORCH_LIBRARY``). This module teaches autograd and torch.compile about them and offers Python
+functions with the same signatures as their pure-torch twins in :mod:`fluxkern.reference`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from fluxkern import _ext, reference
+
+__all__ = ["BACKENDS", "SECOND_DERIVATIVE_ERROR", "backends", "mlp_jet", "resolve_backend"]
+
+BACKENDS = ("torch", "cpu", "cuda")
+
+SECOND_DERIVATIVE_ERROR = (
+    "fluxkern: second derivatives through the fused jet op are not supported (its backward is a "
+    "fused kernel with no derivative of its own). Write the PDE as a first-order (flux) system so "
+    "that only first derivatives are needed, or use backend='torch', which differentiates to any "
+    "order."
+)
+
+
+def backends() -> list[str]:
+    """Lists the backends available in this build and on this machine.
+
+    Returns:
+        A subset of ``["torch", "cpu", "cuda"]``: "torch" always; "cpu" when the extension is
+        built; "cuda" when it was built with CUDA kernels and a GPU is present.
+    """
+    out = ["torch"]
+    if _ext.available():
+        out.append("cpu")
+        if _ext.has_cuda_kernels() and torch.cuda.is_available():
+            out.append("cuda")
+    return out
+
+
+def resolve_backend(backend: str | None, device: torch.device) -> str:
+    """Picks the backend for tensors on ``device``.
+
+    Args:
+        backend: None for the fastest available, or one of "torch", "cpu", "cuda".
+        device: Device of the input tensors.
+
+    Returns:
+        The backend name to use.
+
+    Raises:
+        ValueError: Unknown backend, or one that does not serve this device.
+        RuntimeError: The backend is not available in this build or on this machine.
+    """
+    have = backends()
+    if backend is None:
+        if device.type in have:
+            return device.type
+        return "torch"
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+    if backend == "torch":
+        return backend
+    if backend != device.type:
+        raise ValueError(f"backend {backend!r} cannot run tensors on device {device}")
+    if backend not in have:
+        if not _ext.available():
+            why = f"the fluxkern extension is not built ({_ext.load_error()})"
+        elif device.type == "cuda" and not _ext.has_cuda_kernels():
+            why = "this fluxkern build has no CUDA kernels (it was compiled without CUDA)"
+        else:
+            why = "no CUDA device is present"
+        raise RuntimeError(f"backend {backend!r} is not available: {why}; available: {have}")
+    return backend
+
+
+def mlp_jet(
+    x: Tensor,
+    shift: Tensor,
+    scale: Tensor,
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor],
+    activation: str,
+    backend: str | None = None,
+) -> tuple[Tensor, Tensor]:
+    """MLP values and input Jacobian in one forward-mode pass (fused op or torch twin).
+
+    Args:
+        x: Points [N, d].
+        shift: Input shift [d]; the network sees (x - shift) / scale.
+        scale: Input scale [d].
+        weights: Linear weights in nn.Linear layout, [W_1, d], ..., [m, W_L].
+        biases: Linear biases [W_1], ..., [m].
+        activation: Hidden activation, "tanh", "sin" or "silu".
+        backend: None (fastest for x's device), "torch", "cpu" or "cuda".
+
+    Returns:
+        y [N, m] and J = dy/dx [N, m, d]. Differentiable with respect to every tensor argument
+        (first order only on the fused backends).
+    """
+    if resolve_backend(backend, x.device) == "torch":
+        return reference.mlp_jet(x, shift, scale, weights, biases, activation)
+    y, jac, _ = torch.ops.fluxkern.mlp_jet(x, shift, scale, list(weights), list(biases), activation)
+    return y, jac
+
+
+def _register() -> None:
+    """Registers fake kernels and autograd formulas for the compiled ops."""
+
+    @torch.library.register_fake("fluxkern::mlp_jet")
+    def _mlp_jet_fake(x, shift, scale, weights, biases, activation):
+        n, d = x.shape
+        saved = sum((2 * d + 3) * n * w.shape[0] for w in weights[:-1])
+        m = weights[-1].shape[0]
+        return x.new_empty(n, m), x.new_empty(n, m, d), x.new_empty(saved)
+
+    @torch.library.register_fake("fluxkern::mlp_jet_backward")
+    def _mlp_jet_backward_fake(grad_y, grad_J, x, shift, scale, weights, biases, activation, saved):
+        return (
+            torch.empty_like(x, memory_format=torch.contiguous_format),
+            torch.empty_like(shift),
+            torch.empty_like(scale),
+            [torch.empty_like(w, memory_format=torch.contiguous_format) for w in weights],
+            [torch.empty_like(b) for b in biases],
+        )
+
+    def _setup(ctx, inputs, output):
+        x, shift, scale, weights, biases, activation = inputs
+        ctx.activation = activation
+        ctx.n_layers = len(weights)
+        ctx.save_for_backward(x, shift, scale, output[2], *weights, *biases)
+        ctx.mark_non_differentiable(output[2])
+
+    def _backward(ctx, grad_y, grad_J, _grad_saved):
+        x, shift, scale, saved, *params = ctx.saved_tensors
+        weights, biases = params[: ctx.n_layers], params[ctx.n_layers :]
+        m = weights[-1].shape[0]
+        if grad_y is None:
+            grad_y = x.new_zeros(x.shape[0], m)
+        if grad_J is None:
+            grad_J = x.new_zeros(x.shape[0], m, x.shape[1])
+        gx, gshift, gscale, gw, gb = torch.ops.fluxkern.mlp_jet_backward(
+            grad_y, grad_J, x, shift, scale, weights, biases, ctx.activation, saved
+        )
+        return gx, gshift, gscale, list(gw), list(gb), None
+
+    torch.library.register_autograd("fluxkern::mlp_jet", _backward, setup_context=_setup)
+
+    def _no_second_derivative(ctx, *grads):
+        raise RuntimeError(SECOND_DERIVATIVE_ERROR)
+
+    def _setup_nothing(ctx, inputs, output):
+        pass
+
+    torch.library.register_autograd(
+        "fluxkern::mlp_jet_backward", _no_second_derivative, setup_context=_setup_nothing
+    )
+
+
+if _ext.available():
+    _register()

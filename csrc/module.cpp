@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "kernels/jet_cpu.h"
+
 namespace py = pybind11;
 
 namespace {
@@ -20,6 +22,7 @@ py::dict build_info() {
   info["openmp"] = false;
 #endif
   info["threads"] = at::get_num_threads();
+  info["cpu_kernels"] = std::string(fluxkern::cpu_kernel_variant());
   info["parallel_info"] = at::get_parallel_info();
 #if defined(FLUXKERN_WITH_CUDA)
   info["cuda"] = true;

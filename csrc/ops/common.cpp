@@ -32,8 +32,8 @@ MlpShape check_mlp(const char* op, const at::Tensor& x, const at::Tensor& shift,
   s.d = x.size(1);
   TORCH_CHECK_VALUE(s.d >= 1 && s.d <= kMaxInputs, op, ": x has d = ", s.d,
                     " input columns (shape ", shape_str(x), "); supported: 1..", kMaxInputs);
-  TORCH_CHECK_VALUE(weights.size() == biases.size(), op, ": got ", weights.size(),
-                    " weights but ", biases.size(), " biases; need one bias per weight");
+  TORCH_CHECK_VALUE(weights.size() == biases.size(), op, ": got ", weights.size(), " weights but ",
+                    biases.size(), " biases; need one bias per weight");
   const int64_t hidden = static_cast<int64_t>(weights.size()) - 1;
   TORCH_CHECK_VALUE(hidden >= 1 && hidden <= kMaxHidden, op, ": got ", weights.size(),
                     " linear layers (", hidden, " hidden); supported: 1..", kMaxHidden,
@@ -42,8 +42,8 @@ MlpShape check_mlp(const char* op, const at::Tensor& x, const at::Tensor& shift,
   auto same = [&](const at::Tensor& t, const std::string& name) {
     TORCH_CHECK_TYPE(t.scalar_type() == x.scalar_type(), op, ": ", name, " has dtype ",
                      t.scalar_type(), " but x has ", x.scalar_type(), "; all must match");
-    TORCH_CHECK(t.device() == x.device(), op, ": ", name, " is on ", t.device(),
-                " but x is on ", x.device(), "; all must be on one device");
+    TORCH_CHECK(t.device() == x.device(), op, ": ", name, " is on ", t.device(), " but x is on ",
+                x.device(), "; all must be on one device");
   };
   same(shift, "shift");
   same(scale, "scale");
@@ -60,9 +60,8 @@ MlpShape check_mlp(const char* op, const at::Tensor& x, const at::Tensor& shift,
     const std::string bn = "biases[" + std::to_string(l) + "]";
     same(w, wn);
     same(b, bn);
-    TORCH_CHECK_VALUE(w.dim() == 2 && w.size(1) == fan_in, op, ": ", wn,
-                      " must be [out, ", fan_in, "] (nn.Linear layout, in = previous width), got ",
-                      shape_str(w));
+    TORCH_CHECK_VALUE(w.dim() == 2 && w.size(1) == fan_in, op, ": ", wn, " must be [out, ", fan_in,
+                      "] (nn.Linear layout, in = previous width), got ", shape_str(w));
     const int64_t out = w.size(0);
     TORCH_CHECK_VALUE(b.dim() == 1 && b.size(0) == out, op, ": ", bn, " must be [", out,
                       "] to match ", wn, " ", shape_str(w), ", got ", shape_str(b));
@@ -71,8 +70,8 @@ MlpShape check_mlp(const char* op, const at::Tensor& x, const at::Tensor& shift,
                         " is outside the supported 1..", kMaxWidth);
       s.widths.push_back(out);
     } else {
-      TORCH_CHECK_VALUE(out >= 1 && out <= kMaxOutputs, op, ": the output layer ", wn, " has ",
-                        out, " outputs; supported: 1..", kMaxOutputs);
+      TORCH_CHECK_VALUE(out >= 1 && out <= kMaxOutputs, op, ": the output layer ", wn, " has ", out,
+                        " outputs; supported: 1..", kMaxOutputs);
       s.m = out;
     }
     fan_in = out;

@@ -12,9 +12,9 @@ namespace fluxkern {
 
 // Gradients of a scalar l(y, J) with respect to every input of the jet.
 struct JetGrads {
-  at::Tensor x;                   // [N, d]
-  at::Tensor shift;               // [d]
-  at::Tensor scale;               // [d]
+  at::Tensor x;                     // [N, d]
+  at::Tensor shift;                 // [d]
+  at::Tensor scale;                 // [d]
   std::vector<at::Tensor> weights;  // like weights
   std::vector<at::Tensor> biases;   // like biases
 };
@@ -22,8 +22,7 @@ struct JetGrads {
 // Forward on validated arguments. Writes the per-layer buffers (kernels/jet_cpu.h) into
 // `saved` [jet_saved_numel(shape)] and returns (y [N, m], J [N, m, d]).
 std::tuple<at::Tensor, at::Tensor> jet_forward_cpu(const MlpShape& shape, const at::Tensor& x,
-                                                   const at::Tensor& shift,
-                                                   const at::Tensor& scale,
+                                                   const at::Tensor& shift, const at::Tensor& scale,
                                                    at::TensorList weights, at::TensorList biases,
                                                    const at::Tensor& saved);
 
@@ -33,12 +32,9 @@ JetGrads jet_backward_cpu(const MlpShape& shape, const at::Tensor& grad_y, const
                           at::TensorList weights, at::TensorList biases, const at::Tensor& saved);
 
 // Op entry points (schemas in csrc/registration.cpp).
-std::tuple<at::Tensor, at::Tensor, at::Tensor> mlp_jet_cpu(const at::Tensor& x,
-                                                           const at::Tensor& shift,
-                                                           const at::Tensor& scale,
-                                                           at::TensorList weights,
-                                                           at::TensorList biases,
-                                                           c10::string_view activation);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> mlp_jet_cpu(
+    const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, at::TensorList weights,
+    at::TensorList biases, c10::string_view activation);
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>>
 mlp_jet_backward_cpu(const at::Tensor& grad_y, const at::Tensor& grad_J, const at::Tensor& x,

@@ -133,6 +133,8 @@ def _register() -> None:
         ctx.n_layers = len(weights)
         ctx.save_for_backward(x, shift, scale, output[2], *weights, *biases)
         ctx.mark_non_differentiable(output[2])
+        # The saved buffer never receives a gradient; do not materialise zeros of its size.
+        ctx.set_materialize_grads(False)
 
     def _backward(ctx, grad_y, grad_J, _grad_saved):
         x, shift, scale, saved, *params = ctx.saved_tensors

@@ -19,7 +19,6 @@ from torch.func import functional_call, jacfwd, vmap
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-
 import fluxkern  # noqa: E402
 
 
@@ -89,8 +88,15 @@ def run(args) -> list[dict]:
         dtype = getattr(torch, dname)
         torch.manual_seed(0)
         net = fluxkern.MLP(
-            2, 3, args.width, args.depth, "tanh", input_shift=[0.5, 0.5],
-            input_scale=[0.29, 0.29], dtype=dtype, device=device,
+            2,
+            3,
+            args.width,
+            args.depth,
+            "tanh",
+            input_shift=[0.5, 0.5],
+            input_scale=[0.29, 0.29],
+            dtype=dtype,
+            device=device,
         )
         x = torch.rand(args.n, 2, dtype=dtype, device=device)
         peak = common.gemm_peak_gflops(dtype, device)
@@ -117,12 +123,14 @@ def run(args) -> list[dict]:
                 row["ms/step"] = "failed"
             else:
                 gflops = flops / t / 1e9
-                row.update({
-                    "ms/step": f"{t * 1e3:.2f}",
-                    "fused speed-up": f"{t / t_fused:.2f}x",
-                    "GFLOP/s": f"{gflops:.1f}",
-                    "of GEMM peak": f"{100 * gflops / peak:.0f}%",
-                })
+                row.update(
+                    {
+                        "ms/step": f"{t * 1e3:.2f}",
+                        "fused speed-up": f"{t / t_fused:.2f}x",
+                        "GFLOP/s": f"{gflops:.1f}",
+                        "of GEMM peak": f"{100 * gflops / peak:.0f}%",
+                    }
+                )
             row["GEMM peak GFLOP/s"] = f"{peak:.0f}"
             rows.append(row)
     return rows
@@ -141,13 +149,23 @@ def main(argv=None) -> int:
     info = common.machine_info(args.device)
     print(f"machine: {info['cpu']} ({info['cores']} cores, {info['torch_threads']} torch threads)")
     print(f"versions: python {info['python']}, torch {info['torch']}, fluxkern {info['fluxkern']}")
-    print(f"jet: d=2, width={args.width}, depth={args.depth}, m=3, tanh; "
-          "loss = sum y^2 + sum J^2; forward + parameter gradient")
+    print(
+        f"jet: d=2, width={args.width}, depth={args.depth}, m=3, tanh; "
+        "loss = sum y^2 + sum J^2; forward + parameter gradient"
+    )
     rows = run(args)
     common.print_table(
         rows,
-        ["dtype", "N", "impl", "ms/step", "fused speed-up", "GFLOP/s", "of GEMM peak",
-         "GEMM peak GFLOP/s"],
+        [
+            "dtype",
+            "N",
+            "impl",
+            "ms/step",
+            "fused speed-up",
+            "GFLOP/s",
+            "of GEMM peak",
+            "GEMM peak GFLOP/s",
+        ],
     )
     print("'fused speed-up' = this row's time / the fused op's time (higher: fused is faster)")
     if args.json:

@@ -43,9 +43,7 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "fluxkern": fluxkern.__version__,
-        "fluxkern_build": {
-            k: v for k, v in fluxkern.build_info().items() if k != "parallel_info"
-        },
+        "fluxkern_build": {k: v for k, v in fluxkern.build_info().items() if k != "parallel_info"},
         "date": time.strftime("%Y-%m-%d"),
     }
     if device == "cuda" and torch.cuda.is_available():
@@ -60,7 +58,10 @@ def _sync(device: str) -> None:
 
 
 def time_call(
-    fn: Callable[[], Any], device: str = "cpu", warmup: int = 3, min_time: float = 1.0,
+    fn: Callable[[], Any],
+    device: str = "cpu",
+    warmup: int = 3,
+    min_time: float = 1.0,
     max_reps: int = 200,
 ) -> float:
     """Median wall time of fn() in seconds, after warm-up, synchronising on GPU."""

@@ -19,17 +19,32 @@ struct JetGrads {
   std::vector<at::Tensor> biases;   // like biases
 };
 
+// The device-specific fused elementwise steps of the jet (layer buffer layout in
+// kernels/jet_cpu.h). Everything else (GEMMs, reductions) is device-independent ATen.
+struct JetDevice {
+  // Adds `bias` [W] to z and applies the activation to one layer buffer [2d + 3, N, W].
+  void (*activation_forward)(const MlpShape& s, const at::Tensor& bias, at::Tensor& layer);
+  // (hbar, Tbar) -> (zbar, Ztbar) in place in `grad` [(1+d) N, W].
+  void (*activation_backward)(const MlpShape& s, const at::Tensor& layer, at::Tensor& grad);
+};
+
+const JetDevice& cpu_jet_device();
+#if defined(FLUXKERN_WITH_CUDA)
+const JetDevice& cuda_jet_device();
+#endif
+
 // Forward on validated arguments. Writes the per-layer buffers (kernels/jet_cpu.h) into
 // `saved` [jet_saved_numel(shape)] and returns (y [N, m], J [N, m, d]).
-std::tuple<at::Tensor, at::Tensor> jet_forward_cpu(const MlpShape& shape, const at::Tensor& x,
-                                                   const at::Tensor& shift, const at::Tensor& scale,
-                                                   at::TensorList weights, at::TensorList biases,
-                                                   const at::Tensor& saved);
+std::tuple<at::Tensor, at::Tensor> jet_forward(const JetDevice& dev, const MlpShape& shape,
+                                               const at::Tensor& x, const at::Tensor& shift,
+                                               const at::Tensor& scale, at::TensorList weights,
+                                               at::TensorList biases, const at::Tensor& saved);
 
 // Reverse pass on validated arguments, given dl/dy [N, m] and dl/dJ [N, m, d].
-JetGrads jet_backward_cpu(const MlpShape& shape, const at::Tensor& grad_y, const at::Tensor& grad_J,
-                          const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale,
-                          at::TensorList weights, at::TensorList biases, const at::Tensor& saved);
+JetGrads jet_backward(const JetDevice& dev, const MlpShape& shape, const at::Tensor& grad_y,
+                      const at::Tensor& grad_J, const at::Tensor& x, const at::Tensor& shift,
+                      const at::Tensor& scale, at::TensorList weights, at::TensorList biases,
+                      const at::Tensor& saved);
 
 // Op entry points (schemas in csrc/registration.cpp).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> mlp_jet_cpu(

@@ -39,6 +39,9 @@ def build_info() -> dict[str, Any]:
     return dict(_module.build_info())
 
 
+_HAS_CUDA_KERNELS = bool(_module is not None and _module.build_info().get("cuda"))
+
+
 def has_cuda_kernels() -> bool:
     """Returns True when the extension was compiled with its CUDA kernels."""
-    return bool(available() and _module.build_info().get("cuda"))
+    return _HAS_CUDA_KERNELS

@@ -33,12 +33,19 @@ def backends() -> list[str]:
         A subset of ``["torch", "cpu", "cuda"]``: "torch" always; "cpu" when the extension is
         built; "cuda" when it was built with CUDA kernels and a GPU is present.
     """
+    return list(_BACKENDS)
+
+
+def _detect_backends() -> tuple[str, ...]:
     out = ["torch"]
     if _ext.available():
         out.append("cpu")
         if _ext.has_cuda_kernels() and torch.cuda.is_available():
             out.append("cuda")
-    return out
+    return tuple(out)
+
+
+_BACKENDS = _detect_backends()  # fixed for the process; a constant to torch.compile
 
 
 def resolve_backend(backend: str | None, device: torch.device) -> str:
@@ -55,7 +62,7 @@ def resolve_backend(backend: str | None, device: torch.device) -> str:
         ValueError: Unknown backend, or one that does not serve this device.
         RuntimeError: The backend is not available in this build or on this machine.
     """
-    have = backends()
+    have = _BACKENDS
     if backend is None:
         if device.type in have:
             return device.type
@@ -73,7 +80,7 @@ def resolve_backend(backend: str | None, device: torch.device) -> str:
             why = "this fluxkern build has no CUDA kernels (it was compiled without CUDA)"
         else:
             why = "no CUDA device is present"
-        raise RuntimeError(f"backend {backend!r} is not available: {why}; available: {have}")
+        raise RuntimeError(f"backend {backend!r} is not available: {why}; available: {list(have)}")
     return backend
 
 

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+from fluxkern import geometry
 from fluxkern._ext import build_info
 from fluxkern.api import backends, jet
+from fluxkern.blocks import Constraint, Objective
+from fluxkern.expr import cos, data, exp, inputs, outputs, sin, tanh
+from fluxkern.lagrangian import AugmentedLagrangian
 from fluxkern.nn import MLP, Sin
 
 __version__ = "0.1.0"
 
-__all__ = ["MLP", "Sin", "backends", "build_info", "jet", "__version__"]
+__all__ = [
+    "MLP",
+    "AugmentedLagrangian",
+    "Constraint",
+    "Objective",
+    "Sin",
+    "__version__",
+    "backends",
+    "build_info",
+    "cos",
+    "data",
+    "exp",
+    "geometry",
+    "inputs",
+    "jet",
+    "outputs",
+    "sin",
+    "tanh",
+]

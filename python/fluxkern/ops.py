@@ -14,7 +14,14 @@ from torch import Tensor
 
 from fluxkern import _ext, reference
 
-__all__ = ["BACKENDS", "SECOND_DERIVATIVE_ERROR", "backends", "mlp_jet", "resolve_backend"]
+__all__ = [
+    "BACKENDS",
+    "SECOND_DERIVATIVE_ERROR",
+    "backends",
+    "block_loss",
+    "mlp_jet",
+    "resolve_backend",
+]
 
 BACKENDS = ("torch", "cpu", "cuda")
 
@@ -114,6 +121,70 @@ def mlp_jet(
     return y, jac
 
 
+def block_loss(
+    x: Tensor,
+    shift: Tensor,
+    scale: Tensor,
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor],
+    activation: str,
+    cols: Tensor,
+    table: Tensor,
+    coef: Tensor,
+    lam: Tensor,
+    mu: Tensor,
+    n_res: int,
+    squared: bool,
+    mean: bool,
+    paired: bool,
+    backend: str | None = None,
+) -> tuple[Tensor, Tensor]:
+    """One point block of the augmented-Lagrangian loss (fused op or torch twin).
+
+    Arguments as for :func:`fluxkern.reference.block_loss`, plus the backend.
+
+    Returns:
+        The block's loss (a scalar, differentiable with respect to weights and biases) and the
+        constraint values C [N, R].
+    """
+    if resolve_backend(backend, x.device) == "torch":
+        return reference.block_loss(
+            x,
+            shift,
+            scale,
+            weights,
+            biases,
+            activation,
+            cols,
+            table,
+            coef,
+            lam,
+            mu,
+            n_res,
+            squared,
+            mean,
+            paired,
+        )
+    loss, c, _, _ = torch.ops.fluxkern.block_loss(
+        x,
+        shift,
+        scale,
+        list(weights),
+        list(biases),
+        activation,
+        cols,
+        table,
+        coef,
+        lam,
+        mu,
+        n_res,
+        squared,
+        mean,
+        paired,
+    )
+    return loss, c
+
+
 def _register() -> None:
     """Registers fake kernels and autograd formulas for the compiled ops."""
 
@@ -166,6 +237,63 @@ def _register() -> None:
 
     torch.library.register_autograd(
         "fluxkern::mlp_jet_backward", _no_second_derivative, setup_context=_setup_nothing
+    )
+
+    @torch.library.register_fake("fluxkern::block_loss")
+    def _block_loss_fake(
+        x,
+        shift,
+        scale,
+        weights,
+        biases,
+        activation,
+        cols,
+        table,
+        coef,
+        lam,
+        mu,
+        n_res,
+        squared,
+        mean,
+        paired,
+    ):
+        n = x.shape[0] // 2 if paired else x.shape[0]
+        return (
+            x.new_empty(()),
+            x.new_empty(n, n_res),
+            [torch.empty_like(w, memory_format=torch.contiguous_format) for w in weights],
+            [torch.empty_like(b) for b in biases],
+        )
+
+    def _setup_block(ctx, inputs, output):
+        ctx.n_layers = len(inputs[3])
+        ctx.save_for_backward(*output[2], *output[3])
+        ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)
+        # inputs other than weights and biases get no gradient: say so instead of returning 0
+        names = ("x", "shift", "scale", None, None, None, "cols", "table", "coef", "lam", "mu")
+        ctx.no_grad_for = [
+            n
+            for n, t in zip(names, inputs, strict=False)
+            if n is not None and isinstance(t, Tensor) and t.requires_grad
+        ]
+
+    def _block_backward(ctx, grad_loss, _grad_c, _gw, _gb):
+        if ctx.no_grad_for:
+            raise RuntimeError(
+                "fluxkern.block_loss is differentiable with respect to the weights and biases "
+                f"only; got inputs that require grad: {', '.join(ctx.no_grad_for)}. Use "
+                "backend='torch' for other gradients."
+            )
+        saved = ctx.saved_tensors
+        if grad_loss is None:
+            return (None,) * 15
+        gw = [grad_loss * g for g in saved[: ctx.n_layers]]
+        gb = [grad_loss * g for g in saved[ctx.n_layers :]]
+        return (None, None, None, gw, gb) + (None,) * 10
+
+    torch.library.register_autograd(
+        "fluxkern::block_loss", _block_backward, setup_context=_setup_block
     )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["ACTIVATIONS", "activation_and_derivative", "mlp_jet"]
+__all__ = ["ACTIVATIONS", "activation_and_derivative", "block_loss", "mlp_jet"]
 
 ACTIVATIONS = ("tanh", "sin", "silu")
 
@@ -89,3 +89,56 @@ def mlp_jet(
     y = h @ weights[-1].t() + biases[-1]  # [N, m]
     jac = torch.einsum("ow,nwj->noj", weights[-1], tangent)  # [N, m, d]
     return y, jac
+
+
+def block_loss(
+    x: Tensor,
+    shift: Tensor,
+    scale: Tensor,
+    weights: Sequence[Tensor],
+    biases: Sequence[Tensor],
+    activation: str,
+    cols: Tensor,
+    table: Tensor,
+    coef: Tensor,
+    lam: Tensor,
+    mu: Tensor,
+    n_res: int,
+    squared: bool,
+    mean: bool,
+    paired: bool,
+) -> tuple[Tensor, Tensor]:
+    """One point block of the augmented-Lagrangian loss, in plain torch (twin of the fused op).
+
+    Args:
+        x: Points [P, d]; for a paired block P = 2N and x = cat(a, b).
+        shift, scale, weights, biases, activation: The MLP, as for :func:`mlp_jet`.
+        cols: Per-point coefficient columns [P, K].
+        table: Monomial table [M, 5] int32: residual, coefficient column (-1: none), and three
+            field indices (-1: none; f < m: y_f; else element f - m of the row-major [m, d] J).
+        coef: Monomial coefficients [M].
+        lam: Multipliers [N, R] (pointwise) or [R] (global).
+        mu: Penalties [R].
+        n_res: Number of residual expressions R.
+        squared: C = r^2 if True, else C = r.
+        mean: Reduce over points by the mean if True, else by the sum.
+        paired: r = e(a) - e(b) over N pairs.
+
+    Returns:
+        The loss (a scalar) and C [N, R] (detached).
+    """
+    y, jac = mlp_jet(x, shift, scale, weights, biases, activation)
+    p, m = y.shape
+    fields = torch.cat([y, jac.reshape(p, -1), y.new_ones(p, 1)], dim=1)  # [P, m + m d + 1]
+    colx = torch.cat([cols, cols.new_ones(p, 1)], dim=1)  # [P, K + 1]; index -1 -> ones
+    ix = table.long()
+    terms = coef * colx[:, ix[:, 1]]
+    for q in (2, 3, 4):
+        terms = terms * fields[:, ix[:, q]]
+    e = y.new_zeros(p, n_res).index_add(1, ix[:, 0], terms)  # [P, R]
+    n = p // 2 if paired else p
+    r = e[:n] - e[n:] if paired else e
+    c = r * r if squared else r
+    per_point = (lam * c + 0.5 * mu * c * c).sum(1)  # [N]
+    loss = per_point.mean() if mean and n > 0 else per_point.sum()
+    return loss, c.detach()

@@ -2,6 +2,7 @@
 #include <torch/library.h>
 
 #include "ops/jet.h"
+#include "ops/loss.h"
 
 TORCH_LIBRARY(fluxkern, m) {
   // y [N, m], J [N, m, d] and the saved per-layer buffer of a tanh / sin / silu MLP.
@@ -13,9 +14,17 @@ TORCH_LIBRARY(fluxkern, m) {
       "Tensor[] weights, Tensor[] biases, str activation, Tensor saved) -> "
       "(Tensor grad_x, Tensor grad_shift, Tensor grad_scale, Tensor[] grad_weights, "
       "Tensor[] grad_biases)");
+  // One point block of the augmented-Lagrangian loss: its value, C [N, R] for the dual update, and
+  // the gradient of the value with respect to every weight and bias (eager, DESIGN.md section 4).
+  m.def(
+      "block_loss(Tensor x, Tensor shift, Tensor scale, Tensor[] weights, Tensor[] biases, "
+      "str activation, Tensor cols, Tensor table, Tensor coef, Tensor lam, Tensor mu, int n_res, "
+      "bool squared, bool mean, bool paired) -> (Tensor loss, Tensor C, Tensor[] grad_weights, "
+      "Tensor[] grad_biases)");
 }
 
 TORCH_LIBRARY_IMPL(fluxkern, CPU, m) {
   m.impl("mlp_jet", &fluxkern::mlp_jet_cpu);
   m.impl("mlp_jet_backward", &fluxkern::mlp_jet_backward_cpu);
+  m.impl("block_loss", &fluxkern::block_loss_cpu);
 }

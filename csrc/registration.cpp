@@ -14,13 +14,14 @@ TORCH_LIBRARY(fluxkern, m) {
       "Tensor[] weights, Tensor[] biases, str activation, Tensor saved) -> "
       "(Tensor grad_x, Tensor grad_shift, Tensor grad_scale, Tensor[] grad_weights, "
       "Tensor[] grad_biases)");
-  // One point block of the augmented-Lagrangian loss: its value, C [N, R] for the dual update, and
-  // the gradient of the value with respect to every weight and bias (eager, DESIGN.md section 4).
+  // The augmented-Lagrangian loss of the blocks on one point set: its value, C [N, R] for the
+  // dual update, and the gradient of the value with respect to every weight and bias (eager,
+  // DESIGN.md section 4). squared [R] and red [R] (1/N or 1) are per residual.
   m.def(
       "block_loss(Tensor x, Tensor shift, Tensor scale, Tensor[] weights, Tensor[] biases, "
-      "str activation, Tensor cols, Tensor table, Tensor coef, Tensor lam, Tensor mu, int n_res, "
-      "bool squared, bool mean, bool paired) -> (Tensor loss, Tensor C, Tensor[] grad_weights, "
-      "Tensor[] grad_biases)");
+      "str activation, Tensor cols, Tensor table, Tensor coef, Tensor lam, Tensor mu, "
+      "Tensor squared, Tensor red, int n_res, bool paired) -> (Tensor loss, Tensor C, "
+      "Tensor[] grad_weights, Tensor[] grad_biases)");
 }
 
 TORCH_LIBRARY_IMPL(fluxkern, CPU, m) {

@@ -70,15 +70,16 @@ FK_HD void residuals_backward_at(const MonomialTable<T>& t, const T* y, const T*
   }
 }
 
-// Loss settings of a block: L = red * sum_points sum_i (lam_i C_i + mu_i / 2 C_i^2), C_i = r_i^2
-// (squared) or r_i (signed); red = 1 / N for "mean", 1 for "sum".
+// Loss settings of a group of blocks on the same points:
+//   L = sum_points sum_i red_i (lam_i C_i + mu_i / 2 C_i^2),  C_i = r_i^2 if squared_i else r_i,
+// red_i = 1 / N for a "mean" block, 1 for "sum". An objective is lam = w, mu = 0, squared.
 template <typename T>
 struct LossSpec {
   const T* lam;        // [N, R] (lam_stride = R) or [R] (lam_stride = 0)
   int64_t lam_stride;  // 0 or R
   const T* mu;         // [R]
-  bool squared;
-  T red;
+  const T* squared;    // [R], 1 or 0
+  const T* red;        // [R]
 };
 
 // Point p: C_i into c [R], the loss contribution returned, g_i = dL/dr_i into g [R].
@@ -87,13 +88,14 @@ FK_HD T loss_at(const LossSpec<T>& s, int64_t p, int64_t n_res, const T* r, T* c
   T total = T(0);
   const T* lam = s.lam + p * s.lam_stride;
   for (int64_t i = 0; i < n_res; ++i) {
-    const T ci = s.squared ? r[i] * r[i] : r[i];
+    const bool sq = s.squared[i] != T(0);
+    const T ci = sq ? r[i] * r[i] : r[i];
     c[i] = ci;
-    total += lam[i] * ci + T(0.5) * s.mu[i] * ci * ci;
-    const T dl_dc = s.red * (lam[i] + s.mu[i] * ci);
-    g[i] = s.squared ? dl_dc * T(2) * r[i] : dl_dc;
+    total += s.red[i] * (lam[i] * ci + T(0.5) * s.mu[i] * ci * ci);
+    const T dl_dc = s.red[i] * (lam[i] + s.mu[i] * ci);
+    g[i] = sq ? dl_dc * T(2) * r[i] : dl_dc;
   }
-  return s.red * total;
+  return total;
 }
 
 }  // namespace fluxkern

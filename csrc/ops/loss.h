@@ -14,6 +14,6 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
     const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, at::TensorList weights,
     at::TensorList biases, c10::string_view activation, const at::Tensor& cols,
     const at::Tensor& table, const at::Tensor& coef, const at::Tensor& lam, const at::Tensor& mu,
-    int64_t n_res, bool squared, bool mean, bool paired);
+    const at::Tensor& squared, const at::Tensor& red, int64_t n_res, bool paired);
 
 }  // namespace fluxkern

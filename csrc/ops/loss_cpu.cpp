@@ -16,7 +16,7 @@ constexpr const char* kOp = "fluxkern.block_loss";
 // Checks the table against the sizes; returns the number of points (pairs when paired).
 int64_t check_block(const MlpShape& s, const at::Tensor& cols, const at::Tensor& table,
                     const at::Tensor& coef, const at::Tensor& lam, const at::Tensor& mu,
-                    int64_t n_res, bool paired) {
+                    const at::Tensor& squared, const at::Tensor& red, int64_t n_res, bool paired) {
   TORCH_CHECK_VALUE(n_res >= 1 && n_res <= kMaxResiduals, kOp, ": n_res = ", n_res,
                     " residual expressions; supported: 1..", kMaxResiduals);
   TORCH_CHECK_VALUE(!paired || s.n % 2 == 0, kOp, ": a paired block needs x = cat(a, b) with an ",
@@ -37,10 +37,15 @@ int64_t check_block(const MlpShape& s, const at::Tensor& cols, const at::Tensor&
                     "] (global), got ", shape_str(lam));
   TORCH_CHECK_VALUE(mu.dim() == 1 && mu.size(0) == n_res, kOp, ": mu must be [", n_res, "], got ",
                     shape_str(mu));
-  TORCH_CHECK_TYPE(cols.scalar_type() == coef.scalar_type() &&
-                       cols.scalar_type() == lam.scalar_type() &&
-                       cols.scalar_type() == mu.scalar_type(),
-                   kOp, ": cols, coef, lam and mu must have the dtype of x");
+  TORCH_CHECK_VALUE(squared.dim() == 1 && squared.size(0) == n_res, kOp, ": squared must be [",
+                    n_res, "], got ", shape_str(squared));
+  TORCH_CHECK_VALUE(red.dim() == 1 && red.size(0) == n_res, kOp, ": red must be [", n_res,
+                    "], got ", shape_str(red));
+  TORCH_CHECK_TYPE(
+      cols.scalar_type() == coef.scalar_type() && cols.scalar_type() == lam.scalar_type() &&
+          cols.scalar_type() == mu.scalar_type() && cols.scalar_type() == squared.scalar_type() &&
+          cols.scalar_type() == red.scalar_type(),
+      kOp, ": cols, coef, lam, mu, squared and red must have the dtype of x");
   // Table entries index residuals, columns and fields: check them once here.
   const at::Tensor tab = table.cpu();
   const int32_t* ix = tab.data_ptr<int32_t>();
@@ -65,16 +70,17 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
     const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, at::TensorList weights,
     at::TensorList biases, c10::string_view activation, const at::Tensor& cols,
     const at::Tensor& table, const at::Tensor& coef, const at::Tensor& lam, const at::Tensor& mu,
-    int64_t n_res, bool squared, bool mean, bool paired) {
+    const at::Tensor& squared, const at::Tensor& red, int64_t n_res, bool paired) {
   const MlpShape s = check_mlp(kOp, x, shift, scale, weights, biases, std::string(activation));
   TORCH_CHECK(x.device().is_cpu(), kOp, ": CPU kernel called with x on ", x.device());
-  const int64_t n = check_block(s, cols, table, coef, lam, mu, n_res, paired);
+  const int64_t n = check_block(s, cols, table, coef, lam, mu, squared, red, n_res, paired);
 
   at::Tensor saved = pooled_empty(jet_saved_numel(s), x.options());
   auto [y, jac] = jet_forward(cpu_jet_device(), s, x, shift, scale, weights, biases, saved);
 
   const at::Tensor cols_c = cols.contiguous(), table_c = table.contiguous();
   const at::Tensor coef_c = coef.contiguous(), lam_c = lam.contiguous(), mu_c = mu.contiguous();
+  const at::Tensor sq_c = squared.contiguous(), red_c = red.contiguous();
   at::Tensor c = at::empty({n, n_res}, x.options());          // [N, R]
   at::Tensor loss_p = at::empty({n}, x.options());            // [N]
   at::Tensor ybar = at::empty({s.n, s.m}, x.options());       // [P, m]
@@ -88,8 +94,8 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
                               s.m,
                               s.d};
     LossSpec<scalar_t> spec{lam_c.data_ptr<scalar_t>(), lam_c.dim() == 2 ? n_res : 0,
-                            mu_c.data_ptr<scalar_t>(), squared,
-                            mean ? (n > 0 ? scalar_t(1) / scalar_t(n) : scalar_t(0)) : scalar_t(1)};
+                            mu_c.data_ptr<scalar_t>(), sq_c.data_ptr<scalar_t>(),
+                            red_c.data_ptr<scalar_t>()};
     const scalar_t* yp = y.data_ptr<scalar_t>();
     const scalar_t* jp = jac.data_ptr<scalar_t>();
     const scalar_t* cp = cols_c.data_ptr<scalar_t>();

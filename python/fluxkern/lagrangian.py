@@ -65,6 +65,7 @@ class AugmentedLagrangian:
                     shape, t.n_res, t.init, self.dtype, self.device
                 )
         self.last_loss: float | None = None
+        self._build_groups()
 
     # ------------------------------------------------------------------ state
     @property
@@ -106,76 +107,105 @@ class AugmentedLagrangian:
         self.last_loss = state.get("last_loss")
 
     # ------------------------------------------------------------------ evaluation
-    def _block_loss(self, b: BoundBlock) -> tuple[Tensor, Tensor]:
-        t = b.block
-        spec = mlp_spec(self.model)
+    def _build_groups(self) -> None:
+        """Fused blocks on the same points share one op call (one jet for all their residuals)."""
+        by_key: dict[tuple, list[BoundBlock]] = {}
+        self._torch_blocks: list[BoundBlock] = []
+        for b in self.bound.values():
+            if b.fused:
+                by_key.setdefault(b.block.points_key, []).append(b)
+            else:
+                self._torch_blocks.append(b)
+        self._groups = [_Group(bs, self.dtype, self.device) for bs in by_key.values()]
+
+    def _flags(self, t: Block) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """lam ([N, R] or [R]), mu [R], squared [R], red [R] of one block."""
+        opts = {"dtype": self.dtype, "device": self.device}
+        red = torch.full((t.n_res,), 1.0 / t.n if t.reduction == "mean" and t.n else 1.0, **opts)
         if isinstance(t, Objective):
-            lam = torch.full((t.n_res,), t.weight, dtype=self.dtype, device=self.device)
-            mu = torch.zeros(t.n_res, dtype=self.dtype, device=self.device)
-            squared = True
-        else:
-            lam, mu = self._state[t.name]["lam"], self._state[t.name]["mu"]
-            squared = t.form == "squared"
-        mean = t.reduction == "mean"
-        if b.fused:
-            return ops.block_loss(
-                b.x,
-                spec.shift,
-                spec.scale,
-                spec.weights,
-                spec.biases,
-                spec.activation,
-                b.cols,
-                b.table,
-                b.coef,
-                lam,
-                mu,
-                t.n_res,
-                squared,
-                mean,
-                t.paired,
-                self.backend,
-            )
-        # non-polynomial residuals: torch on top of the jet
+            lam = torch.full((t.n_res,), t.weight, **opts)
+            return lam, torch.zeros(t.n_res, **opts), torch.ones(t.n_res, **opts), red
+        st = self._state[t.name]
+        sq = torch.full((t.n_res,), 1.0 if t.form == "squared" else 0.0, **opts)
+        return st["lam"], st["mu"], sq, red
+
+    def _group_loss(self, g: _Group) -> tuple[Tensor, dict[str, Tensor]]:
+        spec = mlp_spec(self.model)
+        flags = [self._flags(b.block) for b in g.blocks]
+        pointwise = any(f[0].dim() == 2 for f in flags)
+        lam = torch.cat([f[0].expand(g.n, -1) if pointwise else f[0] for f in flags], -1)
+        mu, sq, red = (torch.cat([f[k] for f in flags]) for k in (1, 2, 3))
+        loss, c = ops.block_loss(
+            g.x,
+            spec.shift,
+            spec.scale,
+            spec.weights,
+            spec.biases,
+            spec.activation,
+            g.cols,
+            g.table,
+            g.coef,
+            lam,
+            mu,
+            sq,
+            red,
+            g.n_res,
+            g.paired,
+            self.backend,
+        )
+        return loss, {name: c[:, a:b] for name, a, b in g.slices}
+
+    def _torch_block_loss(self, b: BoundBlock) -> tuple[Tensor, Tensor]:
+        """A non-polynomial block: residuals in torch on top of the (fused) jet."""
+        spec = mlp_spec(self.model)
+        lam, mu, sq, red = self._flags(b.block)
         y, jac = ops.mlp_jet(
             b.x, spec.shift, spec.scale, spec.weights, spec.biases, spec.activation, self.backend
         )
         r = b.residuals_torch(y, jac)
-        c = r * r if squared else r
-        per_point = (lam * c + 0.5 * mu * c * c).sum(1)
-        loss = per_point.mean() if mean and t.n > 0 else per_point.sum()
-        return loss, c.detach()
+        c = torch.where(sq != 0, r * r, r)
+        return (red * (lam * c + 0.5 * mu * c * c)).sum(), c.detach()
+
+    def _evaluate(self) -> tuple[Tensor, dict[str, Tensor]]:
+        total = None
+        values: dict[str, Tensor] = {}
+        for g in self._groups:
+            loss, cs = self._group_loss(g)
+            values.update(cs)
+            total = loss if total is None else total + loss
+        for b in self._torch_blocks:
+            loss, c = self._torch_block_loss(b)
+            values[b.block.name] = c
+            total = loss if total is None else total + loss
+        return total, values
 
     def __call__(self) -> Tensor:
-        total = None
-        for b in self.bound.values():
-            loss, _ = self._block_loss(b)
-            total = loss if total is None else total + loss
+        total, _ = self._evaluate()
         self.last_loss = float(total.detach())
         return total
 
     def losses(self) -> dict[str, float]:
-        """Each block's loss at the current parameters (no gradient)."""
+        """Each block's loss at the current parameters (no gradient; one op call per block)."""
+        out = {}
         with torch.no_grad():
-            return {k: float(self._block_loss(b)[0]) for k, b in self.bound.items()}
+            for name, b in self.bound.items():
+                if b.fused:
+                    out[name] = float(self._group_loss(_Group([b], self.dtype, self.device))[0])
+                else:
+                    out[name] = float(self._torch_block_loss(b)[0])
+        return out
 
     def constraint_values(self) -> dict[str, Tensor]:
         """C [N, R] per constraint at the current parameters."""
-        out = {}
         with torch.no_grad():
-            for name in self._state:
-                out[name] = self._block_loss(self.bound[name])[1]
-        return out
+            _, values = self._evaluate()
+        return {k: v for k, v in values.items() if k in self._state}
 
     def update_multipliers(self) -> dict[str, Tensor]:
         """Applies the dual rule with C at the current parameters; returns those C."""
         with torch.no_grad():
-            values = {}
-            total = 0.0
-            for name, b in self.bound.items():
-                loss, c = self._block_loss(b)
-                total += float(loss)
-                values[name] = c
+            loss, values = self._evaluate()
+            total = float(loss)
             for name, state in self._state.items():
                 t = self.bound[name].block
                 c = values[name]
@@ -183,3 +213,30 @@ class AugmentedLagrangian:
                     c = c.mean(0) if t.reduction == "mean" else c.sum(0)
                 self.rule.update(state, c, total)
         return values
+
+
+class _Group:
+    """Fused blocks on one point set, compiled into one monomial table."""
+
+    def __init__(self, blocks: list[BoundBlock], dtype: torch.dtype, device: torch.device):
+        self.blocks = blocks
+        first = blocks[0]
+        self.x = first.x
+        self.n = first.block.n
+        self.paired = first.block.paired
+        tables, coefs, cols, self.slices = [], [], [], []
+        r0 = k0 = 0
+        for b in blocks:
+            t = b.table.clone()
+            t[:, 0] += r0
+            t[:, 1] = torch.where(t[:, 1] >= 0, t[:, 1] + k0, t[:, 1])
+            tables.append(t)
+            coefs.append(b.coef)
+            cols.append(b.cols)
+            self.slices.append((b.block.name, r0, r0 + b.block.n_res))
+            r0 += b.block.n_res
+            k0 += b.cols.shape[1]
+        self.table = torch.cat(tables)
+        self.coef = torch.cat(coefs)
+        self.cols = torch.cat(cols, 1)
+        self.n_res = r0

@@ -133,9 +133,9 @@ def block_loss(
     coef: Tensor,
     lam: Tensor,
     mu: Tensor,
+    squared: Tensor,
+    red: Tensor,
     n_res: int,
-    squared: bool,
-    mean: bool,
     paired: bool,
     backend: str | None = None,
 ) -> tuple[Tensor, Tensor]:
@@ -160,9 +160,9 @@ def block_loss(
             coef,
             lam,
             mu,
-            n_res,
             squared,
-            mean,
+            red,
+            n_res,
             paired,
         )
     loss, c, _, _ = torch.ops.fluxkern.block_loss(
@@ -177,9 +177,9 @@ def block_loss(
         coef,
         lam,
         mu,
-        n_res,
         squared,
-        mean,
+        red,
+        n_res,
         paired,
     )
     return loss, c
@@ -252,9 +252,9 @@ def _register() -> None:
         coef,
         lam,
         mu,
-        n_res,
         squared,
-        mean,
+        red,
+        n_res,
         paired,
     ):
         n = x.shape[0] // 2 if paired else x.shape[0]
@@ -271,7 +271,21 @@ def _register() -> None:
         ctx.mark_non_differentiable(output[1])
         ctx.set_materialize_grads(False)
         # inputs other than weights and biases get no gradient: say so instead of returning 0
-        names = ("x", "shift", "scale", None, None, None, "cols", "table", "coef", "lam", "mu")
+        names = (
+            "x",
+            "shift",
+            "scale",
+            None,
+            None,
+            None,
+            "cols",
+            "table",
+            "coef",
+            "lam",
+            "mu",
+            "squared",
+            "red",
+        )
         ctx.no_grad_for = [
             n
             for n, t in zip(names, inputs, strict=False)

@@ -103,12 +103,15 @@ def block_loss(
     coef: Tensor,
     lam: Tensor,
     mu: Tensor,
+    squared: Tensor,
+    red: Tensor,
     n_res: int,
-    squared: bool,
-    mean: bool,
     paired: bool,
 ) -> tuple[Tensor, Tensor]:
-    """One point block of the augmented-Lagrangian loss, in plain torch (twin of the fused op).
+    """Augmented-Lagrangian loss of the blocks on one point set, in plain torch (fused op's twin).
+
+    L = sum over points and residuals i of red_i (lam_i C_i + mu_i / 2 C_i^2), C_i = r_i^2 where
+    squared_i is 1, else r_i. An objective is lam = w, mu = 0, squared = 1.
 
     Args:
         x: Points [P, d]; for a paired block P = 2N and x = cat(a, b).
@@ -119,9 +122,9 @@ def block_loss(
         coef: Monomial coefficients [M].
         lam: Multipliers [N, R] (pointwise) or [R] (global).
         mu: Penalties [R].
+        squared: [R], 1 for C = r^2, 0 for C = r.
+        red: [R], the reduction factor: 1 / N for a "mean" block, 1 for "sum".
         n_res: Number of residual expressions R.
-        squared: C = r^2 if True, else C = r.
-        mean: Reduce over points by the mean if True, else by the sum.
         paired: r = e(a) - e(b) over N pairs.
 
     Returns:
@@ -138,7 +141,6 @@ def block_loss(
     e = y.new_zeros(p, n_res).index_add(1, ix[:, 0], terms)  # [P, R]
     n = p // 2 if paired else p
     r = e[:n] - e[n:] if paired else e
-    c = r * r if squared else r
-    per_point = (lam * c + 0.5 * mu * c * c).sum(1)  # [N]
-    loss = per_point.mean() if mean and n > 0 else per_point.sum()
+    c = torch.where(squared != 0, r * r, r)
+    loss = (red * (lam * c + 0.5 * mu * c * c)).sum()
     return loss, c.detach()

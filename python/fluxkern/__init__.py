@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fluxkern import geometry
+from fluxkern import geometry, problems
 from fluxkern._ext import build_info
 from fluxkern.api import backends, jet
 from fluxkern.blocks import Constraint, Objective
 from fluxkern.expr import cos, data, exp, inputs, outputs, sin, tanh
 from fluxkern.lagrangian import AugmentedLagrangian
 from fluxkern.nn import MLP, Sin
+from fluxkern.solver import solve
 
 __version__ = "0.1.0"
 
@@ -25,6 +26,8 @@ __all__ = [
     "data",
     "exp",
     "geometry",
+    "problems",
+    "solve",
     "inputs",
     "jet",
     "outputs",

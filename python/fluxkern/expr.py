@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Union
 
 import torch
 from torch import Tensor
@@ -35,7 +34,7 @@ __all__ = [
 
 Atom = tuple
 Monomial = tuple  # sorted tuple of atoms
-Number = Union[int, float]
+Number = int | float
 
 MAX_POWER = 8
 

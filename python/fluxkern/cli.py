@@ -1,0 +1,176 @@
+"""The `fluxkern` command: list the problems, solve one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+EXIT_NONFINITE = 3
+
+
+class UsageError(Exception):
+    """A bad command line or config file: one line on stderr, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
+        raise UsageError(message)
+
+
+def _load_config(path: str) -> dict[str, Any]:
+    """Reads a TOML config whose keys are solve options; checks keys and types."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    from fluxkern.solver import SolveOptions, option_names
+
+    try:
+        with open(path, "rb") as fh:
+            cfg = tomllib.load(fh)
+    except OSError as exc:
+        raise UsageError(f"config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"config {path}: not valid TOML ({exc})") from None
+    valid = [n for n in option_names() if n not in ("out", "resume")]
+    types = {
+        "epochs": int,
+        "checkpoint_every": int,
+        "seed": int,
+        "lr": (int, float),
+        "optimizer": str,
+        "dtype": str,
+        "device": str,
+        "backend": str,
+        "formulation": str,
+        "dual": str,
+        "dual_options": dict,
+        "progress": bool,
+        "plots": bool,
+    }
+    for key, val in cfg.items():
+        if key not in valid:
+            raise UsageError(f"config {path}: unknown key {key!r}; valid keys: {', '.join(valid)}")
+        want = types.get(key)
+        if want is not None and (
+            not isinstance(val, want) or (want is int and isinstance(val, bool))
+        ):
+            names = want.__name__ if isinstance(want, type) else "number"
+            raise UsageError(f"config {path}: {key!r} must be {names}, got {val!r}")
+        if key in SolveOptions.CHOICES and val not in SolveOptions.CHOICES[key]:
+            choices = ", ".join(str(c) for c in SolveOptions.CHOICES[key] if c is not None)
+            raise UsageError(f"config {path}: {key} must be one of {choices}; got {val!r}")
+    return cfg
+
+
+def _build_parser() -> _Parser:
+    p = _Parser(prog="fluxkern", description="Physics-constrained neural PDE solver (flux form).")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+    sub.add_parser("list", help="list the problems, one line each")
+    s = sub.add_parser("solve", help="solve a problem")
+    s.add_argument("name", help="problem name (see `fluxkern list`)")
+    s.add_argument("--epochs", type=int)
+    s.add_argument("--optimizer", choices=["adam", "lbfgs"])
+    s.add_argument("--lr", type=float)
+    s.add_argument("--dtype", choices=["float32", "float64"])
+    s.add_argument("--device", choices=["cpu", "cuda"])
+    s.add_argument("--backend", choices=["torch", "cpu", "cuda"])
+    s.add_argument("--seed", type=int)
+    s.add_argument("--formulation", choices=["flux", "pinn"])
+    s.add_argument("--dual", choices=["rmsprop", "pecann", "capu"])
+    s.add_argument("--config", metavar="FILE.toml", help="solve options as TOML keys")
+    s.add_argument("--out", metavar="DIR", help="output folder (default runs/NAME-FORMULATION)")
+    s.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    s.add_argument("--no-plots", action="store_true", help="write no PNG plots")
+    return p
+
+
+def _cmd_list() -> int:
+    from fluxkern import problems
+
+    for name in problems.names():
+        print(f"{name:22s} {problems.get(name).summary}")
+    return 0
+
+
+def _cmd_solve(args: argparse.Namespace) -> int:
+    from fluxkern import problems, solver
+
+    if args.name not in problems.names():
+        raise UsageError(
+            f"unknown problem {args.name!r}; choose from {', '.join(problems.names())}"
+        )
+    opts: dict[str, Any] = _load_config(args.config) if args.config else {}
+    for key in (
+        "epochs",
+        "optimizer",
+        "lr",
+        "dtype",
+        "device",
+        "backend",
+        "seed",
+        "formulation",
+        "dual",
+    ):
+        val = getattr(args, key)
+        if val is not None:
+            opts[key] = val
+    if args.epochs is not None and args.epochs < 0:
+        raise UsageError(f"--epochs must be >= 0, got {args.epochs}")
+    if args.no_progress:
+        opts["progress"] = False
+    if args.no_plots:
+        opts["plots"] = False
+    formulation = opts.get("formulation", "flux")
+    opts["out"] = args.out or f"runs/{args.name}-{formulation}"
+    opts["resume"] = args.resume
+    try:
+        results = solver.solve(problems.get(args.name), **opts)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except solver.NonFiniteLossError as exc:
+        print(f"fluxkern: {exc}", file=sys.stderr)
+        return EXIT_NONFINITE
+    errs = ", ".join(f"{k} {v:.3e}" for k, v in results["errors"].items())
+    print(
+        f"{results['problem']} ({results['formulation']}): relative L2 {errs or 'n/a'}; "
+        f"{results['wall_time_s']:.1f} s for {results['epochs']} epochs; results in "
+        f"{opts['out']}"
+    )
+    for key, val in results.items():
+        if key.startswith("centreline"):
+            print(f"  {key}: {val}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script.
+
+    Args:
+        argv: Arguments (default sys.argv[1:]).
+
+    Returns:
+        The exit code: 0 success, 2 bad usage or config, 3 non-finite loss.
+    """
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "list":
+            return _cmd_list()
+        if args.command == "solve":
+            return _cmd_solve(args)
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"fluxkern: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,36 @@
+"""The benchmark problems of PROBLEMS.md, each in flux form with its PINN baseline."""
+
+from __future__ import annotations
+
+from fluxkern.problems.base import EvalGrid, Problem, relative_l2
+from fluxkern.problems.poisson import Poisson
+
+__all__ = ["EvalGrid", "Problem", "get", "names", "register", "relative_l2"]
+
+_REGISTRY: dict[str, type[Problem]] = {}
+
+
+def register(cls: type[Problem]) -> type[Problem]:
+    """Adds a Problem subclass to the registry under cls.name."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def names() -> list[str]:
+    """The registered problem names, in registration order."""
+    return list(_REGISTRY)
+
+
+def get(name: str) -> Problem:
+    """A fresh instance of the problem called `name`.
+
+    Raises:
+        KeyError: Unknown name (the message lists the valid ones).
+    """
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise KeyError(f"unknown problem {name!r}; choose from {', '.join(names())}") from None
+
+
+register(Poisson)

@@ -1,0 +1,391 @@
+"""The training loop: primal steps (L-BFGS or Adam), one dual update per epoch, checkpoints."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+import fluxkern
+from fluxkern.lagrangian import AugmentedLagrangian
+from fluxkern.nn import MLP
+from fluxkern.problems.base import Problem
+
+__all__ = ["NonFiniteLossError", "SolveOptions", "solve"]
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class SolveOptions:
+    """Options of a run (a problem's defaults fill what is not given).
+
+    Attributes:
+        epochs: Outer iterations: one primal step and one dual update each.
+        optimizer: "lbfgs" (strong Wolfe, max_iter 20, history 100) or "adam".
+        lr: Learning rate (default 1.0 for L-BFGS, 1e-3 for Adam).
+        dtype: "float32" or "float64".
+        device: "cpu" or "cuda".
+        backend: None (fastest), "torch", "cpu" or "cuda".
+        seed: Seed of the network initialisation and of the points.
+        formulation: "flux" (augmented Lagrangian) or "pinn" (second-order, plain penalties).
+        dual: Dual rule: "rmsprop", "pecann" or "capu".
+        dual_options: Options of the dual rule.
+        checkpoint_every: Epochs between checkpoints (when `out` is set).
+        out: Output folder, or None for no files.
+        resume: Continue from out/checkpoint.pt.
+        progress: Show a progress line on stderr.
+        plots: Write PNG plots into `out`.
+    """
+
+    epochs: int = 1000
+    optimizer: str = "lbfgs"
+    lr: float | None = None
+    dtype: str = "float64"
+    device: str = "cpu"
+    backend: str | None = None
+    seed: int = 0
+    formulation: str = "flux"
+    dual: str = "rmsprop"
+    dual_options: dict[str, float] = field(default_factory=dict)
+    checkpoint_every: int = 100
+    out: str | None = None
+    resume: bool = False
+    progress: bool = True
+    plots: bool = True
+
+    CHOICES = {
+        "optimizer": ("lbfgs", "adam"),
+        "dtype": ("float32", "float64"),
+        "device": ("cpu", "cuda"),
+        "backend": (None, "torch", "cpu", "cuda"),
+        "formulation": ("flux", "pinn"),
+        "dual": ("rmsprop", "pecann", "capu"),
+    }
+
+    def validate(self) -> None:
+        """Raises ValueError naming a bad option and its valid choices."""
+        for key, choices in self.CHOICES.items():
+            val = getattr(self, key)
+            if val not in choices:
+                shown = ", ".join(str(c) for c in choices if c is not None)
+                raise ValueError(f"{key} must be one of {shown}; got {val!r}")
+        if not isinstance(self.epochs, int) or self.epochs < 0:
+            raise ValueError(f"epochs must be a non-negative integer; got {self.epochs!r}")
+        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
+            raise ValueError(
+                f"checkpoint_every must be a positive integer; got {self.checkpoint_every!r}"
+            )
+        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number; got {self.lr!r}")
+        if self.resume and not self.out:
+            raise ValueError("resume needs an output folder (out) holding checkpoint.pt")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' asked for, but no CUDA device is available")
+
+
+def option_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(SolveOptions)]
+
+
+def _make_options(problem: Problem, overrides: dict[str, Any]) -> SolveOptions:
+    valid = set(option_names())
+    merged: dict[str, Any] = {k: v for k, v in problem.defaults.items() if k in valid}
+    for k, v in overrides.items():
+        if k not in valid:
+            raise ValueError(f"unknown option {k!r}; valid: {', '.join(sorted(valid))}")
+        if v is not None or k == "backend":
+            merged[k] = v
+    opts = SolveOptions(**merged)
+    opts.validate()
+    return opts
+
+
+def versions() -> dict[str, str]:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "fluxkern": fluxkern.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+
+
+class _Progress:
+    """A one-line progress display on stderr (redrawn in place on a terminal)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled
+        self.tty = sys.stderr.isatty()
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+
+    def update(self, epoch: int, text: str, force: bool = False) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        interval = 0.2 if self.tty else 10.0
+        if not force and now - self.last < interval:
+            return
+        self.last = now
+        frac = epoch / max(self.total, 1)
+        bar = "#" * int(20 * frac)
+        line = f"[{bar:<20}] {epoch}/{self.total} {now - self.t0:6.1f}s | {text}"
+        if self.tty:
+            sys.stderr.write("\r" + line[:160] + "\033[K")
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.tty:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _atomic_save(obj: Any, path: str) -> None:
+    tmp = path + ".tmp"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def build_model(
+    problem: Problem, formulation: str, dtype: torch.dtype, device: torch.device
+) -> MLP:
+    """The problem's network, standardised by its domain's bounding box."""
+    shift, scale = problem.domain.mean_std(dtype=dtype, device=device)
+    outs = problem.output_names if formulation == "flux" else problem.pinn_output_names
+    return MLP(
+        len(problem.input_names),
+        len(outs),
+        problem.width,
+        problem.depth,
+        problem.activation,
+        input_shift=shift,
+        input_scale=scale,
+        dtype=dtype,
+        device=device,
+    )
+
+
+def predict(problem: Problem, model: nn.Module, formulation: str, x: Tensor) -> dict[str, Tensor]:
+    """Network fields at points x, by output name."""
+    outs = problem.output_names if formulation == "flux" else problem.pinn_output_names
+    with torch.no_grad():
+        y = model(x)
+    return {name: y[:, k] for k, name in enumerate(outs)}
+
+
+def solve(problem: Problem | str, **options: Any) -> dict[str, Any]:
+    """Trains the problem's network and returns the results (also written to `out`).
+
+    Args:
+        problem: A Problem or a registered name.
+        **options: Fields of SolveOptions; the problem's defaults fill the rest.
+
+    Returns:
+        The results dict (what results.json holds).
+
+    Raises:
+        ValueError: A bad option.
+        NonFiniteLossError: The loss became non-finite (the last good checkpoint is kept).
+    """
+    if isinstance(problem, str):
+        problem = fluxkern.problems.get(problem)
+    opts = _make_options(problem, options)
+    if opts.formulation == "pinn" and not problem.has_pinn():
+        raise ValueError(f"problem {problem.name!r} has no PINN form")
+    dtype = getattr(torch, opts.dtype)
+    device = torch.device(opts.device)
+    torch.manual_seed(opts.seed)
+    model = build_model(problem, opts.formulation, dtype, device)
+    params = list(model.parameters())
+
+    al: AugmentedLagrangian | None = None
+    if opts.formulation == "flux":
+        terms = problem.flux_terms(opts.seed, dtype, device)
+        al = AugmentedLagrangian(
+            model, terms, dual=opts.dual, backend=opts.backend, **opts.dual_options
+        )
+        loss_fn = al
+        backend = al.backend
+    else:
+        loss_fn = problem.pinn_loss(model, opts.seed, dtype, device)
+        backend = "torch autograd (PINN)"
+
+    if opts.optimizer == "lbfgs":
+        opt: torch.optim.Optimizer = torch.optim.LBFGS(
+            params, lr=opts.lr or 1.0, max_iter=20, history_size=100, line_search_fn="strong_wolfe"
+        )
+    else:
+        opt = torch.optim.Adam(params, lr=opts.lr or 1e-3)
+
+    history: dict[str, list[float]] = {
+        "loss": [],
+        "max_violation": [],
+        "lambda_min": [],
+        "lambda_max": [],
+    }
+    start_epoch, elapsed_before = 0, 0.0
+    ckpt_path = os.path.join(opts.out, CHECKPOINT) if opts.out else None
+    if opts.out:
+        os.makedirs(opts.out, exist_ok=True)
+    if opts.resume:
+        if not os.path.exists(ckpt_path):
+            raise ValueError(f"resume: no checkpoint at {ckpt_path}")
+        ck = torch.load(ckpt_path, weights_only=False)
+        if ck["problem"] != problem.name or ck["formulation"] != opts.formulation:
+            raise ValueError(f"resume: {ckpt_path} is a {ck['problem']}/{ck['formulation']} run")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        if al is not None:
+            al.load_state_dict(ck["dual"])
+        history = ck["history"]
+        start_epoch, elapsed_before = ck["epoch"], ck["elapsed_s"]
+        torch.set_rng_state(ck["rng"])
+
+    def checkpoint(epoch: int, elapsed: float) -> None:
+        if ckpt_path is None:
+            return
+        _atomic_save(
+            {
+                "problem": problem.name,
+                "formulation": opts.formulation,
+                "epoch": epoch,
+                "elapsed_s": elapsed,
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "dual": al.state_dict() if al is not None else None,
+                "history": history,
+                "rng": torch.get_rng_state(),
+                "options": dataclasses.asdict(opts),
+            },
+            ckpt_path,
+        )
+
+    def closure() -> Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    progress = _Progress(opts.epochs, opts.progress)
+    t0 = time.perf_counter()
+    for epoch in range(start_epoch, opts.epochs):
+        if opts.optimizer == "lbfgs":
+            loss_t = opt.step(closure)
+        else:
+            loss_t = closure()
+            opt.step()
+        loss = float(loss_t)
+        violation, lam_lo, lam_hi = math.nan, math.nan, math.nan
+        if al is not None:
+            values = al.update_multipliers()
+            loss = al.last_loss if al.last_loss is not None else loss
+            cons = [v.abs().max() for k, v in values.items() if k in al.multipliers and v.numel()]
+            violation = float(torch.stack(cons).max()) if cons else 0.0
+            lams = [v for v in al.multipliers.values() if v.numel()]
+            if lams:
+                lam_lo = float(min(v.min() for v in lams))
+                lam_hi = float(max(v.max() for v in lams))
+        finite_params = all(bool(torch.isfinite(p).all()) for p in params)
+        if not math.isfinite(loss) or not finite_params:
+            progress.close()
+            raise NonFiniteLossError(
+                f"non-finite loss at epoch {epoch + 1} of {problem.name} ({opts.formulation}); "
+                + (
+                    f"the last good checkpoint is {ckpt_path}"
+                    if ckpt_path
+                    else "no checkpoint was written (no output folder)"
+                )
+            )
+        history["loss"].append(loss)
+        history["max_violation"].append(violation)
+        history["lambda_min"].append(lam_lo)
+        history["lambda_max"].append(lam_hi)
+        text = f"loss {loss:.3e}"
+        if al is not None:
+            text += f" | max|C| {violation:.2e} | lambda [{lam_lo:.2g}, {lam_hi:.2g}]"
+        progress.update(epoch + 1, text, force=epoch + 1 == opts.epochs)
+        if (epoch + 1) % opts.checkpoint_every == 0:
+            checkpoint(epoch + 1, elapsed_before + time.perf_counter() - t0)
+    progress.close()
+    wall = elapsed_before + time.perf_counter() - t0
+    checkpoint(opts.epochs, wall)
+
+    grid = problem.eval_grid(dtype, device)
+    fields = predict(problem, model, opts.formulation, grid.points)
+    errors = problem.errors(fields, grid)
+    results: dict[str, Any] = {
+        "problem": problem.name,
+        "formulation": opts.formulation,
+        "errors": errors,
+        "wall_time_s": wall,
+        "epochs": opts.epochs,
+        "optimizer": opts.optimizer,
+        "dtype": opts.dtype,
+        "device": opts.device,
+        "backend": backend,
+        "seed": opts.seed,
+        "dual": opts.dual if al is not None else None,
+        "dual_options": dict(al.rule.options) if al is not None else None,
+        "final_loss": history["loss"][-1] if history["loss"] else None,
+        "final_max_violation": history["max_violation"][-1] if history["loss"] else None,
+        "net": [
+            len(problem.input_names),
+            problem.width,
+            problem.depth,
+            len(problem.output_names if opts.formulation == "flux" else problem.pinn_output_names),
+        ],
+        "reference": problem.reference,
+        "versions": versions(),
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    results.update(problem.extra_results(lambda x: predict(problem, model, opts.formulation, x)))
+    if opts.out:
+        _write_outputs(opts, problem, grid, fields, results, history, al)
+    return results
+
+
+def _write_outputs(opts, problem, grid, fields, results, history, al) -> None:
+    arrays: dict[str, np.ndarray] = {}
+    for j, name in enumerate(problem.input_names):
+        arrays[name] = grid.points[:, j].reshape(grid.shape).cpu().numpy()
+    for name, val in fields.items():
+        arrays[name] = val.reshape(grid.shape).cpu().numpy()
+    exact = problem.exact(grid.points)
+    np.savez(os.path.join(opts.out, "prediction.npz"), **arrays)
+    with open(os.path.join(opts.out, "history.json"), "w") as fh:
+        json.dump(history, fh)
+    tmp = os.path.join(opts.out, "results.json.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(results, fh, indent=2)
+    os.replace(tmp, os.path.join(opts.out, "results.json"))
+    if opts.plots:
+        from fluxkern import plots
+
+        plots.write_all(opts.out, problem, grid, fields, exact, history, al)

@@ -300,7 +300,7 @@ def solve(problem: Problem | str, **options: Any) -> dict[str, Any]:
         else:
             loss_t = closure()
             opt.step()
-        loss = float(loss_t)
+        loss = float(loss_t.detach())
         violation, lam_lo, lam_hi = math.nan, math.nan, math.nan
         if al is not None:
             values = al.update_multipliers()

@@ -1,0 +1,114 @@
+"""The training loop: determinism, checkpoint and resume, the non-finite stop, outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from fluxkern import problems, solver
+from fluxkern.problems.poisson import Poisson
+
+
+def small_poisson(**defaults) -> Poisson:
+    p = problems.get("poisson")
+    p.defaults = {**p.defaults, "n_interior": 64, "n_boundary": 32, **defaults}
+    p.width, p.depth = 8, 2
+    return p
+
+
+def test_two_runs_with_one_seed_are_identical():
+    a = solver.solve(small_poisson(), epochs=3, progress=False)
+    b = solver.solve(small_poisson(), epochs=3, progress=False)
+    assert a["errors"] == b["errors"] and a["final_loss"] == b["final_loss"]
+    c = solver.solve(small_poisson(), epochs=3, progress=False, seed=1)
+    assert c["final_loss"] != a["final_loss"]
+
+
+@pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+def test_resume_gives_the_uninterrupted_result(tmp_path, optimizer):
+    full = solver.solve(small_poisson(), epochs=6, optimizer=optimizer, progress=False,
+                        out=str(tmp_path / "full"), plots=False)
+    part = str(tmp_path / "part")
+    solver.solve(small_poisson(), epochs=3, optimizer=optimizer, progress=False, out=part,
+                 plots=False)
+    resumed = solver.solve(small_poisson(), epochs=6, optimizer=optimizer, progress=False,
+                           out=part, resume=True, plots=False)
+    assert resumed["errors"] == full["errors"]
+    assert resumed["final_loss"] == full["final_loss"]
+    a = torch.load(os.path.join(tmp_path, "full", "checkpoint.pt"), weights_only=False)
+    b = torch.load(os.path.join(part, "checkpoint.pt"), weights_only=False)
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+    assert a["history"] == b["history"]
+
+
+def test_loss_falls_and_outputs_are_written(tmp_path):
+    out = str(tmp_path / "run")
+    res = solver.solve(small_poisson(), epochs=15, progress=False, out=out)
+    hist = json.load(open(os.path.join(out, "history.json")))
+    assert hist["loss"][-1] < 0.1 * hist["loss"][0]
+    saved = json.load(open(os.path.join(out, "results.json")))
+    for key in ("problem", "formulation", "errors", "wall_time_s", "epochs", "optimizer",
+                "dtype", "device", "backend", "seed", "versions"):
+        assert key in saved, key
+    assert saved["errors"] == res["errors"] and res["errors"]["u"] < 0.5
+    pred = np.load(os.path.join(out, "prediction.npz"))
+    assert set(pred.files) == {"x", "y", "u", "q1", "q2"}
+    assert all(pred[k].shape == (101, 101) for k in pred.files)
+    for png in ("solution.png", "error.png", "history.png", "multipliers.png"):
+        assert os.path.getsize(os.path.join(out, png)) > 1000, png
+    assert not any(f.endswith(".tmp") for f in os.listdir(out))
+
+
+def test_pinn_form_runs():
+    res = solver.solve(small_poisson(), epochs=5, formulation="pinn", progress=False)
+    assert res["formulation"] == "pinn" and np.isfinite(res["errors"]["u"])
+
+
+class NaNAfter(Poisson):
+    """PINN loss that turns NaN after a number of evaluations."""
+
+    def __init__(self, good_calls: int):
+        self.good_calls = good_calls
+        self.defaults = {**Poisson.defaults, "n_interior": 32, "n_boundary": 16}
+        self.width, self.depth = 6, 1
+
+    def pinn_loss(self, model, seed, dtype, device):
+        inner = super().pinn_loss(model, seed, dtype, device)
+        calls = {"n": 0}
+
+        def loss():
+            calls["n"] += 1
+            value = inner()
+            return value * float("nan") if calls["n"] > self.good_calls else value
+
+        return loss
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    out = str(tmp_path / "nan")
+    with pytest.raises(solver.NonFiniteLossError, match="non-finite loss at epoch 3"):
+        solver.solve(NaNAfter(good_calls=2), epochs=10, optimizer="adam", formulation="pinn",
+                     progress=False, out=out, checkpoint_every=1)
+    ck = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=False)
+    assert ck["epoch"] == 2
+    assert all(torch.isfinite(v).all() for v in ck["model"].values())
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"optimizer": "sgd"}, "optimizer must be one of lbfgs, adam"),
+        ({"dtype": "float16"}, "dtype must be one of float32, float64"),
+        ({"epochs": -1}, "epochs must be a non-negative integer"),
+        ({"resume": True}, "resume needs an output folder"),
+        ({"bogus": 1}, "unknown option 'bogus'"),
+    ],
+)
+def test_bad_options(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        solver.solve(small_poisson(), progress=False, **kwargs)

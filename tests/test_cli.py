@@ -45,10 +45,10 @@ def test_bad_command_lines_exit_2_with_one_line(capsys, argv, match):
 @pytest.mark.parametrize(
     "text,match",
     [
-        ('epoch = 3\n', "unknown key 'epoch'; valid keys: epochs"),
+        ("epoch = 3\n", "unknown key 'epoch'; valid keys: epochs"),
         ('epochs = "ten"\n', "'epochs' must be int, got 'ten'"),
         ('optimizer = "sgd"\n', "optimizer must be one of lbfgs, adam"),
-        ('epochs = [\n', "not valid TOML"),
+        ("epochs = [\n", "not valid TOML"),
     ],
 )
 def test_bad_config_files(capsys, tmp_path, text, match):
@@ -74,10 +74,21 @@ def test_solve_writes_results(capsys, tmp_path, monkeypatch):
 
     monkeypatch.setattr(problems, "get", small)
     cfg = tmp_path / "c.toml"
-    cfg.write_text('epochs = 2\nseed = 3\n[dual_options]\neta = 0.5\n')
+    cfg.write_text("epochs = 2\nseed = 3\n[dual_options]\neta = 0.5\n")
     out = tmp_path / "run"
-    code, stdout, _ = run(capsys, "solve", "poisson", "--config", str(cfg), "--out", str(out),
-                          "--no-progress", "--no-plots", "--epochs", "3")
+    code, stdout, _ = run(
+        capsys,
+        "solve",
+        "poisson",
+        "--config",
+        str(cfg),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--no-plots",
+        "--epochs",
+        "3",
+    )
     assert code == 0 and "relative L2" in stdout
     res = json.load(open(out / "results.json"))
     assert res["epochs"] == 3 and res["seed"] == 3 and res["dual_options"]["eta"] == 0.5

@@ -30,13 +30,27 @@ def test_two_runs_with_one_seed_are_identical():
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_resume_gives_the_uninterrupted_result(tmp_path, optimizer):
-    full = solver.solve(small_poisson(), epochs=6, optimizer=optimizer, progress=False,
-                        out=str(tmp_path / "full"), plots=False)
+    full = solver.solve(
+        small_poisson(),
+        epochs=6,
+        optimizer=optimizer,
+        progress=False,
+        out=str(tmp_path / "full"),
+        plots=False,
+    )
     part = str(tmp_path / "part")
-    solver.solve(small_poisson(), epochs=3, optimizer=optimizer, progress=False, out=part,
-                 plots=False)
-    resumed = solver.solve(small_poisson(), epochs=6, optimizer=optimizer, progress=False,
-                           out=part, resume=True, plots=False)
+    solver.solve(
+        small_poisson(), epochs=3, optimizer=optimizer, progress=False, out=part, plots=False
+    )
+    resumed = solver.solve(
+        small_poisson(),
+        epochs=6,
+        optimizer=optimizer,
+        progress=False,
+        out=part,
+        resume=True,
+        plots=False,
+    )
     assert resumed["errors"] == full["errors"]
     assert resumed["final_loss"] == full["final_loss"]
     a = torch.load(os.path.join(tmp_path, "full", "checkpoint.pt"), weights_only=False)
@@ -52,8 +66,19 @@ def test_loss_falls_and_outputs_are_written(tmp_path):
     hist = json.load(open(os.path.join(out, "history.json")))
     assert hist["loss"][-1] < 0.1 * hist["loss"][0]
     saved = json.load(open(os.path.join(out, "results.json")))
-    for key in ("problem", "formulation", "errors", "wall_time_s", "epochs", "optimizer",
-                "dtype", "device", "backend", "seed", "versions"):
+    for key in (
+        "problem",
+        "formulation",
+        "errors",
+        "wall_time_s",
+        "epochs",
+        "optimizer",
+        "dtype",
+        "device",
+        "backend",
+        "seed",
+        "versions",
+    ):
         assert key in saved, key
     assert saved["errors"] == res["errors"] and res["errors"]["u"] < 0.5
     pred = np.load(os.path.join(out, "prediction.npz"))
@@ -92,8 +117,15 @@ class NaNAfter(Poisson):
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     out = str(tmp_path / "nan")
     with pytest.raises(solver.NonFiniteLossError, match="non-finite loss at epoch 3"):
-        solver.solve(NaNAfter(good_calls=2), epochs=10, optimizer="adam", formulation="pinn",
-                     progress=False, out=out, checkpoint_every=1)
+        solver.solve(
+            NaNAfter(good_calls=2),
+            epochs=10,
+            optimizer="adam",
+            formulation="pinn",
+            progress=False,
+            out=out,
+            checkpoint_every=1,
+        )
     ck = torch.load(os.path.join(out, "checkpoint.pt"), weights_only=False)
     assert ck["epoch"] == 2
     assert all(torch.isfinite(v).all() for v in ck["model"].values())

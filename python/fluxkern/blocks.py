@@ -78,13 +78,11 @@ class Block:
                     f"and {list(b.shape)}"
                 )
             self.points = torch.cat([a, b], 0)
-            self.points_key: tuple = ("pair", id(a), id(b))
         else:
             if not isinstance(points, Tensor) or points.dim() != 2:
                 got = list(points.shape) if isinstance(points, Tensor) else type(points).__name__
                 raise ValueError(f"block {name!r}: points must be a [N, d] tensor, got {got}")
             self.points = points
-            self.points_key = ("single", id(points))
         self.n = self.points.shape[0] // 2 if self.paired else self.points.shape[0]
         self.data = dict(data or {})
         for key, val in self.data.items():

@@ -102,7 +102,8 @@ class CAPU(DualRule):
     mu <- max(eta / sqrt(vbar + eps), mu).
 
     vbar and mu are per expression ([R]); C^2 is averaged over the points for vbar. L is the
-    total loss at the current parameters, L_prev the previous call's (0 before the first call).
+    total loss at the current parameters, L_prev the previous call's (-inf before the first call,
+    so the first call updates).
     """
 
     name = "capu"
@@ -112,7 +113,7 @@ class CAPU(DualRule):
     def init_state(self, shape, n_res, init, dtype, device):
         state = super().init_state(shape, n_res, init, dtype, device)
         state["vbar"] = torch.zeros((n_res,), dtype=dtype, device=device)
-        state["loss_prev"] = torch.zeros((), dtype=dtype, device=device)
+        state["loss_prev"] = torch.full((), -math.inf, dtype=dtype, device=device)
         return state
 
     def update(self, state, c, loss):

@@ -15,6 +15,7 @@ tanh of an expression make a non-polynomial expression, evaluated in torch on to
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping
 
 import torch
@@ -85,7 +86,7 @@ class Expr:
     def _lift(other: Expr | Number) -> Expr:
         if isinstance(other, Expr):
             return other
-        if isinstance(other, bool) or not isinstance(other, (int, float)):
+        if isinstance(other, bool) or not isinstance(other, numbers.Real):
             if isinstance(other, Tensor) and other.numel() == 1:
                 other = float(other)
             else:
@@ -158,10 +159,10 @@ class Expr:
         return self * (1.0 / other)
 
     def __pow__(self, n):
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_POWER:
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n <= MAX_POWER:
             raise ValueError(f"** takes a small positive integer (1..{MAX_POWER}), got {n!r}")
         out = self
-        for _ in range(n - 1):
+        for _ in range(int(n) - 1):
             out = out * self
         return out
 
@@ -262,13 +263,16 @@ class Symbol(Expr):
         self._symbols = {name: self}
 
     def _same(self, other: Symbol) -> bool:
+        if self.kind == "data":  # data columns are looked up by name only
+            return other.kind == "data" and other.name == self.name
         return (self.kind, self.name, self.index) == (other.kind, other.name, other.index)
 
     def d(self, inp: Symbol) -> Expr:
         """d self / d inp: the first derivative of a network output with respect to an input."""
         if self.kind != "output":
             raise ValueError(
-                f"d() is defined for network outputs only; {self.name!r} is a {self.kind} symbol"
+                f"d() is defined for network outputs only; {self.name!r} is "
+                f"{'an' if self.kind == 'input' else 'a'} {self.kind} symbol"
             )
         if not isinstance(inp, Symbol) or inp.kind != "input":
             what = f"{inp.kind} symbol {inp.name!r}" if isinstance(inp, Symbol) else repr(inp)

@@ -47,6 +47,9 @@ class AugmentedLagrangian:
         self.backend = ops.resolve_backend(backend, self.device)
         self.rule = make_rule(dual, **dual_options)
         self.dual = dual
+        for t in terms:
+            if not isinstance(t, (Objective, Constraint)):
+                raise TypeError(f"terms must be Objective or Constraint, got {type(t).__name__}")
         names = [t.name for t in terms]
         if len(set(names)) != len(names):
             raise ValueError(f"block names must be unique, got {names}")
@@ -56,8 +59,6 @@ class AugmentedLagrangian:
         self.bound: dict[str, BoundBlock] = {}
         self._state: dict[str, dict[str, Any]] = {}
         for t in self.terms:
-            if not isinstance(t, (Objective, Constraint)):
-                raise TypeError(f"terms must be Objective or Constraint, got {type(t).__name__}")
             self.bound[t.name] = t.bind(d, m, self.dtype, self.device)
             if isinstance(t, Constraint):
                 shape = (t.n, t.n_res) if t.multiplier == "pointwise" else (t.n_res,)
@@ -98,25 +99,40 @@ class AugmentedLagrangian:
             raise ValueError(
                 f"state has constraints {sorted(saved)}, expected {sorted(self._state)}"
             )
-        for name, s in saved.items():
+        for name, s in saved.items():  # check everything before changing anything
+            if set(s) != set(self._state[name]):
+                raise ValueError(f"{name}: state keys {sorted(s)} != {sorted(self._state[name])}")
             for key, val in s.items():
                 cur = self._state[name][key]
                 if tuple(val.shape) != tuple(cur.shape):
                     raise ValueError(f"{name}.{key}: shape {list(val.shape)} != {list(cur.shape)}")
+        for name, s in saved.items():
+            for key, val in s.items():
+                cur = self._state[name][key]
                 self._state[name][key] = val.to(dtype=cur.dtype, device=cur.device).clone()
         self.last_loss = state.get("last_loss")
 
     # ------------------------------------------------------------------ evaluation
     def _build_groups(self) -> None:
         """Fused blocks on the same points share one op call (one jet for all their residuals)."""
-        by_key: dict[tuple, list[BoundBlock]] = {}
+        groups: list[list[BoundBlock]] = []
         self._torch_blocks: list[BoundBlock] = []
         for b in self.bound.values():
-            if b.fused:
-                by_key.setdefault(b.block.points_key, []).append(b)
-            else:
+            if not b.fused:
                 self._torch_blocks.append(b)
-        self._groups = [_Group(bs, self.dtype, self.device) for bs in by_key.values()]
+                continue
+            for g in groups:  # same points (compared by value) and the same pairing
+                first = g[0]
+                if (
+                    first.block.paired == b.block.paired
+                    and first.x.shape == b.x.shape
+                    and (first.x is b.x or torch.equal(first.x, b.x))
+                ):
+                    g.append(b)
+                    break
+            else:
+                groups.append([b])
+        self._groups = [_Group(bs, self.dtype, self.device) for bs in groups]
 
     def _flags(self, t: Block) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """lam ([N, R] or [R]), mu [R], squared [R], red [R] of one block."""

@@ -132,7 +132,9 @@ def block_loss(
     """
     y, jac = mlp_jet(x, shift, scale, weights, biases, activation)
     p, m = y.shape
-    fields = torch.cat([y, jac.reshape(p, -1), y.new_ones(p, 1)], dim=1)  # [P, m + m d + 1]
+    fields = torch.cat(
+        [y, jac.reshape(p, m * x.shape[1]), y.new_ones(p, 1)], dim=1
+    )  # [P, m + m d + 1]
     colx = torch.cat([cols, cols.new_ones(p, 1)], dim=1)  # [P, K + 1]; index -1 -> ones
     ix = table.long()
     terms = coef * colx[:, ix[:, 1]]

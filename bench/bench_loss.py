@@ -20,18 +20,22 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
-
 import fluxkern as fk  # noqa: E402
 
 
 def poisson_terms(n: int, nb: int, dtype: torch.dtype):
-    """The poisson demo of PROBLEMS.md in flux form: div q + f = 0, q = grad u, u = 0 on the edge."""
+    """The poisson demo of PROBLEMS.md in flux form: div q + f = 0, q = grad u, u = 0 on edges."""
     gen = torch.Generator().manual_seed(0)
     xi = torch.rand(n, 2, generator=gen, dtype=dtype)
     t = torch.rand(nb, generator=gen, dtype=dtype)
     side = torch.arange(nb) % 4
-    xb = torch.stack([torch.where(side == 0, 0.0, torch.where(side == 1, 1.0, t)),
-                      torch.where(side == 2, 0.0, torch.where(side == 3, 1.0, t))], 1).to(dtype)
+    xb = torch.stack(
+        [
+            torch.where(side == 0, 0.0, torch.where(side == 1, 1.0, t)),
+            torch.where(side == 2, 0.0, torch.where(side == 3, 1.0, t)),
+        ],
+        1,
+    ).to(dtype)
     f = 2 * math.pi**2 * torch.sin(math.pi * xi[:, 0]) * torch.sin(math.pi * xi[:, 1])
     x, y = fk.inputs("x y")
     u, qx, qy = fk.outputs("u qx qy")
@@ -62,60 +66,89 @@ def plain_pytorch_step(seq, params, xi, xb, f, lam_flux, lam_bc):
 
 
 def run(args) -> list[dict]:
-    rows = []
+    rows: list[dict] = []
     for dname in args.dtypes:
-        dtype = getattr(torch, dname)
-        torch.manual_seed(0)
-        net = fk.MLP(2, 3, args.width, args.depth, "tanh", input_shift=[0.5, 0.5],
-                     input_scale=[1 / math.sqrt(12)] * 2, dtype=dtype)
-        params = list(net.parameters())
-        terms, xi, xb, f = poisson_terms(args.n, args.nb, dtype)
-        seq = net.to_sequential()
-        seq_params = list(seq.parameters())
-        steps = {}
-        als = {}
-        for backend in ("cpu", "torch"):
-            al = fk.AugmentedLagrangian(net, terms, backend=backend)
-            for _ in range(2):  # non-trivial multipliers
-                al.update_multipliers()
-            als[backend] = al
+        rows += run_dtype(args, dname)
+    return rows
 
-            def step(al=al):
-                loss = al()
-                return loss, torch.autograd.grad(loss, params)
 
-            steps[f"fluxkern fused ({backend})" if backend == "cpu" else "fluxkern torch twin"] = step
-        lam_flux, lam_bc = als["cpu"].multipliers["flux"], als["cpu"].multipliers["bc"]
-        steps["plain PyTorch autograd.grad"] = lambda: plain_pytorch_step(
-            seq, seq_params, xi, xb, f, lam_flux, lam_bc)
-        xall = torch.cat([xi, xb])
+def run_dtype(args, dname: str) -> list[dict]:
+    rows = []
+    dtype = getattr(torch, dname)
+    torch.manual_seed(0)
+    net = fk.MLP(
+        2,
+        3,
+        args.width,
+        args.depth,
+        "tanh",
+        input_shift=[0.5, 0.5],
+        input_scale=[1 / math.sqrt(12)] * 2,
+        dtype=dtype,
+    )
+    params = list(net.parameters())
+    terms, xi, xb, f = poisson_terms(args.n, args.nb, dtype)
+    seq = net.to_sequential()
+    seq_params = list(seq.parameters())
+    als = {}
+    for backend in ("cpu", "torch"):
+        al = fk.AugmentedLagrangian(net, terms, backend=backend)
+        for _ in range(2):  # non-trivial multipliers
+            al.update_multipliers()
+        als[backend] = al
 
-        def jet_only():
-            y, jac = net.jet(xall, backend="cpu")
-            loss = (y * y).sum() + (jac * jac).sum()
+    def fused_step(al):
+        def step():
+            loss = al()
             return loss, torch.autograd.grad(loss, params)
 
-        ref = steps["fluxkern torch twin"]()[0].item()
-        tol = 1e-4 if dtype == torch.float32 else 1e-10
-        for name, step in steps.items():
-            val = step()[0].item()
-            if abs(val - ref) > tol * abs(ref):
-                raise SystemExit(f"{name}: loss {val} differs from the twin's {ref}")
-        times = {name: common.time_call(s, min_time=args.min_time) for name, s in steps.items()}
-        t_jet = common.time_call(jet_only, min_time=args.min_time)
-        t_fused = times["fluxkern fused (cpu)"]
-        peak = common.gemm_peak_gflops(dtype)
-        flops = common.jet_step_flops(2, args.width, args.depth, 3) * (args.n + args.nb)
-        for name, t in [*times.items(), ("fused jet alone (same points)", t_jet)]:
-            rows.append({
-                "dtype": dname, "impl": name, "ms/step": f"{t * 1e3:.2f}",
+        return step
+
+    steps = {
+        "fluxkern fused (cpu)": fused_step(als["cpu"]),
+        "fluxkern torch twin": fused_step(als["torch"]),
+    }
+    lam_flux, lam_bc = als["cpu"].multipliers["flux"], als["cpu"].multipliers["bc"]
+    steps["plain PyTorch autograd.grad"] = lambda: plain_pytorch_step(
+        seq, seq_params, xi, xb, f, lam_flux, lam_bc
+    )
+    xall = torch.cat([xi, xb])
+
+    def jet_only():
+        y, jac = net.jet(xall, backend="cpu")
+        loss = (y * y).sum() + (jac * jac).sum()
+        return loss, torch.autograd.grad(loss, params)
+
+    ref = steps["fluxkern torch twin"]()[0].item()
+    tol = 1e-4 if dtype == torch.float32 else 1e-10
+    for name, step in steps.items():
+        val = step()[0].item()
+        if abs(val - ref) > tol * abs(ref):
+            raise SystemExit(f"{name}: loss {val} differs from the twin's {ref}")
+    times = {name: common.time_call(s, min_time=args.min_time) for name, s in steps.items()}
+    t_jet = common.time_call(jet_only, min_time=args.min_time)
+    t_fused = times["fluxkern fused (cpu)"]
+    peak = common.gemm_peak_gflops(dtype)
+    flops = common.jet_step_flops(2, args.width, args.depth, 3) * (args.n + args.nb)
+    for name, t in [*times.items(), ("fused jet alone (same points)", t_jet)]:
+        rows.append(
+            {
+                "dtype": dname,
+                "impl": name,
+                "ms/step": f"{t * 1e3:.2f}",
                 "vs fused": f"{t / t_fused:.2f}x",
                 "GFLOP/s": f"{flops / t / 1e9:.1f}",
                 "of GEMM peak": f"{100 * flops / t / 1e9 / peak:.0f}%",
-            })
-        rows.append({"dtype": dname, "impl": "residual+loss overhead over jet alone",
-                     "ms/step": f"{(t_fused - t_jet) * 1e3:.2f}",
-                     "vs fused": f"{100 * (t_fused / t_jet - 1):+.0f}%"})
+            }
+        )
+    rows.append(
+        {
+            "dtype": dname,
+            "impl": "residual+loss overhead over jet alone",
+            "ms/step": f"{(t_fused - t_jet) * 1e3:.2f}",
+            "vs fused": f"{100 * (t_fused / t_jet - 1):+.0f}%",
+        }
+    )
     return rows
 
 
@@ -132,8 +165,10 @@ def main(argv=None) -> int:
     info = common.machine_info()
     print(f"machine: {info['cpu']} ({info['cores']} cores, {info['torch_threads']} torch threads)")
     print(f"versions: python {info['python']}, torch {info['torch']}, fluxkern {info['fluxkern']}")
-    print(f"poisson flux form: {args.n} interior + {args.nb} boundary points, MLP 2-"
-          f"{args.width}x{args.depth}-3 tanh; one step = loss + parameter gradient")
+    print(
+        f"poisson flux form: {args.n} interior + {args.nb} boundary points, MLP 2-"
+        f"{args.width}x{args.depth}-3 tanh; one step = loss + parameter gradient"
+    )
     rows = run(args)
     common.print_table(rows, ["dtype", "impl", "ms/step", "vs fused", "GFLOP/s", "of GEMM peak"])
     print("'vs fused' = this row's time / the fused step's time")

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from fluxkern.problems.base import EvalGrid, Problem, relative_l2
+from fluxkern.problems.cavity import Cavity
+from fluxkern.problems.composite_heat import CompositeHeat
+from fluxkern.problems.convection import Convection
+from fluxkern.problems.convection_diffusion import ConvectionDiffusion
+from fluxkern.problems.helmholtz import Helmholtz
 from fluxkern.problems.poisson import Poisson
+from fluxkern.problems.stokes import Stokes
 
 __all__ = ["EvalGrid", "Problem", "get", "names", "register", "relative_l2"]
 
@@ -34,3 +40,9 @@ def get(name: str) -> Problem:
 
 
 register(Poisson)
+register(CompositeHeat)
+register(Convection)
+register(ConvectionDiffusion)
+register(Stokes)
+register(Cavity)
+register(Helmholtz)

@@ -1,0 +1,215 @@
+"""cavity: steady lid-driven cavity flow at Re = 100 on [0, 1]^2 (PROBLEMS.md).
+
+Steady incompressible Navier-Stokes in velocity-vorticity-pressure form. Outputs (u, v, p, omega);
+objective (u u_x + v u_y + p_x + omega_y / Re)^2 + (u v_x + v v_y + p_y - omega_x / Re)^2;
+constraints u_x + v_y and omega - (v_x - u_y) at interior points, (u, v) = (1, 0) on the lid
+y = 1, no slip on the other walls, and p(0, 0) = 0.
+
+There is no exact solution. The run is validated against the published Re = 100 centreline
+profiles of Ghia, Ghia & Shin (1982): u(0.5, y) and v(x, 0.5) (see extra_results).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+import fluxkern as fk
+from fluxkern.geometry import Rectangle, grid
+from fluxkern.problems.base import EvalGrid, Problem, relative_l2
+from fluxkern.problems.pinn import grad, penalty_loss
+
+__all__ = ["GHIA_RE100_U", "GHIA_RE100_V", "Cavity"]
+
+RE = 100.0
+
+GHIA_REFERENCE = (
+    "U. Ghia, K. N. Ghia and C. T. Shin, High-Re solutions for incompressible flow using the "
+    "Navier-Stokes equations and a multigrid method, J. Comput. Phys. 48 (1982) 387-411; "
+    "Re = 100, Table I (u on the vertical centreline x = 0.5) and Table II (v on the horizontal "
+    "centreline y = 0.5)"
+)
+
+# Ghia, Ghia & Shin (1982), Table I, Re = 100: (y, u(0.5, y)), 17 points, y descending.
+GHIA_RE100_U: tuple[tuple[float, float], ...] = (
+    (1.0000, 1.00000),
+    (0.9766, 0.84123),
+    (0.9688, 0.78871),
+    (0.9609, 0.73722),
+    (0.9531, 0.68717),
+    (0.8516, 0.23151),
+    (0.7344, 0.00332),
+    (0.6172, -0.13641),
+    (0.5000, -0.20581),
+    (0.4531, -0.21090),
+    (0.2813, -0.15662),
+    (0.1719, -0.10150),
+    (0.1016, -0.06434),
+    (0.0703, -0.04775),
+    (0.0625, -0.04192),
+    (0.0547, -0.03717),
+    (0.0000, 0.00000),
+)
+
+# Ghia, Ghia & Shin (1982), Table II, Re = 100: (x, v(x, 0.5)), 17 points, x descending.
+GHIA_RE100_V: tuple[tuple[float, float], ...] = (
+    (1.0000, 0.00000),
+    (0.9688, -0.05906),
+    (0.9609, -0.07391),
+    (0.9531, -0.08864),
+    (0.9453, -0.10313),
+    (0.9063, -0.16914),
+    (0.8594, -0.22445),
+    (0.8047, -0.24533),
+    (0.5000, 0.05454),
+    (0.2344, 0.17527),
+    (0.2266, 0.17507),
+    (0.1563, 0.16077),
+    (0.0938, 0.12317),
+    (0.0781, 0.10890),
+    (0.0703, 0.10091),
+    (0.0625, 0.09233),
+    (0.0000, 0.00000),
+)
+
+
+class Cavity(Problem):
+    name = "cavity"
+    summary = "steady lid-driven cavity, Navier-Stokes at Re 100 on [0,1]^2 (vs Ghia et al. 1982)"
+    input_names = ("x", "y")
+    output_names = ("u", "v", "p", "omega")
+    pinn_output_names = ("u", "v", "p")
+    error_fields = ()  # no exact solution: see extra_results
+    width = 20
+    depth = 6
+    defaults = {
+        "epochs": 20000,
+        "optimizer": "lbfgs",
+        "dtype": "float64",
+        "dual": "rmsprop",
+        "dual_options": {"eta": 1e-2, "eps": 1e-8},
+        "n_interior": 2500,
+        "n_face": 128,
+    }
+    reference = {
+        "errors": {},
+        "wall_time_s": (3 * 60 + 40) * 60.0,
+        "epochs": 20000,
+        "note": "reference code on a CPU; compared with published centreline data only",
+    }
+
+    def __init__(self) -> None:
+        self._predict_opts: tuple[torch.dtype, torch.device] = (torch.float64, torch.device("cpu"))
+
+    @property
+    def domain(self) -> Rectangle:
+        return Rectangle([0.0, 0.0], [1.0, 1.0])
+
+    def _points(self, seed, dtype, device):
+        dom, n = self.domain, self.defaults["n_face"]
+        kw = {"dtype": dtype, "device": device}
+        xi = dom.sample_interior(self.defaults["n_interior"], seed=seed, **kw)
+        walls = torch.cat(
+            [
+                dom.sample_face(f, n, seed=seed + 1 + k, **kw)[0]
+                for k, f in enumerate(("left", "right", "bottom"))
+            ]
+        )
+        lid, _ = dom.sample_face("top", n, seed=seed + 4, **kw)
+        corner = torch.zeros(1, 2, dtype=dtype, device=device)  # p(0, 0) = 0
+        return xi, walls, lid, corner
+
+    def flux_terms(self, seed, dtype, device):
+        xi, walls, lid, corner = self._points(seed, dtype, device)
+        x, y = fk.inputs("x y")
+        u, v, p, w = fk.outputs("u v p omega")
+        return [
+            fk.Objective(
+                "momentum",
+                [
+                    u * u.d(x) + v * u.d(y) + p.d(x) + w.d(y) / RE,
+                    u * v.d(x) + v * v.d(y) + p.d(y) - w.d(x) / RE,
+                ],
+                xi,
+                reduction="sum",
+            ),
+            fk.Constraint("continuity", u.d(x) + v.d(y), xi, reduction="sum"),
+            fk.Constraint("vorticity", w - (v.d(x) - u.d(y)), xi, reduction="sum"),
+            fk.Constraint("lid", [u - 1.0, v], lid, reduction="sum"),
+            fk.Constraint("walls", [u, v], walls, reduction="sum"),
+            fk.Constraint("pressure", p, corner, reduction="sum"),
+        ]
+
+    def pinn_loss(self, model, seed, dtype, device):
+        xi, walls, lid, corner = self._points(seed, dtype, device)
+
+        def loss():
+            xv = xi.detach().requires_grad_(True)
+            out = model(xv)
+            u, v = out[:, 0], out[:, 1]
+            du, dv, dp = grad(u, xv), grad(v, xv), grad(out[:, 2], xv)
+            lap_u = sum(grad(du[:, j], xv)[:, j] for j in range(2))
+            lap_v = sum(grad(dv[:, j], xv)[:, j] for j in range(2))
+            res = [
+                u * du[:, 0] + v * du[:, 1] + dp[:, 0] - lap_u / RE,
+                u * dv[:, 0] + v * dv[:, 1] + dp[:, 1] - lap_v / RE,
+                du[:, 0] + dv[:, 1],
+            ]
+            yl, yw, yc = model(lid), model(walls), model(corner)
+            return penalty_loss(res, [yl[:, 0] - 1.0, yl[:, 1], yw[:, 0], yw[:, 1], yc[:, 2]])
+
+        return loss
+
+    def exact(self, x):
+        return {}  # no exact solution; errors() is empty and extra_results compares with Ghia
+
+    def eval_grid(self, dtype, device):
+        # extra_results only gets a predict callable: remember the run's dtype and device here
+        # (the solver calls eval_grid right before extra_results).
+        self._predict_opts = (dtype, torch.device(device))
+        return EvalGrid(grid(self.domain, (101, 101), dtype=dtype, device=device), (101, 101))
+
+    @staticmethod
+    def ghia_points(dtype: torch.dtype = torch.float64, device: Any = None):
+        """Ghia's centreline points and values: (xu [17, 2], u [17], xv [17, 2], v [17])."""
+        tu = torch.tensor(GHIA_RE100_U, dtype=torch.float64)
+        tv = torch.tensor(GHIA_RE100_V, dtype=torch.float64)
+        xu = torch.stack([torch.full_like(tu[:, 0], 0.5), tu[:, 0]], 1)
+        xv = torch.stack([tv[:, 0], torch.full_like(tv[:, 0], 0.5)], 1)
+        kw = {"dtype": dtype, "device": device}
+        return xu.to(**kw), tu[:, 1].to(**kw), xv.to(**kw), tv[:, 1].to(**kw)
+
+    def centreline_comparison(self, predict) -> dict[str, Any]:
+        """Predicted centreline profiles against Ghia et al. (1982) at their 17 + 17 points."""
+        dtype, device = self._predict_opts
+        xu, u_ref, xv, v_ref = self.ghia_points()  # float64 CPU: the table as typed
+        u = predict(xu.to(dtype=dtype, device=device))["u"].detach().double().cpu()
+        v = predict(xv.to(dtype=dtype, device=device))["v"].detach().double().cpu()
+        du = float((u - u_ref).abs().max())
+        dv = float((v - v_ref).abs().max())
+        return {
+            "reference": GHIA_REFERENCE,
+            "u_centreline": {
+                "y": xu[:, 1].tolist(),
+                "ghia": u_ref.tolist(),
+                "predicted": u.tolist(),
+                "max_abs_deviation": du,
+                "relative_l2": relative_l2(u, u_ref),
+            },
+            "v_centreline": {
+                "x": xv[:, 0].tolist(),
+                "ghia": v_ref.tolist(),
+                "predicted": v.tolist(),
+                "max_abs_deviation": dv,
+                "relative_l2": relative_l2(v, v_ref),
+            },
+            "max_centreline_deviation": max(du, dv),
+        }
+
+    def extra_results(self, predict: Any) -> dict[str, Any]:
+        comp = self.centreline_comparison(predict)
+        return {
+            "validation": comp,
+            "max_centreline_deviation": comp["max_centreline_deviation"],
+        }

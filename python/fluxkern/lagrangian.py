@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from fluxkern import ops
-from fluxkern.blocks import Block, BoundBlock, Constraint, Objective
+from fluxkern.blocks import MAX_RESIDUALS, Block, BoundBlock, Constraint, Objective
 from fluxkern.duals import make_rule
 from fluxkern.nn import mlp_spec
 
@@ -114,19 +114,25 @@ class AugmentedLagrangian:
 
     # ------------------------------------------------------------------ evaluation
     def _build_groups(self) -> None:
-        """Fused blocks on the same points share one op call (one jet for all their residuals)."""
+        """Plans the op calls: every unpaired fused block goes into one call (one jet over the
+        union of their points); paired blocks go into one call per paired point set. A call
+        holds at most MAX_RESIDUALS residuals."""
         groups: list[list[BoundBlock]] = []
         self._torch_blocks: list[BoundBlock] = []
         for b in self.bound.values():
             if not b.fused:
                 self._torch_blocks.append(b)
                 continue
-            for g in groups:  # same points (compared by value) and the same pairing
+            for g in groups:
                 first = g[0]
+                fits = sum(o.block.n_res for o in g) + b.block.n_res <= MAX_RESIDUALS
+                same_points = first.x.shape == b.x.shape and (
+                    first.x is b.x or torch.equal(first.x, b.x)
+                )
                 if (
-                    first.block.paired == b.block.paired
-                    and first.x.shape == b.x.shape
-                    and (first.x is b.x or torch.equal(first.x, b.x))
+                    fits
+                    and first.block.paired == b.block.paired
+                    and (not b.block.paired or same_points)
                 ):
                     g.append(b)
                     break
@@ -134,23 +140,26 @@ class AugmentedLagrangian:
                 groups.append([b])
         self._groups = [_Group(bs, self.dtype, self.device) for bs in groups]
 
-    def _flags(self, t: Block) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """lam ([N, R] or [R]), mu [R], squared [R], red [R] of one block."""
-        opts = {"dtype": self.dtype, "device": self.device}
-        red = torch.full((t.n_res,), 1.0 / t.n if t.reduction == "mean" and t.n else 1.0, **opts)
+    def _lam_mu(self, t: Block) -> tuple[Tensor, Tensor]:
+        """lam ([N, R] or [R]) and mu [R] of one block."""
         if isinstance(t, Objective):
-            lam = torch.full((t.n_res,), t.weight, **opts)
-            return lam, torch.zeros(t.n_res, **opts), torch.ones(t.n_res, **opts), red
+            lam = torch.full((t.n_res,), t.weight, dtype=self.dtype, device=self.device)
+            return lam, torch.zeros(t.n_res, dtype=self.dtype, device=self.device)
         st = self._state[t.name]
-        sq = torch.full((t.n_res,), 1.0 if t.form == "squared" else 0.0, **opts)
-        return st["lam"], st["mu"], sq, red
+        return st["lam"], st["mu"]
 
     def _group_loss(self, g: _Group) -> tuple[Tensor, dict[str, Tensor]]:
         spec = mlp_spec(self.model)
-        flags = [self._flags(b.block) for b in g.blocks]
-        pointwise = any(f[0].dim() == 2 for f in flags)
-        lam = torch.cat([f[0].expand(g.n, -1) if pointwise else f[0] for f in flags], -1)
-        mu, sq, red = (torch.cat([f[k] for f in flags]) for k in (1, 2, 3))
+        pieces = [self._lam_mu(b.block) for b in g.blocks]
+        mu = torch.cat([p[1] for p in pieces])
+        if g.segmented:  # lam on each block's rows, 0 elsewhere (its residuals vanish there)
+            lam = torch.zeros(g.n, g.n_res, dtype=self.dtype, device=self.device)
+            for (lam_b, _), (_, r0, r1, c0, c1) in zip(pieces, g.slices, strict=True):
+                lam[r0:r1, c0:c1] = lam_b
+        elif any(p[0].dim() == 2 for p in pieces):
+            lam = torch.cat([p[0].expand(g.n, -1) for p in pieces], -1)
+        else:
+            lam = torch.cat([p[0] for p in pieces])
         loss, c = ops.block_loss(
             g.x,
             spec.shift,
@@ -163,13 +172,19 @@ class AugmentedLagrangian:
             g.coef,
             lam,
             mu,
-            sq,
-            red,
+            g.squared,
+            g.red,
             g.n_res,
             g.paired,
             self.backend,
         )
-        return loss, {name: c[:, a:b] for name, a, b in g.slices}
+        return loss, {name: c[r0:r1, c0:c1] for name, r0, r1, c0, c1 in g.slices}
+
+    def _flags(self, t: Block) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """lam, mu, squared [R] and red [R] of one block (for the torch path)."""
+        lam, mu = self._lam_mu(t)
+        sq, red = _squared_red(t, self.dtype, self.device)
+        return lam, mu, sq, red
 
     def _torch_block_loss(self, b: BoundBlock) -> tuple[Tensor, Tensor]:
         """A non-polynomial block: residuals in torch on top of the (fused) jet."""
@@ -231,28 +246,79 @@ class AugmentedLagrangian:
         return values
 
 
+def _squared_red(t: Block, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """squared [R] (1 for C = r^2) and red [R] (1/N for a mean, 1 for a sum) of one block."""
+    squared = isinstance(t, Objective) or t.form == "squared"
+    sq = torch.full((t.n_res,), 1.0 if squared else 0.0, dtype=dtype, device=device)
+    red = torch.full(
+        (t.n_res,), 1.0 / t.n if t.reduction == "mean" and t.n else 1.0, dtype=dtype, device=device
+    )
+    return sq, red
+
+
 class _Group:
-    """Fused blocks on one point set, compiled into one monomial table."""
+    """Fused blocks evaluated by one op call: one jet over the union of their point sets.
+
+    Blocks on different point sets share the call through their coefficient columns: each
+    block's columns (and an indicator column for its monomials that have none) are zero off its
+    own rows, so its residuals vanish there and add nothing to the loss or the gradient. A paired
+    group holds blocks on one paired point set only.
+
+    Attributes:
+        slices: (name, row0, row1, col0, col1) of each block in the op's C [N, R].
+    """
 
     def __init__(self, blocks: list[BoundBlock], dtype: torch.dtype, device: torch.device):
         self.blocks = blocks
-        first = blocks[0]
-        self.x = first.x
-        self.n = first.block.n
-        self.paired = first.block.paired
-        tables, coefs, cols, self.slices = [], [], [], []
-        r0 = k0 = 0
+        self.paired = blocks[0].block.paired
+        sets: list[Tensor] = []
+        seg: list[int] = []
         for b in blocks:
+            for i, pts in enumerate(sets):
+                if pts is b.x or (pts.shape == b.x.shape and torch.equal(pts, b.x)):
+                    seg.append(i)
+                    break
+            else:
+                sets.append(b.x)
+                seg.append(len(sets) - 1)
+        starts = [0]
+        for pts in sets:
+            starts.append(starts[-1] + pts.shape[0])
+        self.x = sets[0] if len(sets) == 1 else torch.cat(sets)
+        rows = self.x.shape[0]
+        self.n = rows // 2 if self.paired else rows
+        self.segmented = len(sets) > 1
+        tables, coefs, cols, self.slices = [], [], [], []
+        sq, red = [], []
+        c0 = k0 = 0
+        for b, s in zip(blocks, seg, strict=True):
             t = b.table.clone()
-            t[:, 0] += r0
-            t[:, 1] = torch.where(t[:, 1] >= 0, t[:, 1] + k0, t[:, 1])
+            t[:, 0] += c0
+            k_b = b.cols.shape[1]
+            r0, r1 = (starts[s], starts[s + 1]) if self.segmented else (0, self.n)
+            if self.segmented:
+                full = b.cols.new_zeros(rows, k_b + 1)  # [P, K_b + 1], last: the indicator
+                full[r0:r1, :k_b] = b.cols
+                full[r0:r1, k_b] = 1
+                t[:, 1] = torch.where(
+                    t[:, 1] >= 0, t[:, 1] + k0, torch.full_like(t[:, 1], k0 + k_b)
+                )
+                cols.append(full)
+                k0 += k_b + 1
+            else:
+                t[:, 1] = torch.where(t[:, 1] >= 0, t[:, 1] + k0, t[:, 1])
+                cols.append(b.cols)
+                k0 += k_b
             tables.append(t)
             coefs.append(b.coef)
-            cols.append(b.cols)
-            self.slices.append((b.block.name, r0, r0 + b.block.n_res))
-            r0 += b.block.n_res
-            k0 += b.cols.shape[1]
+            self.slices.append((b.block.name, r0, r1, c0, c0 + b.block.n_res))
+            q, r = _squared_red(b.block, dtype, device)
+            sq.append(q)
+            red.append(r)
+            c0 += b.block.n_res
         self.table = torch.cat(tables)
         self.coef = torch.cat(coefs)
         self.cols = torch.cat(cols, 1)
-        self.n_res = r0
+        self.squared = torch.cat(sq)
+        self.red = torch.cat(red)
+        self.n_res = c0

@@ -17,6 +17,8 @@ import os
 import sys
 import time
 
+import torch
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from fluxkern import problems, solver  # noqa: E402
@@ -29,7 +31,10 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--time-budget", type=float, default=None)
     p.add_argument("--out", default="results")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     names = args.names or problems.names()
     for name in names:
         prob = problems.get(name)

@@ -38,11 +38,11 @@ class Helmholtz(Problem):
         "dtype": "float64",
         "dual": "rmsprop",
         "dual_options": {"eta": 1.0, "eps": 1e-8},
-        # PROBLEMS.md's counts (the reference's second-order form). The flux form's net (three
-        # outputs) can fit 500 points while wrong between them: a 600-epoch run reached max
-        # |residual| ~ 0.2 at the points, ~600 on the 64 x 64 grid, rel. L2 of u 2.9; with
-        # n_interior 2000, 300 epochs gave 3.8e-2.
-        "n_interior": 500,
+        # PROBLEMS.md's reference used 500 interior points (second-order form). The flux form's
+        # net (three outputs) fits 500 points while wrong between them: a 600-epoch run reached
+        # max |residual| ~ 0.2 at the points, ~600 on the 64 x 64 grid, rel. L2 of u 2.9; with
+        # 2000 points, 300 epochs gave 3.8e-2. fluxkern's default is therefore 2000 (both forms).
+        "n_interior": 2000,
         "n_face": 64,
     }
     reference = {

@@ -49,12 +49,49 @@ bench-jet: setup
 lint: setup
 	$(VENV)/bin/ruff check python tests bench
 	$(VENV)/bin/ruff format --check python tests bench
-	$(VENV)/bin/clang-format --dry-run -Werror $$(find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu')
+	$(VENV)/bin/clang-format --dry-run -Werror $$(find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh')
 
 format: setup
 	$(VENV)/bin/ruff format python tests bench
 	$(VENV)/bin/ruff check --fix python tests bench
-	$(VENV)/bin/clang-format -i $$(find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu')
+	$(VENV)/bin/clang-format -i $$(find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh')
 
 clean:
 	rm -rf build build-cuda
+
+# ---------------------------------------------------------------------------------------------
+# make cuda-build: compiles and links the CUDA variant of the extension in its own venv
+# (.venv-cuda, build dir build-cuda/) against a CUDA build of torch, for CUDA_ARCHS, then checks
+# the result (tests/check_cuda_build.py). Needs nvcc (CUDA 13.0 here, matching the torch wheel);
+# no GPU: nothing runs on one. Fails when nvcc is missing or the build has no CUDA kernels.
+CUDA_VENV ?= .venv-cuda
+CUDA_VPY := $(CUDA_VENV)/bin/python
+# pip here finds the CUDA 13.0 build of this torch on local disk; elsewhere add
+# CUDA_TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cu130".
+CUDA_TORCH_SPEC ?= torch==2.14.1
+CUDA_TORCH_PIP_ARGS ?=
+CUDA_DEPS := scikit-build-core pybind11 numpy ninja
+CUDA_ARCHS ?= 80;90
+CUDA_BUILD_DIR ?= build-cuda
+# nvcc: $CUDACXX, else the one on PATH, else the default toolkit location.
+NVCC := $(or $(CUDACXX),$(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
+
+.PHONY: cuda-build
+
+$(CUDA_VPY):
+	$(PYTHON) -m venv $(CUDA_VENV)
+
+$(CUDA_VENV)/.deps: $(CUDA_VPY)
+	$(CUDA_VPY) -m pip install --disable-pip-version-check -q "$(CUDA_TORCH_SPEC)" \
+	  $(CUDA_TORCH_PIP_ARGS) $(CUDA_DEPS)
+	@$(CUDA_VPY) -c "import sys, torch; sys.exit(0 if torch.version.cuda else \
+	  'cuda-build: torch ' + torch.__version__ + ' in $(CUDA_VENV) is not a CUDA build')"
+	touch $@
+
+cuda-build: $(CUDA_VENV)/.deps
+	@test -n "$(NVCC)" && "$(NVCC)" --version >/dev/null || { echo "cuda-build: nvcc not found \
+	(set CUDACXX or put the CUDA toolkit's bin on PATH)" >&2; exit 1; }
+	CUDACXX="$(NVCC)" FLUXKERN_CUDA=ON $(CUDA_VPY) -m pip install --disable-pip-version-check -q \
+	  --no-build-isolation --no-deps -C build-dir=$(CUDA_BUILD_DIR) \
+	  -C cmake.define.FLUXKERN_CUDA=ON "-Ccmake.define.CMAKE_CUDA_ARCHITECTURES=$(CUDA_ARCHS)" .
+	$(CUDA_VPY) tests/check_cuda_build.py $(subst ;, ,$(CUDA_ARCHS))

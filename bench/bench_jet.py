@@ -4,8 +4,11 @@ Compares, in one run, the fused fluxkern op, its pure-torch twin, the same compu
 with torch.autograd.grad(create_graph=True) and with torch.func (vmap of jacfwd). Checks that all
 give the same loss and gradient before timing.
 
-Usage: python bench/bench_jet.py [--n 8192] [--width 64] [--depth 4] [--dtypes float32 float64]
-       [--device cpu] [--quick] [--json PATH]
+Usage: python bench/bench_jet.py [--n 8192 ...] [--width 64 ...] [--depth 4]
+       [--dtypes float32 float64] [--device cpu|cuda] [--min-time 1.0] [--json PATH]
+
+On cuda the rows also give the share of the card's datasheet peak (FP32 or FP64 SIMT, without
+tensor cores; DESIGN.md section 5) when the card is known to bench/common.py.
 """
 
 from __future__ import annotations
@@ -81,65 +84,82 @@ def first_layer_grad_in_seq_coords(net: fluxkern.MLP, grads):
     return g
 
 
-def run(args) -> list[dict]:
-    rows = []
+def run_one(args, dname: str, n: int, width: int, peak: float, sheet: float | None) -> list[dict]:
+    """Rows of one (dtype, N, width) configuration, one per contender."""
     device = args.device
-    for dname in args.dtypes:
-        dtype = getattr(torch, dname)
-        torch.manual_seed(0)
-        net = fluxkern.MLP(
-            2,
-            3,
-            args.width,
-            args.depth,
-            "tanh",
-            input_shift=[0.5, 0.5],
-            input_scale=[0.29, 0.29],
-            dtype=dtype,
-            device=device,
-        )
-        x = torch.rand(args.n, 2, dtype=dtype, device=device)
-        peak = common.gemm_peak_gflops(dtype, device)
-        flops = common.jet_step_flops(2, args.width, args.depth, 3) * args.n
-        contenders = make_contenders(net, x)
-        ref_loss, _ = contenders["fluxkern[torch]"]()
-        times = {}
-        for name, step in contenders.items():
+    dtype = getattr(torch, dname)
+    torch.manual_seed(0)
+    net = fluxkern.MLP(
+        2,
+        3,
+        width,
+        args.depth,
+        "tanh",
+        input_shift=[0.5, 0.5],
+        input_scale=[0.29, 0.29],
+        dtype=dtype,
+        device=device,
+    )
+    x = torch.rand(n, 2, dtype=dtype, device=device)  # [N, 2]
+    flops = common.jet_step_flops(2, width, args.depth, 3) * n
+    contenders = make_contenders(net, x)
+    ref_loss, _ = contenders["fluxkern[torch]"]()
+    times = {}
+    for name, step in contenders.items():
+        try:
             loss, _ = step()
             rel = abs(loss.item() - ref_loss.item()) / abs(ref_loss.item())
             tol = 1e-4 if dtype == torch.float32 else 1e-10
             if rel > tol:
                 raise SystemExit(f"{name}: loss {loss.item()} differs from {ref_loss.item()}")
-            try:
-                times[name] = common.time_call(step, device=device, min_time=args.min_time)
-            except RuntimeError as exc:  # pragma: no cover - reported, not hidden
-                times[name] = None
-                print(f"{name} failed: {exc}", file=sys.stderr)
-        fused_name = f"fluxkern[{device}]" if f"fluxkern[{device}]" in times else "fluxkern[torch]"
-        t_fused = times[fused_name]
-        for name, t in times.items():
-            row = {"dtype": dname, "N": args.n, "impl": name}
-            if t is None:
-                row["ms/step"] = "failed"
-            else:
-                gflops = flops / t / 1e9
-                row.update(
-                    {
-                        "ms/step": f"{t * 1e3:.2f}",
-                        "fused speed-up": f"{t / t_fused:.2f}x",
-                        "GFLOP/s": f"{gflops:.1f}",
-                        "of GEMM peak": f"{100 * gflops / peak:.0f}%",
-                    }
-                )
-            row["GEMM peak GFLOP/s"] = f"{peak:.0f}"
-            rows.append(row)
+            times[name] = common.time_call(step, device=device, min_time=args.min_time)
+        except RuntimeError as exc:  # e.g. out of memory: reported, not hidden
+            times[name] = None
+            print(f"{name} failed: {str(exc).splitlines()[0]}", file=sys.stderr)
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    fused_name = f"fluxkern[{device}]" if f"fluxkern[{device}]" in times else "fluxkern[torch]"
+    t_fused = times[fused_name]
+    rows = []
+    for name, t in times.items():
+        row = {"dtype": dname, "N": n, "width": width, "impl": name}
+        if t is None:
+            row["ms/step"] = "failed"
+        else:
+            gflops = flops / t / 1e9
+            row.update(
+                {
+                    "ms/step": f"{t * 1e3:.3f}",
+                    "fused speed-up": f"{t / t_fused:.2f}x" if t_fused else "",
+                    "GFLOP/s": f"{gflops:.1f}",
+                    "of GEMM peak": f"{100 * gflops / peak:.0f}%",
+                }
+            )
+            if sheet:
+                row["of datasheet peak"] = f"{100 * gflops / sheet:.0f}%"
+        row["GEMM peak GFLOP/s"] = f"{peak:.0f}"
+        if sheet:
+            row["datasheet peak GFLOP/s"] = f"{sheet:.0f}"
+        rows.append(row)
+    return rows
+
+
+def run(args) -> list[dict]:
+    rows = []
+    for dname in args.dtypes:
+        dtype = getattr(torch, dname)
+        peak = common.gemm_peak_gflops(dtype, args.device)
+        sheet = common.datasheet_peak_gflops(dtype, args.device)
+        for n in args.n:
+            for width in args.width:
+                rows += run_one(args, dname, n, width, peak, sheet)
     return rows
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--n", type=int, default=8192)
-    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--n", type=int, nargs="+", default=[8192], help="one or more point counts")
+    p.add_argument("--width", type=int, nargs="+", default=[64], help="one or more widths")
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--dtypes", nargs="+", default=["float32", "float64"])
     p.add_argument("--device", default="cpu")
@@ -149,8 +169,11 @@ def main(argv=None) -> int:
     info = common.machine_info(args.device)
     print(f"machine: {info['cpu']} ({info['cores']} cores, {info['torch_threads']} torch threads)")
     print(f"versions: python {info['python']}, torch {info['torch']}, fluxkern {info['fluxkern']}")
+    if "gpu" in info:
+        print(f"gpu: {info['gpu']} (CUDA {info['cuda']})")
+    widths = ", ".join(map(str, args.width))
     print(
-        f"jet: d=2, width={args.width}, depth={args.depth}, m=3, tanh; "
+        f"jet: d=2, width={widths}, depth={args.depth}, m=3, tanh; "
         "loss = sum y^2 + sum J^2; forward + parameter gradient"
     )
     rows = run(args)
@@ -159,13 +182,19 @@ def main(argv=None) -> int:
         [
             "dtype",
             "N",
+            "width",
             "impl",
             "ms/step",
             "fused speed-up",
             "GFLOP/s",
             "of GEMM peak",
             "GEMM peak GFLOP/s",
-        ],
+        ]
+        + (
+            ["of datasheet peak", "datasheet peak GFLOP/s"]
+            if any("datasheet peak GFLOP/s" in r for r in rows)
+            else []
+        ),
     )
     print("'fused speed-up' = this row's time / the fused op's time (higher: fused is faster)")
     if args.json:

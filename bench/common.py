@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 __all__ = [
+    "datasheet_peak_gflops",
     "gemm_peak_gflops",
     "jet_step_flops",
     "machine_info",
@@ -85,6 +86,29 @@ def gemm_peak_gflops(dtype: torch.dtype, device: str = "cpu", n: int = 2048) -> 
     c = torch.empty(n, n, dtype=dtype, device=device)
     t = time_call(lambda: torch.mm(a, b, out=c), device=device, min_time=1.0)
     return 2.0 * n**3 / t / 1e9
+
+
+# Datasheet peaks of the plain (SIMT, non-tensor-core) FP32 and FP64 datapaths, in GFLOP/s, by a
+# substring of torch.cuda.get_device_name(); the first match wins, so the specific names come first.
+_DATASHEET_GFLOPS: list[tuple[str, float, float]] = [
+    ("H100 PCIe", 51_200, 25_600),
+    ("H100 NVL", 60_000, 30_000),
+    ("H100", 66_900, 33_500),  # SXM5 ("NVIDIA H100 80GB HBM3")
+    ("H200 NVL", 60_000, 30_000),
+    ("H200", 66_900, 33_500),  # SXM5
+    ("A100", 19_500, 9_700),
+]
+
+
+def datasheet_peak_gflops(dtype: torch.dtype, device: str = "cpu") -> float | None:
+    """The card's datasheet FP32 / FP64 SIMT peak in GFLOP/s, or None (CPU, unknown card)."""
+    if device != "cuda" or not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    for key, fp32, fp64 in _DATASHEET_GFLOPS:
+        if key in name:
+            return fp64 if dtype == torch.float64 else fp32
+    return None
 
 
 def jet_step_flops(d: int, width: int, depth: int, m: int) -> float:

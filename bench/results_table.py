@@ -23,9 +23,11 @@ def _fmt_time(s) -> str:
 def table(root: str) -> str:
     from fluxkern import problems
 
-    rows = ["| problem | fluxkern flux form: rel. L2 | time | epochs | fluxkern PINN form: rel. L2 "
-            "| time | epochs | reference rel. L2 | reference time | reference epochs |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| problem | fluxkern flux form: rel. L2 | time | epochs | fluxkern PINN form: rel. L2 "
+        "| time | epochs | reference rel. L2 | reference time | reference epochs |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name in problems.names():
         prob = problems.get(name)
         cells = [name]
@@ -41,8 +43,11 @@ def table(root: str) -> str:
             else:
                 cells += ["not run", "", ""]
         ref = prob.reference
-        cells += [_fmt_errors(ref.get("errors", {})), _fmt_time(ref.get("wall_time_s")),
-                  str(ref.get("epochs") or "n/a")]
+        cells += [
+            _fmt_errors(ref.get("errors", {})),
+            _fmt_time(ref.get("wall_time_s")),
+            str(ref.get("epochs") or "n/a"),
+        ]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 

@@ -51,8 +51,13 @@ def main(argv=None) -> int:
             out = os.path.join(args.out, name, form)
             print(f"== {name} ({form}): {epochs} epochs -> {out}", flush=True)
             try:
-                res = solver.solve(problems.get(name), epochs=epochs, formulation=form, out=out,
-                                   checkpoint_every=max(1, epochs // 5))
+                res = solver.solve(
+                    problems.get(name),
+                    epochs=epochs,
+                    formulation=form,
+                    out=out,
+                    checkpoint_every=max(1, epochs // 5),
+                )
             except solver.NonFiniteLossError as exc:
                 print(f"   stopped: {exc}", flush=True)
                 continue

@@ -29,3 +29,28 @@ TORCH_LIBRARY_IMPL(fluxkern, CPU, m) {
   m.impl("mlp_jet_backward", &fluxkern::mlp_jet_backward_cpu);
   m.impl("block_loss", &fluxkern::block_loss_cpu);
 }
+
+// CUDA implementations. A build without CUDA kernels registers, for every op, one boxed function
+// that says so: a cuda tensor then gets a clear error instead of the dispatcher's generic one.
+#if defined(FLUXKERN_WITH_CUDA)
+TORCH_LIBRARY_IMPL(fluxkern, CUDA, m) {
+  m.impl("mlp_jet", &fluxkern::mlp_jet_cuda);
+  m.impl("mlp_jet_backward", &fluxkern::mlp_jet_backward_cuda);
+}
+#else
+namespace {
+
+void no_cuda_kernels(const c10::OperatorHandle& op, torch::jit::Stack* /*stack*/) {
+  TORCH_CHECK(false, op.schema().name(),
+              " got cuda tensors, but fluxkern was built without CUDA kernels; rebuild with a CUDA "
+              "build of torch and nvcc, or use backend='torch'");
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fluxkern, CUDA, m) {
+  m.impl("mlp_jet", torch::CppFunction::makeFromBoxedFunction<&no_cuda_kernels>());
+  m.impl("mlp_jet_backward", torch::CppFunction::makeFromBoxedFunction<&no_cuda_kernels>());
+  m.impl("block_loss", torch::CppFunction::makeFromBoxedFunction<&no_cuda_kernels>());
+}
+#endif

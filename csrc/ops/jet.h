@@ -46,6 +46,20 @@ JetGrads jet_backward(const JetDevice& dev, const MlpShape& shape, const at::Ten
                       const at::Tensor& scale, at::TensorList weights, at::TensorList biases,
                       const at::Tensor& saved);
 
+// The op bodies shared by every device's entry points: argument checks (check_mlp plus x on a
+// `device_type` device), allocation, then jet_forward / jet_backward with `dev`. The entry points
+// add what is device-specific (device guard).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> mlp_jet_on(
+    const JetDevice& dev, c10::DeviceType device_type, const at::Tensor& x, const at::Tensor& shift,
+    const at::Tensor& scale, at::TensorList weights, at::TensorList biases,
+    c10::string_view activation);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>>
+mlp_jet_backward_on(const JetDevice& dev, c10::DeviceType device_type, const at::Tensor& grad_y,
+                    const at::Tensor& grad_J, const at::Tensor& x, const at::Tensor& shift,
+                    const at::Tensor& scale, at::TensorList weights, at::TensorList biases,
+                    c10::string_view activation, const at::Tensor& saved);
+
 // Op entry points (schemas in csrc/registration.cpp).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> mlp_jet_cpu(
     const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, at::TensorList weights,
@@ -55,5 +69,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vec
 mlp_jet_backward_cpu(const at::Tensor& grad_y, const at::Tensor& grad_J, const at::Tensor& x,
                      const at::Tensor& shift, const at::Tensor& scale, at::TensorList weights,
                      at::TensorList biases, c10::string_view activation, const at::Tensor& saved);
+
+#if defined(FLUXKERN_WITH_CUDA)
+std::tuple<at::Tensor, at::Tensor, at::Tensor> mlp_jet_cuda(
+    const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, at::TensorList weights,
+    at::TensorList biases, c10::string_view activation);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>>
+mlp_jet_backward_cuda(const at::Tensor& grad_y, const at::Tensor& grad_J, const at::Tensor& x,
+                      const at::Tensor& shift, const at::Tensor& scale, at::TensorList weights,
+                      at::TensorList biases, c10::string_view activation, const at::Tensor& saved);
+#endif
 
 }  // namespace fluxkern

@@ -7,7 +7,6 @@
 #include <algorithm>
 
 #include "ops/jet.h"
-#include "ops/workspace.h"
 
 namespace fluxkern {
 namespace {
@@ -57,33 +56,16 @@ const JetDevice& cpu_jet_device() {
 std::tuple<at::Tensor, at::Tensor, at::Tensor> mlp_jet_cpu(
     const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, at::TensorList weights,
     at::TensorList biases, c10::string_view activation) {
-  const MlpShape s =
-      check_mlp("fluxkern.mlp_jet", x, shift, scale, weights, biases, std::string(activation));
-  TORCH_CHECK(x.device().is_cpu(), "fluxkern.mlp_jet: CPU kernel called with x on ", x.device());
-  at::Tensor saved = pooled_empty(jet_saved_numel(s), x.options());
-  auto [y, jac] = jet_forward(cpu_jet_device(), s, x, shift, scale, weights, biases, saved);
-  return {y, jac, saved};
+  return mlp_jet_on(cpu_jet_device(), c10::DeviceType::CPU, x, shift, scale, weights, biases,
+                    activation);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>>
 mlp_jet_backward_cpu(const at::Tensor& grad_y, const at::Tensor& grad_J, const at::Tensor& x,
                      const at::Tensor& shift, const at::Tensor& scale, at::TensorList weights,
                      at::TensorList biases, c10::string_view activation, const at::Tensor& saved) {
-  const char* op = "fluxkern.mlp_jet_backward";
-  const MlpShape s = check_mlp(op, x, shift, scale, weights, biases, std::string(activation));
-  TORCH_CHECK_VALUE(grad_y.sizes() == at::IntArrayRef({s.n, s.m}), op, ": grad_y must be [", s.n,
-                    ", ", s.m, "], got ", shape_str(grad_y));
-  TORCH_CHECK_VALUE(grad_J.sizes() == at::IntArrayRef({s.n, s.m, s.d}), op, ": grad_J must be [",
-                    s.n, ", ", s.m, ", ", s.d, "], got ", shape_str(grad_J));
-  TORCH_CHECK_VALUE(saved.dim() == 1 && saved.numel() == jet_saved_numel(s), op,
-                    ": saved must be the buffer returned by mlp_jet for these arguments ([",
-                    jet_saved_numel(s), "]), got ", shape_str(saved));
-  TORCH_CHECK_TYPE(
-      grad_y.scalar_type() == x.scalar_type() && grad_J.scalar_type() == x.scalar_type(), op,
-      ": grad_y and grad_J must have the dtype of x");
-  JetGrads g = jet_backward(cpu_jet_device(), s, grad_y, grad_J, x, shift, scale, weights, biases,
-                            saved.contiguous());
-  return {g.x, g.shift, g.scale, g.weights, g.biases};
+  return mlp_jet_backward_on(cpu_jet_device(), c10::DeviceType::CPU, grad_y, grad_J, x, shift,
+                             scale, weights, biases, activation, saved);
 }
 
 }  // namespace fluxkern

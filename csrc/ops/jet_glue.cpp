@@ -135,4 +135,47 @@ JetGrads jet_backward(const JetDevice& dev, const MlpShape& s, const at::Tensor&
   return g;
 }
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> mlp_jet_on(
+    const JetDevice& dev, c10::DeviceType device_type, const at::Tensor& x, const at::Tensor& shift,
+    const at::Tensor& scale, at::TensorList weights, at::TensorList biases,
+    c10::string_view activation) {
+  const char* op = "fluxkern.mlp_jet";
+  const MlpShape s = check_mlp(op, x, shift, scale, weights, biases, std::string(activation));
+  TORCH_CHECK(x.device().type() == device_type, op, ": the ", c10::DeviceTypeName(device_type),
+              " kernel was called with x on ", x.device());
+  at::Tensor saved = pooled_empty(jet_saved_numel(s), x.options());  // [saved numel]
+  auto [y, jac] = jet_forward(dev, s, x, shift, scale, weights, biases, saved);
+  return {y, jac, saved};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>>
+mlp_jet_backward_on(const JetDevice& dev, c10::DeviceType device_type, const at::Tensor& grad_y,
+                    const at::Tensor& grad_J, const at::Tensor& x, const at::Tensor& shift,
+                    const at::Tensor& scale, at::TensorList weights, at::TensorList biases,
+                    c10::string_view activation, const at::Tensor& saved) {
+  const char* op = "fluxkern.mlp_jet_backward";
+  const MlpShape s = check_mlp(op, x, shift, scale, weights, biases, std::string(activation));
+  TORCH_CHECK(x.device().type() == device_type, op, ": the ", c10::DeviceTypeName(device_type),
+              " kernel was called with x on ", x.device());
+  TORCH_CHECK_VALUE(grad_y.sizes() == at::IntArrayRef({s.n, s.m}), op, ": grad_y must be [", s.n,
+                    ", ", s.m, "], got ", shape_str(grad_y));
+  TORCH_CHECK_VALUE(grad_J.sizes() == at::IntArrayRef({s.n, s.m, s.d}), op, ": grad_J must be [",
+                    s.n, ", ", s.m, ", ", s.d, "], got ", shape_str(grad_J));
+  TORCH_CHECK_VALUE(saved.dim() == 1 && saved.numel() == jet_saved_numel(s), op,
+                    ": saved must be the buffer returned by mlp_jet for these arguments ([",
+                    jet_saved_numel(s), "]), got ", shape_str(saved));
+  TORCH_CHECK_TYPE(
+      grad_y.scalar_type() == x.scalar_type() && grad_J.scalar_type() == x.scalar_type() &&
+          saved.scalar_type() == x.scalar_type(),
+      op, ": grad_y, grad_J and saved must have the dtype of x (", x.scalar_type(), "), got ",
+      grad_y.scalar_type(), ", ", grad_J.scalar_type(), " and ", saved.scalar_type());
+  TORCH_CHECK(grad_y.device() == x.device() && grad_J.device() == x.device() &&
+                  saved.device() == x.device(),
+              op, ": grad_y, grad_J and saved must be on the device of x (", x.device(), "), got ",
+              grad_y.device(), ", ", grad_J.device(), " and ", saved.device());
+  JetGrads g =
+      jet_backward(dev, s, grad_y, grad_J, x, shift, scale, weights, biases, saved.contiguous());
+  return {g.x, g.shift, g.scale, g.weights, g.biases};
+}
+
 }  // namespace fluxkern

@@ -15,7 +15,7 @@ SOURCES := $(shell find csrc python -type f \( -name '*.cpp' -o -name '*.h' -o -
            CMakeLists.txt pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench bench-jet lint format clean
+.PHONY: setup test demo bench-jet bench-loss problems lint format clean
 
 setup: $(VENV)/.fluxkern-built
 
@@ -40,11 +40,19 @@ $(VENV)/.fluxkern-built: $(VENV)/.deps $(SOURCES)
 test: setup
 	$(VPY) -m pytest -q $(PYTEST_ARGS)
 
+# The main job: the poisson demo in flux form with its defaults (under 2 minutes on 2 cores).
 demo: setup
-	$(VPY) bench/bench_jet.py --min-time 0.3
+	$(VENV)/bin/fluxkern solve poisson --out runs/poisson-demo
 
 bench-jet: setup
 	$(VPY) bench/bench_jet.py
+
+bench-loss: setup
+	$(VPY) bench/bench_loss.py
+
+# Every benchmark problem, flux and PINN forms, into results/ (long: see bench/run_problems.py).
+problems: setup
+	$(VPY) bench/run_problems.py
 
 lint: setup
 	$(VENV)/bin/ruff check python tests bench

@@ -87,6 +87,8 @@ def test_loss_falls_and_outputs_are_written(tmp_path):
     for png in ("solution.png", "error.png", "history.png", "multipliers.png"):
         assert os.path.getsize(os.path.join(out, png)) > 1000, png
     assert not any(f.endswith(".tmp") for f in os.listdir(out))
+    saved_model = torch.load(os.path.join(out, "model.pt"), weights_only=False)
+    assert saved_model["problem"] == "poisson" and "flux" in saved_model["dual"]["state"]
 
 
 def test_pinn_form_runs():

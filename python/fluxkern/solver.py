@@ -24,6 +24,7 @@ from fluxkern.problems.base import Problem
 __all__ = ["NonFiniteLossError", "SolveOptions", "solve"]
 
 CHECKPOINT = "checkpoint.pt"
+MODEL = "model.pt"  # the trained network and multipliers (small; no optimizer state)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -368,6 +369,16 @@ def solve(problem: Problem | str, **options: Any) -> dict[str, Any]:
     results.update(problem.extra_results(lambda x: predict(problem, model, opts.formulation, x)))
     if opts.out:
         _write_outputs(opts, problem, grid, fields, results, history, al)
+        _atomic_save(
+            {
+                "problem": problem.name,
+                "formulation": opts.formulation,
+                "options": dataclasses.asdict(opts),
+                "model": model.state_dict(),
+                "dual": al.state_dict() if al is not None else None,
+            },
+            os.path.join(opts.out, MODEL),
+        )
     return results
 
 

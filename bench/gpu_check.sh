@@ -2,8 +2,8 @@
 # One command for a GPU machine where torch with CUDA is installed and nothing can be downloaded:
 # builds fluxkern against that torch, runs the whole test suite with the cuda tests enabled, runs
 # compute-sanitizer (memcheck, racecheck; initcheck if time is left) on a small jet case, runs the
-# jet benchmark on cuda (and the loss benchmark where it takes --device), and writes one JSON file
-# of results plus a printed table into OUTDIR.
+# jet and loss benchmarks on cuda, and writes one JSON file of results plus printed tables into
+# OUTDIR.
 #
 #   bash bench/gpu_check.sh OUTDIR
 #
@@ -209,7 +209,7 @@ if ((built)); then
     --width "${BW[@]}" --min-time "$BT" --json "$WORK/bench_jet.json"
   if [[ -f bench/bench_loss.py ]] && "$PY" bench/bench_loss.py --help 2>/dev/null |
     grep -q -- "--device"; then
-    step "bench loss" 60 "$BENCH_LOG" "$PY" bench/bench_loss.py --device "$BDEV" \
+    step "bench loss" 60 "$BENCH_LOG" "$PY" bench/bench_loss.py --device "$BDEV" --n "${BN[@]}" \
       --min-time "$BT" --json "$WORK/bench_loss.json"
   else
     skip "bench loss" "bench/bench_loss.py takes no --device"
@@ -286,7 +286,8 @@ for name in ("bench_jet", "bench_loss"):
 ok = all(s["status"] in ("ok",) or s["status"].startswith("skipped") for s in steps
          if s["step"] != "sanitizer initcheck")
 must = ["build", "tests"] + ([] if res["dry_run"] else
-                             ["sanitizer memcheck", "sanitizer racecheck", "bench jet"])
+                             ["sanitizer memcheck", "sanitizer racecheck", "bench jet",
+                              "bench loss"])
 ran = {s["step"] for s in steps if s["status"] == "ok"}
 res["passed"] = ok and all(m in ran for m in must)
 with open(os.path.join(out, "results.json"), "w") as fh:
@@ -308,16 +309,24 @@ if "tests" in res:
         print(f"  FAILED {f}")
 for line in res.get("sanitizer_error_summaries", []):
     print(f"sanitizer: {line.strip('= ')}")
-rows = res.get("bench_jet", {}).get("rows", [])
-if rows:
-    cols = [c for c in ("dtype", "N", "width", "impl", "ms/step", "fused speed-up", "GFLOP/s",
-                        "of datasheet peak", "of GEMM peak") if any(c in r for r in rows)]
+def table(title, rows, wanted):
+    if not rows:
+        return
+    cols = [c for c in wanted if any(c in r for r in rows)]
     widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols]
-    print("\njet benchmark (loss = sum y^2 + sum J^2, forward + parameter gradient):")
+    print(f"\n{title}:")
     print("| " + " | ".join(c.ljust(x) for c, x in zip(cols, widths)) + " |")
     print("|" + "|".join("-" * (x + 2) for x in widths) + "|")
     for r in rows:
         print("| " + " | ".join(str(r.get(c, "")).ljust(x) for c, x in zip(cols, widths)) + " |")
+table("jet benchmark (loss = sum y^2 + sum J^2, forward + parameter gradient)",
+      res.get("bench_jet", {}).get("rows", []),
+      ("dtype", "N", "width", "impl", "ms/step", "fused speed-up", "GFLOP/s",
+       "of datasheet peak", "of GEMM peak"))
+table("loss benchmark (poisson flux form, loss + parameter gradient; 'vs fused' = time / fused)",
+      res.get("bench_loss", {}).get("rows", []),
+      ("dtype", "N", "impl", "ms/step", "vs fused", "GFLOP/s", "of datasheet peak",
+       "of GEMM peak"))
 print(f"\nresults: {os.path.join(out, 'results.json')}")
 EOF
 rc=$?

@@ -36,6 +36,7 @@ TORCH_LIBRARY_IMPL(fluxkern, CPU, m) {
 TORCH_LIBRARY_IMPL(fluxkern, CUDA, m) {
   m.impl("mlp_jet", &fluxkern::mlp_jet_cuda);
   m.impl("mlp_jet_backward", &fluxkern::mlp_jet_backward_cuda);
+  m.impl("block_loss", &fluxkern::block_loss_cuda);
 }
 #else
 namespace {

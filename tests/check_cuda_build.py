@@ -2,8 +2,9 @@
 
 Nothing can run on a GPU there, so this checks what can be seen without one: the build has its
 CUDA kernels for every wanted architecture, the CUDA implementations (not the no-CUDA stubs) are
-registered for the jet ops, the CUDA glue is reachable and checks its arguments, and the CPU
-kernels of the same build still compute the jet right. Exits non-zero with the reasons otherwise.
+registered for every op (the jet ops and block_loss), the CUDA glue of each is reachable and checks
+its arguments, and the CPU kernels of the same build still compute the jet and the block loss
+right. Exits non-zero with the reasons otherwise.
 Not a pytest file (no test_ prefix): `make cuda-build` runs it with the CUDA venv's Python.
 
 Usage: python tests/check_cuda_build.py [ARCH ...]     (default: 80 90)
@@ -18,7 +19,7 @@ import torch
 import fluxkern
 from fluxkern import reference
 
-JET_OPS = ("mlp_jet", "mlp_jet_backward")
+OPS = ("mlp_jet", "mlp_jet_backward", "block_loss")
 
 
 def _jet_args() -> tuple:
@@ -27,6 +28,25 @@ def _jet_args() -> tuple:
     s = net.spec()
     x = torch.rand(5, 2, dtype=torch.float64)  # [N, d]
     return x, s.shift, s.scale, [w.detach() for w in s.weights], [b.detach() for b in s.biases]
+
+
+def _block_loss_args() -> list:
+    """A small paired block (pointwise multipliers, both forms) on the CPU, float64."""
+    x, shift, scale, ws, bs = _jet_args()
+    n, n_res = 2, 3  # x has 5 rows: take 4 as 2 pairs
+    x = x[: 2 * n]
+    g = torch.Generator().manual_seed(1)
+    cols = torch.rand(2 * n, 2, generator=g, dtype=torch.float64)  # [P, K]
+    table = torch.tensor(  # [M, 5]: residual, column, fields (y_0..2, then J row-major)
+        [[0, -1, 0, -1, -1], [0, 1, 3, 4, -1], [1, 0, 2, 5, 8], [2, -1, 1, 1, 1]],
+        dtype=torch.int32,
+    )
+    coef = torch.tensor([1.0, -0.5, 2.0, 0.3], dtype=torch.float64)  # [M]
+    lam = torch.rand(n, n_res, generator=g, dtype=torch.float64)  # [N, R]
+    mu = torch.tensor([0.0, 1.0, 0.5], dtype=torch.float64)
+    squared = torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64)
+    red = torch.tensor([0.5, 1.0, 0.5], dtype=torch.float64)
+    return [x, shift, scale, ws, bs, "tanh", cols, table, coef, lam, mu, squared, red, n_res, True]
 
 
 def problems(want_archs: list[str]) -> list[str]:
@@ -43,7 +63,7 @@ def problems(want_archs: list[str]) -> list[str]:
     missing = [a for a in want_archs if a not in archs]
     if missing:
         out.append(f"CUDA architectures {missing} missing from the build's {archs}")
-    for op in JET_OPS:
+    for op in OPS:
         if not torch._C._dispatch_has_kernel_for_dispatch_key(f"fluxkern::{op}", "CUDA"):
             out.append(f"fluxkern::{op} has no CUDA kernel registered")
     if out:
@@ -58,11 +78,22 @@ def problems(want_archs: list[str]) -> list[str]:
     except RuntimeError as exc:
         if "CUDA kernel was called with x on cpu" not in str(exc):
             out.append(f"the CUDA kernel of mlp_jet refused cpu tensors with: {exc}")
+    args = _block_loss_args()
+    try:
+        torch.ops.fluxkern.block_loss.default.redispatch(keys, *args)
+        out.append("the CUDA kernel of block_loss accepted cpu tensors")
+    except RuntimeError as exc:
+        if "CUDA kernel was called with x on cpu" not in str(exc):
+            out.append(f"the CUDA kernel of block_loss refused cpu tensors with: {exc}")
     # The CPU kernels of this build against the torch twin.
     y, jac, _ = torch.ops.fluxkern.mlp_jet(x, shift, scale, ws, bs, "tanh")
     y_ref, jac_ref = reference.mlp_jet(x, shift, scale, ws, bs, "tanh")
     if not (torch.allclose(y, y_ref, rtol=1e-12) and torch.allclose(jac, jac_ref, rtol=1e-12)):
         out.append("the CPU jet of the CUDA build differs from the torch twin")
+    loss, c, _, _ = torch.ops.fluxkern.block_loss(*args)
+    loss_ref, c_ref = reference.block_loss(*args)
+    if not (torch.allclose(loss, loss_ref, rtol=1e-12) and torch.allclose(c, c_ref, rtol=1e-12)):
+        out.append("the CPU block_loss of the CUDA build differs from the torch twin")
     return out
 
 

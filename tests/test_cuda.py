@@ -23,6 +23,7 @@ needs_gpu = pytest.mark.skipif(
 needs_ext = pytest.mark.skipif(not _ext.available(), reason="the extension is not built")
 ACTS = ["tanh", "sin", "silu"]
 JET_OPS = ("mlp_jet", "mlp_jet_backward")
+ALL_OPS = (*JET_OPS, "block_loss")
 
 
 def make_net(d, m, width, depth, act, dtype=torch.float64, device="cuda", seed=0):
@@ -60,8 +61,8 @@ def loss_and_grads(net, x, backend, seed=1):
 
 
 @needs_ext
-@pytest.mark.parametrize("op", JET_OPS)
-def test_every_jet_op_has_a_cuda_kernel_registered(op):
+@pytest.mark.parametrize("op", ALL_OPS)
+def test_every_op_has_a_cuda_kernel_registered(op):
     # The real kernel in a CUDA build, the stub that explains itself in a CPU-only build.
     assert torch._C._dispatch_has_kernel_for_dispatch_key(f"fluxkern::{op}", "CUDA")
 
@@ -88,6 +89,22 @@ def test_cuda_kernel_refuses_cpu_tensors_clearly():
     keys = torch._C.DispatchKeySet(torch._C.DispatchKey.CUDA)
     with pytest.raises(RuntimeError, match="the CUDA kernel was called with x on cpu"):
         torch.ops.fluxkern.mlp_jet.default.redispatch(keys, *_cpu_args(), "tanh")
+
+
+@needs_ext
+@pytest.mark.skipif(_ext.has_cuda_kernels(), reason="checks the build without CUDA kernels")
+def test_build_without_cuda_kernels_refuses_cuda_block_loss_clearly():
+    keys = torch._C.DispatchKeySet(torch._C.DispatchKey.CUDA)
+    with pytest.raises(RuntimeError, match="block_loss got cuda tensors, but fluxkern was built"):
+        torch.ops.fluxkern.block_loss.default.redispatch(keys, *block_args(4, device="cpu"))
+
+
+@needs_ext
+@pytest.mark.skipif(not _ext.has_cuda_kernels(), reason="checks the CUDA glue of a CUDA build")
+def test_cuda_block_loss_refuses_cpu_tensors_clearly():
+    keys = torch._C.DispatchKeySet(torch._C.DispatchKey.CUDA)
+    with pytest.raises(RuntimeError, match="the CUDA kernel was called with x on cpu"):
+        torch.ops.fluxkern.block_loss.default.redispatch(keys, *block_args(4, device="cpu"))
 
 
 # --- on a GPU ---------------------------------------------------------------------------------
@@ -296,3 +313,285 @@ def test_float32_cuda_close_to_float64_reference(act):
         act,
     )
     assert rel_err(y, y64) < TOL[torch.float32] and rel_err(jac, jac64) < TOL[torch.float32]
+
+
+# --- the fused block loss on a GPU ------------------------------------------------------------
+#
+# The op's arguments come from a random monomial table (any residual, column and field indices,
+# -1 included), independent of the expression compiler; test_block_loss_augmented_lagrangian_cuda
+# runs the compiled tables of a real system end to end. Oracles: the torch twin
+# (reference.block_loss, differentiated by autograd) on the same device and the CPU op.
+
+LOSS_DEVICE = "cuda"  # one name, so that the tests' logic can be checked on "cpu" without a GPU
+F64, F32 = torch.float64, torch.float32
+# (d, m, K, M, R): d inputs, m outputs, K coefficient columns, M monomials, R residuals; K = 0
+# (no data), R = 1 and R = 32 (the most) included. Every residual gets monomials (row i % R).
+BLOCK_SHAPES = [(2, 3, 2, 12, 4), (3, 4, 0, 7, 1), (1, 1, 3, 40, 32)]
+
+
+def block_args(
+    n,
+    d=2,
+    m=3,
+    k=2,
+    n_mono=12,
+    n_res=4,
+    paired=False,
+    pointwise=True,
+    dtype=F64,
+    device=LOSS_DEVICE,
+    act="tanh",
+    seed=0,
+):
+    """Positional arguments of torch.ops.fluxkern.block_loss for N points (pairs when paired).
+
+    Half the residuals squared (C = r^2), half signed; the last one a "sum", the others a
+    "mean"; lam in [0.1, 1.1], mu in [0, 2]. Weights and biases require grad.
+    """
+    g = torch.Generator().manual_seed(seed)
+    net = make_net(d, m, 9, 2, act, dtype=F64, device="cpu", seed=seed)
+    s = net.spec()
+    rows = 2 * n if paired else n
+    x = torch.rand(rows, d, generator=g, dtype=F64) * 2 - 1  # [P, d]
+    cols = torch.rand(rows, k, generator=g, dtype=F64) * 2 - 1  # [P, K]
+    table = torch.empty(n_mono, 5, dtype=torch.int32)  # [M, 5]
+    table[:, 0] = torch.arange(n_mono, dtype=torch.int32) % n_res
+    table[:, 1] = torch.randint(-1, k, (n_mono,), generator=g, dtype=torch.int32)
+    table[:, 2:] = torch.randint(-1, m + m * d, (n_mono, 3), generator=g, dtype=torch.int32)
+    coef = torch.randn(n_mono, generator=g, dtype=F64)  # [M]
+    lam = 0.1 + torch.rand((n, n_res) if pointwise else (n_res,), generator=g, dtype=F64)
+    mu = 2 * torch.rand(n_res, generator=g, dtype=F64)  # [R]
+    squared = (torch.arange(n_res) % 2 == 0).to(F64)  # [R]
+    red = torch.full((n_res,), 1.0 / max(n, 1), dtype=F64)  # [R]
+    red[-1] = 1.0
+
+    def on(t):
+        return t.to(device=device, dtype=dtype)
+
+    ws = [on(w.detach()).requires_grad_(True) for w in s.weights]
+    bs = [on(b.detach()).requires_grad_(True) for b in s.biases]
+    return [
+        on(x),
+        on(s.shift),
+        on(s.scale),
+        ws,
+        bs,
+        act,
+        on(cols),
+        table.to(device),
+        on(coef),
+        on(lam),
+        on(mu),
+        on(squared),
+        on(red),
+        n_res,
+        paired,
+    ]
+
+
+def block_args_as(args, dtype=None, device=None):
+    """A copy of block_args on another dtype and / or device (the table stays int32)."""
+    out = list(args)
+
+    def move(t):
+        kw = {"device": device} if t.dtype == torch.int32 else {"device": device, "dtype": dtype}
+        return t.detach().to(**{k: v for k, v in kw.items() if v is not None})
+
+    for i in (0, 1, 2, 6, 7, 8, 9, 10, 11, 12):
+        out[i] = move(args[i])
+    out[3] = [move(w).requires_grad_(True) for w in args[3]]
+    out[4] = [move(b).requires_grad_(True) for b in args[4]]
+    return out
+
+
+def block_run(args, backend):
+    """(loss, C, gradients w.r.t. weights and biases) of the op or its twin."""
+    loss, c = ops.block_loss(*args, backend=backend)
+    params = [*args[3], *args[4]]
+    return loss, c, torch.autograd.grad(loss, params)
+
+
+def assert_block_close(got, want, tol):
+    loss, c, grads = got
+    loss_w, c_w, grads_w = want
+    assert loss.shape == () and c.shape == c_w.shape
+    assert rel_err(loss, loss_w) <= tol, (float(loss), float(loss_w))
+    assert rel_err(c, c_w) <= tol
+    for a, b in zip(grads, grads_w, strict=True):
+        assert a.shape == b.shape and rel_err(a, b) <= tol
+
+
+@needs_gpu
+@pytest.mark.parametrize("shape", BLOCK_SHAPES, ids=lambda s: "d{}m{}K{}M{}R{}".format(*s))
+@pytest.mark.parametrize("pointwise", [True, False], ids=["pointwise", "global"])
+@pytest.mark.parametrize("paired", [False, True], ids=["unpaired", "paired"])
+@pytest.mark.parametrize("n", [1, 7, 4097])
+def test_block_loss_cuda_float64_matches_twin_and_cpu(n, paired, pointwise, shape):
+    d, m, k, n_mono, n_res = shape
+    args = block_args(n, d, m, k, n_mono, n_res, paired, pointwise, seed=n + 3 * paired)
+    got = block_run(args, LOSS_DEVICE)
+    assert got[0].device.type == LOSS_DEVICE and got[1].device.type == LOSS_DEVICE
+    assert_block_close(got, block_run(args, "torch"), TOL[F64])
+    cpu = block_args_as(args, device="cpu")
+    want_cpu = block_run(cpu, "cpu")
+    assert_block_close(got, want_cpu, TOL[F64])
+
+
+@needs_gpu
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("paired", [False, True], ids=["unpaired", "paired"])
+def test_block_loss_cuda_float32_close_to_float64_twin(paired, act):
+    # TOL[float32] (tests/matrix.py): float32 rounding through the jet and the cubic monomials.
+    args = block_args(3001, paired=paired, dtype=F32, act=act, seed=5)
+    got = block_run(args, LOSS_DEVICE)
+    assert got[0].dtype == F32 and got[1].dtype == F32
+    assert all(g.dtype == F32 for g in got[2])
+    want = block_run(block_args_as(args, dtype=F64), "torch")
+    assert_block_close(got, want, TOL[F32])
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [F32, F64])
+def test_block_loss_cuda_large_table_is_read_from_global_memory(dtype):
+    # 3000 monomials do not fit the kernel's 48 KiB of staged shared memory (1500 do): both
+    # paths of the kernel against the twin.
+    for n_mono in (1500, 3000):
+        args = block_args(1000, 2, 3, 2, n_mono, 8, dtype=dtype, seed=n_mono)
+        want = block_run(block_args_as(args, dtype=F64), "torch")
+        assert_block_close(block_run(args, LOSS_DEVICE), want, TOL[dtype])
+
+
+@needs_gpu
+@pytest.mark.parametrize("paired", [False, True], ids=["unpaired", "paired"])
+def test_block_loss_cuda_large_n_over_many_grid_strides_matches_cpu(paired):
+    # 600000 rows: more than one grid-stride round of one thread per point on any current GPU.
+    n = 300_000 if paired else 600_000
+    args = block_args(n, paired=paired, seed=11)
+    got = block_run(args, LOSS_DEVICE)
+    assert_block_close(got, block_run(block_args_as(args, device="cpu"), "cpu"), TOL[F64])
+
+
+@needs_gpu
+@pytest.mark.parametrize("pointwise", [True, False], ids=["pointwise", "global"])
+@pytest.mark.parametrize("paired", [False, True], ids=["unpaired", "paired"])
+def test_block_loss_cuda_empty_block(paired, pointwise):
+    """N = 0: loss 0, C [0, R], zero gradients, as the twin."""
+    args = block_args(0, paired=paired, pointwise=pointwise)
+    loss, c, grads = got = block_run(args, LOSS_DEVICE)
+    assert float(loss.detach()) == 0.0 and c.shape == (0, 4)
+    assert all(not g.any() for g in grads)
+    assert_block_close(got, block_run(args, "torch"), TOL[F64])
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [F32, F64])
+@pytest.mark.parametrize("paired", [False, True], ids=["unpaired", "paired"])
+def test_block_loss_cuda_is_bitwise_deterministic(paired, dtype):
+    args = block_args(4097, paired=paired, dtype=dtype, seed=13)
+    first = block_run(args, LOSS_DEVICE)
+    second = block_run(args, LOSS_DEVICE)
+    for a, b in zip(
+        [first[0], first[1], *first[2]], [second[0], second[1], *second[2]], strict=True
+    ):
+        assert torch.equal(a, b)
+
+
+@needs_gpu
+@pytest.mark.parametrize("pointwise", [True, False], ids=["pointwise", "global"])
+@pytest.mark.parametrize("paired", [False, True], ids=["unpaired", "paired"])
+def test_block_loss_opcheck_cuda(paired, pointwise):
+    args = block_args(9, paired=paired, pointwise=pointwise, seed=17)
+    torch.library.opcheck(torch.ops.fluxkern.block_loss.default, tuple(args))
+
+
+@needs_gpu
+def test_block_loss_cuda_checks_every_tensor_and_the_table():
+    args = block_args(5)
+    bad = list(args)
+    bad[7] = args[7].cpu()  # the table on another device than x
+    with pytest.raises(RuntimeError, match=f"table is on cpu but x is on {LOSS_DEVICE}"):
+        torch.ops.fluxkern.block_loss(*bad)
+    bad = list(args)
+    bad[9] = args[9].cpu()
+    with pytest.raises(RuntimeError, match=f"lam is on cpu but x is on {LOSS_DEVICE}"):
+        torch.ops.fluxkern.block_loss(*bad)
+    # The table's entries are checked on the host, also when the table lives on the device.
+    bad = list(args)
+    bad[7] = args[7].clone()
+    bad[7][3, 4] = 3 + 3 * 2  # field m + m d: one past the last
+    with pytest.raises(ValueError, match="table row 3 names field 9 of 9"):
+        torch.ops.fluxkern.block_loss(*bad)
+    bad[7] = args[7].t().contiguous().t()  # a non-contiguous table with the same entries
+    assert not bad[7].is_contiguous()
+    assert_block_close(block_run(bad, LOSS_DEVICE), block_run(args, LOSS_DEVICE), 0.0)
+
+
+@needs_gpu
+def test_block_loss_runs_on_the_current_stream():
+    """As test_runs_on_the_current_stream, for the residual kernel and the loss sum."""
+    args = block_args(20000, paired=True, seed=19)
+    want = block_run(args, LOSS_DEVICE)
+    torch.cuda.synchronize()
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        torch.cuda._sleep(50_000_000)  # ~25 ms of GPU time before anything else on `side`
+        late = list(args)
+        late[6] = args[6] * 1.0  # cols, written on `side` after the sleep
+        late[9] = args[9] * 1.0  # lam
+        got = block_run(late, LOSS_DEVICE)
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    assert_block_close(got, want, 1e-12)  # a stream race gives O(1) errors
+
+
+def _al_system(device, dtype=F64):
+    """A system with every kind of fused group: blocks on two point sets (one segmented call),
+    a paired set (its own call), degree-3 monomials, data, both forms, both multipliers."""
+    x, t = fluxkern.inputs("x t")
+    u, v = fluxkern.outputs("u v")
+    f, k, gd = fluxkern.data("f k g")
+    gen = torch.Generator().manual_seed(23)
+
+    def rand(*shape, lo=0.0, hi=1.0):
+        return (lo + (hi - lo) * torch.rand(*shape, generator=gen, dtype=F64)).to(device, dtype)
+
+    pts, bnd, ts = rand(500, 2), rand(77, 2), rand(33, 1)
+    a = torch.cat([torch.zeros_like(ts), ts], 1)
+    b = torch.cat([torch.ones_like(ts), ts], 1)
+    terms = [
+        fluxkern.Objective("pde", u.d(t) + u * v.d(x) - f, pts, {"f": rand(500)}),
+        fluxkern.Constraint("vdef", [v - u.d(x), u**3 - v * u.d(t)], pts),
+        fluxkern.Constraint(
+            "bc", u - gd, bnd, {"g": rand(77)}, form="signed", multiplier="global", reduction="sum"
+        ),
+        fluxkern.Constraint(
+            "periodic", [u, v, k * u.d(t)], (a, b), {"k": rand(33, lo=0.5, hi=1.5)}, form="signed"
+        ),
+    ]
+    torch.manual_seed(29)
+    net = fluxkern.MLP(2, 2, 24, 3, "tanh", dtype=dtype, device=device)
+    return net, terms
+
+
+@needs_gpu
+def test_block_loss_augmented_lagrangian_cuda():
+    """The library end to end on the device: the AL's loss, gradient, C and dual updates with
+    backend "cuda" against backend "torch" on the same device."""
+    net, terms = _al_system(LOSS_DEVICE)
+    fused = fluxkern.AugmentedLagrangian(net, terms, backend=LOSS_DEVICE)
+    twin = fluxkern.AugmentedLagrangian(net, terms, backend="torch")
+    for _ in range(2):
+        fused.update_multipliers()
+        twin.update_multipliers()
+    for name, lam in twin.multipliers.items():
+        assert rel_err(fused.multipliers[name], lam) <= TOL[F64]
+    params = list(net.parameters())
+    l_f, l_t = fused(), twin()
+    assert rel_err(l_f, l_t) <= TOL[F64]
+    for a, b in zip(
+        torch.autograd.grad(l_f, params), torch.autograd.grad(l_t, params), strict=True
+    ):
+        assert rel_err(a, b) <= TOL[F64]
+    c_f, c_t = fused.constraint_values(), twin.constraint_values()
+    for name, c in c_t.items():
+        assert c_f[name].device.type == LOSS_DEVICE and rel_err(c_f[name], c) <= TOL[F64]

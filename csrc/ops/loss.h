@@ -8,12 +8,68 @@
 #include <tuple>
 #include <vector>
 
+#include "ops/jet.h"
+
 namespace fluxkern {
 
+// One residual + loss step over the points of a block, on validated arguments that all live on
+// the op's device and are contiguous (kernels/residual.h for the table and loss settings). The
+// point count is N (pairs when `paired`: rows p and p + N of y, jac and cols are the two sides).
+struct ResidualLossStep {
+  int64_t n = 0;      // N
+  int64_t n_res = 0;  // R
+  bool paired = false;
+  at::Tensor y;        // [P, m]
+  at::Tensor jac;      // [P, m, d]
+  at::Tensor cols;     // [P, K]
+  at::Tensor table;    // [M, 5] int32
+  at::Tensor coef;     // [M]
+  at::Tensor lam;      // [N, R] (pointwise) or [R] (global)
+  at::Tensor mu;       // [R]
+  at::Tensor squared;  // [R]
+  at::Tensor red;      // [R]
+  at::Tensor c;        // out [N, R]: C
+  at::Tensor loss_p;   // out [N]: each point's loss contribution
+  at::Tensor ybar;     // out [P, m]: dL/dy, every row written
+  at::Tensor jbar;     // out [P, m, d]: dL/dJ, every row written
+};
+
+// The device-specific part of the op: the per-point residual + loss kernel. Everything else
+// (checks, jet, loss = sum of loss_p, jet backward) is the device-independent glue.
+struct LossDevice {
+  void (*residual_loss)(const ResidualLossStep& step);
+};
+
+const LossDevice& cpu_loss_device();
+#if defined(FLUXKERN_WITH_CUDA)
+const LossDevice& cuda_loss_device();
+#endif
+
+// The op body shared by every device's entry points (loss_glue.cpp): argument checks (the MLP,
+// the block, every tensor on x's device of type `device_type`), the jet forward with `jet_dev`,
+// the residual step of `loss_dev`, loss = sum of the per-point losses, the jet backward. The
+// entry points add what is device-specific (device guard).
+std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> block_loss_on(
+    const JetDevice& jet_dev, const LossDevice& loss_dev, c10::DeviceType device_type,
+    const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, at::TensorList weights,
+    at::TensorList biases, c10::string_view activation, const at::Tensor& cols,
+    const at::Tensor& table, const at::Tensor& coef, const at::Tensor& lam, const at::Tensor& mu,
+    const at::Tensor& squared, const at::Tensor& red, int64_t n_res, bool paired);
+
+// Op entry points (schema in csrc/registration.cpp).
 std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> block_loss_cpu(
     const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, at::TensorList weights,
     at::TensorList biases, c10::string_view activation, const at::Tensor& cols,
     const at::Tensor& table, const at::Tensor& coef, const at::Tensor& lam, const at::Tensor& mu,
     const at::Tensor& squared, const at::Tensor& red, int64_t n_res, bool paired);
+
+#if defined(FLUXKERN_WITH_CUDA)
+std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>>
+block_loss_cuda(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale,
+                at::TensorList weights, at::TensorList biases, c10::string_view activation,
+                const at::Tensor& cols, const at::Tensor& table, const at::Tensor& coef,
+                const at::Tensor& lam, const at::Tensor& mu, const at::Tensor& squared,
+                const at::Tensor& red, int64_t n_res, bool paired);
+#endif
 
 }  // namespace fluxkern

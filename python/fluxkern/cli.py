@@ -1,8 +1,9 @@
-"""The `fluxkern` command: list the problems, solve one."""
+"""The `fluxkern` command: list the problems, solve one, diagnose gradients and landscapes."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -88,7 +89,26 @@ def _build_parser() -> _Parser:
     s.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
     s.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     s.add_argument("--no-plots", action="store_true", help="write no PNG plots")
+    _add_diagnose_parser(sub)
     return p
+
+
+def _add_diagnose_parser(sub: Any) -> None:
+    d = sub.add_parser("diagnose", help="gradient sensitivity per derivative order; loss landscape")
+    dsub = d.add_subparsers(dest="diagnostic", parser_class=_Parser)
+    g = dsub.add_parser("gradients", help="gradient sensitivity of order 0, 1, 2 losses at init")
+    g.add_argument("name", help="problem name (one with a PINN form)")
+    g.add_argument("--out", metavar="DIR", help="output folder (default runs/diagnostics/NAME)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--samples", type=int, default=16, help="random perturbations per magnitude")
+    g.add_argument("--run", metavar="DIR", help="a flux run (model.pt): its trained weights")
+    ls = dsub.add_parser("landscape", help="loss landscape of a trained run (needs model.pt)")
+    ls.add_argument("--run", metavar="DIR", required=True, help="a run folder holding model.pt")
+    ls.add_argument("--grid", type=int, default=64, help="points per axis (>= 2)")
+    ls.add_argument("--compare", metavar="DIR2", help="a second run of the problem, side by side")
+    ls.add_argument("--seed", type=int, default=0, help="seed of the random directions")
+    ls.add_argument("--span", type=float, default=1.0, help="half-width of the square (1)")
+    ls.add_argument("--out", metavar="DIR", help="output folder (default DIR/landscape)")
 
 
 def _cmd_list() -> int:
@@ -149,6 +169,69 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_diagnose(args: argparse.Namespace) -> int:
+    from fluxkern import diagnostics, problems
+
+    if args.diagnostic == "gradients":
+        if args.name not in problems.names():
+            raise UsageError(
+                f"unknown problem {args.name!r}; choose from {', '.join(problems.names())}"
+            )
+        if args.samples < 1:
+            raise UsageError(f"--samples must be >= 1, got {args.samples}")
+        out = args.out or f"runs/diagnostics/{args.name}"
+        try:
+            res = diagnostics.gradient_sensitivity(
+                args.name, seed=args.seed, samples=args.samples, out=out, run=args.run
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        mags = res["orders"]["0"]["weight_perturbation"]["magnitudes"]
+        eps = res["orders"]["0"]["output_perturbation"]["magnitudes"]
+        print(
+            f"{res['problem']} at {res['at']}: median ||g' - g|| / ||g|| over "
+            f"{res['samples']} samples "
+            f"(weights at {', '.join(f'{v:g}' for v in mags)}; "
+            f"outputs at eps {', '.join(f'{v:g}' for v in eps)})"
+        )
+        for order, r in res["orders"].items():
+            w = " ".join(f"{v:.2e}" for v in r["weight_perturbation"]["median"])
+            o = " ".join(f"{v:.2e}" for v in r["output_perturbation"]["median"])
+            print(
+                f"  order {order}: weights {w} | outputs {o} | cos(two draws) "
+                f"{r['cosine_two_draws']:.4f} | kurtosis {r['excess_kurtosis']:.2f}"
+            )
+        print(f"  {res['time_s']:.1f} s; results in {out}")
+        return 0
+    if args.diagnostic == "landscape":
+        if args.grid < 2:
+            raise UsageError(f"--grid must be >= 2, got {args.grid}")
+        if not args.span > 0:
+            raise UsageError(f"--span must be > 0, got {args.span}")
+        out = args.out or os.path.join(args.run, "landscape")
+        try:
+            res = diagnostics.loss_landscape(
+                args.run,
+                grid=args.grid,
+                out=out,
+                compare=args.compare,
+                seed=args.seed,
+                span=args.span,
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        for r in [res] + ([res["compare"]] if "compare" in res else []):
+            print(
+                f"{r['problem']} ({r['formulation']}, {r['run']}): L(0) {r['origin_loss']:.3e}, "
+                f"grid min {r['min_loss']:.3e} at {r['argmin']}, max {r['max_loss']:.3e}, "
+                f"{r['local_minima']} local minima; {r['evaluations']} evaluations in "
+                f"{r['time_s']:.1f} s"
+            )
+        print(f"  results in {out}")
+        return 0
+    raise UsageError("diagnose: choose gradients or landscape")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script.
 
@@ -165,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_list()
         if args.command == "solve":
             return _cmd_solve(args)
+        if args.command == "diagnose":
+            return _cmd_diagnose(args)
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     except UsageError as exc:

@@ -146,3 +146,49 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 def test_bad_options(kwargs, match):
     with pytest.raises(ValueError, match=match):
         solver.solve(small_poisson(), progress=False, **kwargs)
+
+
+class InterruptAfter(Poisson):
+    """PINN loss that raises KeyboardInterrupt (as Ctrl-C would) after some evaluations."""
+
+    def __init__(self, good_calls: int):
+        self.good_calls = good_calls
+        self.defaults = {**Poisson.defaults, "n_interior": 32, "n_boundary": 16}
+        self.width, self.depth = 6, 1
+
+    def pinn_loss(self, model, seed, dtype, device):
+        inner = super().pinn_loss(model, seed, dtype, device)
+        calls = {"n": 0}
+
+        def loss():
+            calls["n"] += 1
+            if calls["n"] > self.good_calls:
+                raise KeyboardInterrupt
+            return inner()
+
+        return loss
+
+
+def test_interrupt_names_the_last_checkpoint_and_resume_continues(tmp_path):
+    out = str(tmp_path / "int")
+    with pytest.raises(solver.InterruptedRun, match=r"epoch 5; the last checkpoint \(epoch 4\)"):
+        solver.solve(
+            InterruptAfter(good_calls=4),
+            epochs=10,
+            optimizer="adam",
+            formulation="pinn",
+            progress=False,
+            out=out,
+            checkpoint_every=2,
+        )
+    res = solver.solve(
+        InterruptAfter(good_calls=100),
+        epochs=6,
+        optimizer="adam",
+        formulation="pinn",
+        progress=False,
+        out=out,
+        resume=True,
+        plots=False,
+    )
+    assert res["epochs"] == 6

@@ -12,6 +12,7 @@ __all__ = ["main"]
 
 EXIT_USAGE = 2
 EXIT_NONFINITE = 3
+EXIT_INTERRUPTED = 130
 
 
 class UsageError(Exception):
@@ -157,6 +158,9 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     except solver.NonFiniteLossError as exc:
         print(f"fluxkern: {exc}", file=sys.stderr)
         return EXIT_NONFINITE
+    except solver.InterruptedRun as exc:
+        print(f"fluxkern: {exc} (--resume)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     errs = ", ".join(f"{k} {v:.3e}" for k, v in results["errors"].items())
     print(
         f"{results['problem']} ({results['formulation']}): relative L2 {errs or 'n/a'}; "
@@ -241,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Arguments (default sys.argv[1:]).
 
     Returns:
-        The exit code: 0 success, 2 bad usage or config, 3 non-finite loss.
+        The exit code: 0 success, 2 bad usage or config, 3 non-finite loss, 130 interrupted.
     """
     parser = _build_parser()
     try:

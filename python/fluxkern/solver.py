@@ -21,7 +21,7 @@ from fluxkern.lagrangian import AugmentedLagrangian
 from fluxkern.nn import MLP
 from fluxkern.problems.base import Problem
 
-__all__ = ["NonFiniteLossError", "SolveOptions", "solve"]
+__all__ = ["InterruptedRun", "NonFiniteLossError", "SolveOptions", "solve"]
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"  # the trained network and multipliers (small; no optimizer state)
@@ -29,6 +29,10 @@ MODEL = "model.pt"  # the trained network and multipliers (small; no optimizer s
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class InterruptedRun(KeyboardInterrupt):
+    """Ctrl-C during training; says where the last checkpoint is."""
 
 
 @dataclass
@@ -295,12 +299,22 @@ def solve(problem: Problem | str, **options: Any) -> dict[str, Any]:
 
     progress = _Progress(opts.epochs, opts.progress)
     t0 = time.perf_counter()
+    last_ckpt = start_epoch if opts.resume else None
     for epoch in range(start_epoch, opts.epochs):
-        if opts.optimizer == "lbfgs":
-            loss_t = opt.step(closure)
-        else:
-            loss_t = closure()
-            opt.step()
+        try:
+            if opts.optimizer == "lbfgs":
+                loss_t = opt.step(closure)
+            else:
+                loss_t = closure()
+                opt.step()
+        except KeyboardInterrupt:
+            progress.close()
+            where = (
+                f"the last checkpoint (epoch {last_ckpt}) is {ckpt_path}; continue with resume"
+                if ckpt_path and last_ckpt is not None
+                else "no checkpoint was written yet"
+            )
+            raise InterruptedRun(f"interrupted in epoch {epoch + 1}; {where}") from None
         loss = float(loss_t.detach())
         violation, lam_lo, lam_hi = math.nan, math.nan, math.nan
         if al is not None:
@@ -333,6 +347,7 @@ def solve(problem: Problem | str, **options: Any) -> dict[str, Any]:
         progress.update(epoch + 1, text, force=epoch + 1 == opts.epochs)
         if (epoch + 1) % opts.checkpoint_every == 0:
             checkpoint(epoch + 1, elapsed_before + time.perf_counter() - t0)
+            last_ckpt = epoch + 1
     progress.close()
     wall = elapsed_before + time.perf_counter() - t0
     checkpoint(opts.epochs, wall)

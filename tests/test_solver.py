@@ -96,11 +96,12 @@ def test_pinn_form_runs():
     assert res["formulation"] == "pinn" and np.isfinite(res["errors"]["u"])
 
 
-class NaNAfter(Poisson):
-    """PINN loss that turns NaN after a number of evaluations."""
+class FailAfter(Poisson):
+    """PINN loss that fails after a number of evaluations: turns NaN, or raises
+    KeyboardInterrupt (as Ctrl-C would)."""
 
-    def __init__(self, good_calls: int):
-        self.good_calls = good_calls
+    def __init__(self, good_calls: int, failure: str = "nan"):
+        self.good_calls, self.failure = good_calls, failure
         self.defaults = {**Poisson.defaults, "n_interior": 32, "n_boundary": 16}
         self.width, self.depth = 6, 1
 
@@ -110,8 +111,11 @@ class NaNAfter(Poisson):
 
         def loss():
             calls["n"] += 1
-            value = inner()
-            return value * float("nan") if calls["n"] > self.good_calls else value
+            if calls["n"] <= self.good_calls:
+                return inner()
+            if self.failure == "interrupt":
+                raise KeyboardInterrupt
+            return inner() * float("nan")
 
         return loss
 
@@ -120,7 +124,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     out = str(tmp_path / "nan")
     with pytest.raises(solver.NonFiniteLossError, match="non-finite loss at epoch 3"):
         solver.solve(
-            NaNAfter(good_calls=2),
+            FailAfter(good_calls=2),
             epochs=10,
             optimizer="adam",
             formulation="pinn",
@@ -148,32 +152,11 @@ def test_bad_options(kwargs, match):
         solver.solve(small_poisson(), progress=False, **kwargs)
 
 
-class InterruptAfter(Poisson):
-    """PINN loss that raises KeyboardInterrupt (as Ctrl-C would) after some evaluations."""
-
-    def __init__(self, good_calls: int):
-        self.good_calls = good_calls
-        self.defaults = {**Poisson.defaults, "n_interior": 32, "n_boundary": 16}
-        self.width, self.depth = 6, 1
-
-    def pinn_loss(self, model, seed, dtype, device):
-        inner = super().pinn_loss(model, seed, dtype, device)
-        calls = {"n": 0}
-
-        def loss():
-            calls["n"] += 1
-            if calls["n"] > self.good_calls:
-                raise KeyboardInterrupt
-            return inner()
-
-        return loss
-
-
 def test_interrupt_names_the_last_checkpoint_and_resume_continues(tmp_path):
     out = str(tmp_path / "int")
     with pytest.raises(solver.InterruptedRun, match=r"epoch 5; the last checkpoint \(epoch 4\)"):
         solver.solve(
-            InterruptAfter(good_calls=4),
+            FailAfter(good_calls=4, failure="interrupt"),
             epochs=10,
             optimizer="adam",
             formulation="pinn",
@@ -182,7 +165,7 @@ def test_interrupt_names_the_last_checkpoint_and_resume_continues(tmp_path):
             checkpoint_every=2,
         )
     res = solver.solve(
-        InterruptAfter(good_calls=100),
+        FailAfter(good_calls=100),
         epochs=6,
         optimizer="adam",
         formulation="pinn",

@@ -98,4 +98,31 @@ FK_HD T loss_at(const LossSpec<T>& s, int64_t p, int64_t n_res, const T* r, T* c
   return total;
 }
 
+// The whole fused step at point p of a block of n points (n pairs when `paired`: rows p and p + n
+// are the two sides, r = e(row p) - e(row p + n)): C [n, R] and loss_p [n] at p, and dl/dy, dl/dJ
+// written for the point's rows of ybar [P, m] and jbar [P, m, d]. r and g are scratch [R].
+template <typename T>
+FK_HD void residual_loss_point(const MonomialTable<T>& t, const LossSpec<T>& loss, int64_t n,
+                               bool paired, int64_t p, const T* y, const T* jac, const T* cols,
+                               T* c, T* loss_p, T* ybar, T* jbar, T* r, T* g) {
+  const int64_t m = t.m, md = t.m * t.d, k = t.n_cols;
+  const int64_t rows[2] = {p, p + n};
+  const int sides = paired ? 2 : 1;
+  for (int64_t i = 0; i < t.n_res; ++i) r[i] = T(0);
+  for (int s = 0; s < sides; ++s) {
+    const int64_t q = rows[s];
+    residuals_at(t, y + q * m, jac + q * md, cols + q * k, s == 0 ? T(1) : T(-1), r);
+  }
+  loss_p[p] = loss_at(loss, p, t.n_res, r, c + p * t.n_res, g);
+  for (int s = 0; s < sides; ++s) {
+    const int64_t q = rows[s];
+    T* yb = ybar + q * m;   // [m]
+    T* jb = jbar + q * md;  // [m * d]
+    for (int64_t o = 0; o < m; ++o) yb[o] = T(0);
+    for (int64_t o = 0; o < md; ++o) jb[o] = T(0);
+    residuals_backward_at(t, y + q * m, jac + q * md, cols + q * k, g, s == 0 ? T(1) : T(-1), yb,
+                          jb);
+  }
+}
+
 }  // namespace fluxkern

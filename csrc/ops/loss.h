@@ -8,6 +8,7 @@
 #include <tuple>
 #include <vector>
 
+#include "kernels/residual.h"
 #include "ops/jet.h"
 
 namespace fluxkern {
@@ -33,6 +34,24 @@ struct ResidualLossStep {
   at::Tensor ybar;     // out [P, m]: dL/dy, every row written
   at::Tensor jbar;     // out [P, m, d]: dL/dJ, every row written
 };
+
+// The raw-pointer views of a step that the kernels take (shared by the CPU and CUDA glue).
+template <typename T>
+MonomialTable<T> monomial_table(const ResidualLossStep& st) {
+  return MonomialTable<T>{st.table.data_ptr<int32_t>(),
+                          st.coef.data_ptr<T>(),
+                          st.table.size(0),
+                          st.n_res,
+                          st.cols.size(1),
+                          st.y.size(1),
+                          st.jac.size(2)};
+}
+
+template <typename T>
+LossSpec<T> loss_spec(const ResidualLossStep& st) {
+  return LossSpec<T>{st.lam.data_ptr<T>(), st.lam.dim() == 2 ? st.n_res : 0, st.mu.data_ptr<T>(),
+                     st.squared.data_ptr<T>(), st.red.data_ptr<T>()};
+}
 
 // The device-specific part of the op: the per-point residual + loss kernel. Everything else
 // (checks, jet, loss = sum of loss_p, jet backward) is the device-independent glue.

@@ -11,18 +11,9 @@ namespace fluxkern {
 namespace {
 
 void residual_loss_step_cpu(const ResidualLossStep& st) {
-  const int64_t m = st.y.size(1), d = st.jac.size(2);
   AT_DISPATCH_FLOATING_TYPES(st.y.scalar_type(), "residual_loss_cpu", [&] {
-    const MonomialTable<scalar_t> t{st.table.data_ptr<int32_t>(),
-                                    st.coef.data_ptr<scalar_t>(),
-                                    st.table.size(0),
-                                    st.n_res,
-                                    st.cols.size(1),
-                                    m,
-                                    d};
-    const LossSpec<scalar_t> spec{st.lam.data_ptr<scalar_t>(), st.lam.dim() == 2 ? st.n_res : 0,
-                                  st.mu.data_ptr<scalar_t>(), st.squared.data_ptr<scalar_t>(),
-                                  st.red.data_ptr<scalar_t>()};
+    const MonomialTable<scalar_t> t = monomial_table<scalar_t>(st);
+    const LossSpec<scalar_t> spec = loss_spec<scalar_t>(st);
     const scalar_t* yp = st.y.data_ptr<scalar_t>();
     const scalar_t* jp = st.jac.data_ptr<scalar_t>();
     const scalar_t* cp = st.cols.data_ptr<scalar_t>();

@@ -13,19 +13,10 @@ namespace fluxkern {
 namespace {
 
 void residual_loss_step_cuda(const ResidualLossStep& st) {
-  const int64_t m = st.y.size(1), d = st.jac.size(2);
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream(st.y.device().index());
   AT_DISPATCH_FLOATING_TYPES(st.y.scalar_type(), "residual_loss_cuda", [&] {
-    const MonomialTable<scalar_t> t{st.table.data_ptr<int32_t>(),
-                                    st.coef.data_ptr<scalar_t>(),
-                                    st.table.size(0),
-                                    st.n_res,
-                                    st.cols.size(1),
-                                    m,
-                                    d};
-    const LossSpec<scalar_t> spec{st.lam.data_ptr<scalar_t>(), st.lam.dim() == 2 ? st.n_res : 0,
-                                  st.mu.data_ptr<scalar_t>(), st.squared.data_ptr<scalar_t>(),
-                                  st.red.data_ptr<scalar_t>()};
+    const MonomialTable<scalar_t> t = monomial_table<scalar_t>(st);
+    const LossSpec<scalar_t> spec = loss_spec<scalar_t>(st);
     C10_CUDA_CHECK(residual_loss_cuda<scalar_t>(
         t, spec, st.n, st.paired, st.y.data_ptr<scalar_t>(), st.jac.data_ptr<scalar_t>(),
         st.cols.data_ptr<scalar_t>(), st.c.data_ptr<scalar_t>(), st.loss_p.data_ptr<scalar_t>(),

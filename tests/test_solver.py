@@ -91,6 +91,25 @@ def test_loss_falls_and_outputs_are_written(tmp_path):
     assert saved_model["problem"] == "poisson" and "flux" in saved_model["dual"]["state"]
 
 
+def test_callback_sees_every_epoch_and_can_stop_the_run(tmp_path):
+    seen = []
+
+    def stop_at_three(epoch, model):
+        assert isinstance(model, torch.nn.Module)
+        seen.append(epoch)
+        return epoch == 3
+
+    res = solver.solve(
+        small_poisson(), epochs=10, progress=False, callback=stop_at_three, out=str(tmp_path)
+    )
+    assert seen == [1, 2, 3]
+    assert res["epochs"] == 3 and res["stopped_by_callback"] is True
+    assert torch.load(tmp_path / solver.CHECKPOINT, weights_only=False)["epoch"] == 3
+    # the same three epochs without a callback give the same network
+    plain = solver.solve(small_poisson(), epochs=3, progress=False)
+    assert plain["final_loss"] == res["final_loss"] and plain["stopped_by_callback"] is False
+
+
 def test_pinn_form_runs():
     res = solver.solve(small_poisson(), epochs=5, formulation="pinn", progress=False)
     assert res["formulation"] == "pinn" and np.isfinite(res["errors"]["u"])

@@ -9,6 +9,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,11 +205,19 @@ def predict(problem: Problem, model: nn.Module, formulation: str, x: Tensor) -> 
     return {name: y[:, k] for k, name in enumerate(outs)}
 
 
-def solve(problem: Problem | str, **options: Any) -> dict[str, Any]:
+def solve(
+    problem: Problem | str,
+    callback: Callable[[int, nn.Module], bool] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
     """Trains the problem's network and returns the results (also written to `out`).
 
     Args:
         problem: A Problem or a registered name.
+        callback: Called after every epoch as callback(epoch, model) (epoch counts from 1);
+            returning True ends the run there (results then give the epochs actually run, and
+            "stopped_by_callback": true). Its own time counts in the wall time; callers that
+            time accuracy checks subtract them.
         **options: Fields of SolveOptions; the problem's defaults fill the rest.
 
     Returns:
@@ -300,6 +309,7 @@ def solve(problem: Problem | str, **options: Any) -> dict[str, Any]:
     progress = _Progress(opts.epochs, opts.progress)
     t0 = time.perf_counter()
     last_ckpt = start_epoch if opts.resume else None
+    epochs_run, stopped = opts.epochs, False
     for epoch in range(start_epoch, opts.epochs):
         try:
             if opts.optimizer == "lbfgs":
@@ -348,9 +358,12 @@ def solve(problem: Problem | str, **options: Any) -> dict[str, Any]:
         if (epoch + 1) % opts.checkpoint_every == 0:
             checkpoint(epoch + 1, elapsed_before + time.perf_counter() - t0)
             last_ckpt = epoch + 1
+        if callback is not None and callback(epoch + 1, model):
+            epochs_run, stopped = epoch + 1, True
+            break
     progress.close()
     wall = elapsed_before + time.perf_counter() - t0
-    checkpoint(opts.epochs, wall)
+    checkpoint(epochs_run, wall)
 
     grid = problem.eval_grid(dtype, device)
     fields = predict(problem, model, opts.formulation, grid.points)
@@ -360,7 +373,8 @@ def solve(problem: Problem | str, **options: Any) -> dict[str, Any]:
         "formulation": opts.formulation,
         "errors": errors,
         "wall_time_s": wall,
-        "epochs": opts.epochs,
+        "epochs": epochs_run,
+        "stopped_by_callback": stopped,
         "optimizer": opts.optimizer,
         "dtype": opts.dtype,
         "device": opts.device,

@@ -15,7 +15,7 @@ SOURCES := $(shell find csrc python -type f \( -name '*.cpp' -o -name '*.h' -o -
            CMakeLists.txt pyproject.toml
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench-jet bench-loss problems lint format clean
+.PHONY: setup test demo bench bench-jet bench-loss problems lint format clean
 
 setup: $(VENV)/.fluxkern-built
 
@@ -44,6 +44,33 @@ test: setup
 demo: setup
 	$(VENV)/bin/fluxkern solve poisson --out runs/poisson-demo
 
+# make bench: the side-by-side benchmarks (bench/run.py) in their own environment, .venv-bench:
+# fluxkern (built into build-bench/) plus the contenders, DeepXDE with its pytorch backend among
+# them (installed there only; never a fluxkern dependency). Writes bench/results/<machine>-<date>.*
+# Takes about an hour on 2 cores; BENCH_ARGS="--quick" for a smoke run.
+BENCH_VENV ?= .venv-bench
+BENCH_VPY := $(BENCH_VENV)/bin/python
+BENCH_DEPS := deepxde==1.15.0
+BENCH_ARGS ?=
+
+$(BENCH_VPY):
+	$(PYTHON) -m venv $(BENCH_VENV)
+
+$(BENCH_VENV)/.deps: $(BENCH_VPY)
+	@if $(BENCH_VPY) -c "import torch" 2>/dev/null; then :; else \
+	  $(BENCH_VPY) -m pip install --disable-pip-version-check -q "$(TORCH_SPEC)" $(TORCH_PIP_ARGS); \
+	fi
+	$(BENCH_VPY) -m pip install --disable-pip-version-check -q $(DEPS) $(BENCH_DEPS)
+	touch $@
+
+$(BENCH_VENV)/.fluxkern-built: $(BENCH_VENV)/.deps $(SOURCES)
+	$(BENCH_VPY) -m pip install --disable-pip-version-check -q --no-build-isolation --no-deps \
+	  -C build-dir=build-bench .
+	touch $@
+
+bench: $(BENCH_VENV)/.fluxkern-built
+	DDE_BACKEND=pytorch $(BENCH_VPY) -m bench $(BENCH_ARGS)
+
 bench-jet: setup
 	$(VPY) bench/bench_jet.py
 
@@ -65,7 +92,7 @@ format: setup
 	$(VENV)/bin/clang-format -i $$(find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh')
 
 clean:
-	rm -rf build build-cuda
+	rm -rf build build-cuda build-bench
 
 # ---------------------------------------------------------------------------------------------
 # make cuda-build: compiles and links the CUDA variant of the extension in its own venv

@@ -17,7 +17,6 @@ tensor cores; DESIGN.md section 5) when the card is known to bench/common.py.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 
@@ -26,49 +25,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import fluxkern as fk  # noqa: E402
-
-
-def poisson_terms(n: int, nb: int, dtype: torch.dtype, device: str = "cpu"):
-    """The poisson demo of PROBLEMS.md in flux form: div q + f = 0, q = grad u, u = 0 on edges."""
-    gen = torch.Generator().manual_seed(0)
-    xi = torch.rand(n, 2, generator=gen, dtype=dtype)
-    t = torch.rand(nb, generator=gen, dtype=dtype)
-    side = torch.arange(nb) % 4
-    xb = torch.stack(
-        [
-            torch.where(side == 0, 0.0, torch.where(side == 1, 1.0, t)),
-            torch.where(side == 2, 0.0, torch.where(side == 3, 1.0, t)),
-        ],
-        1,
-    ).to(dtype)
-    f = 2 * math.pi**2 * torch.sin(math.pi * xi[:, 0]) * torch.sin(math.pi * xi[:, 1])
-    xi, xb, f = xi.to(device), xb.to(device), f.to(device)
-    x, y = fk.inputs("x y")
-    u, qx, qy = fk.outputs("u qx qy")
-    fd = fk.data("f")
-    terms = [
-        fk.Objective("pde", qx.d(x) + qy.d(y) + fd, xi, data={"f": f}),
-        fk.Constraint("flux", [qx - u.d(x), qy - u.d(y)], xi),
-        fk.Constraint("bc", u, xb),
-    ]
-    return terms, xi, xb, f
-
-
-def plain_pytorch_step(seq, params, xi, xb, f, lam_flux, lam_bc):
-    """The same loss written as users write it today: autograd.grad(create_graph=True)."""
-    xr = xi.detach().requires_grad_(True)
-    out = seq(xr)
-    u, qx, qy = out[:, 0], out[:, 1], out[:, 2]
-    (du,) = torch.autograd.grad(u.sum(), xr, create_graph=True)
-    (dqx,) = torch.autograd.grad(qx.sum(), xr, create_graph=True)
-    (dqy,) = torch.autograd.grad(qy.sum(), xr, create_graph=True)
-    r = dqx[:, 0] + dqy[:, 1] + f
-    c1 = (qx - du[:, 0]) ** 2
-    c2 = (qy - du[:, 1]) ** 2
-    cb = seq(xb)[:, 0] ** 2
-    loss = (r * r).mean() + (lam_flux[:, 0] * c1 + lam_flux[:, 1] * c2).mean()
-    loss = loss + (lam_bc[:, 0] * cb).mean()
-    return loss, torch.autograd.grad(loss, params)
+import poisson_case as case  # noqa: E402
 
 
 def run(args) -> list[dict]:
@@ -86,20 +43,10 @@ def run_one(args, dname: str, n: int, peak: float, sheet: float | None) -> list[
     rows = []
     dtype = getattr(torch, dname)
     device = args.device
-    torch.manual_seed(0)
-    net = fk.MLP(
-        2,
-        3,
-        args.width,
-        args.depth,
-        "tanh",
-        input_shift=[0.5, 0.5],
-        input_scale=[1 / math.sqrt(12)] * 2,
-        dtype=dtype,
-        device=device,
-    )
+    net = case.make_net(args.width, args.depth, 3, dtype, device)
     params = list(net.parameters())
-    terms, xi, xb, f = poisson_terms(n, args.nb, dtype, device)
+    pts = case.make_points(n, args.nb, dtype, device)
+    terms = case.flux_terms(pts)
     seq = net.to_sequential()
     seq_params = list(seq.parameters())
     als = {}
@@ -122,10 +69,13 @@ def run_one(args, dname: str, n: int, peak: float, sheet: float | None) -> list[
         "fluxkern torch twin": fused_step(als["torch"]),
     }
     lam_flux, lam_bc = als[device].multipliers["flux"], als[device].multipliers["bc"]
-    steps["plain PyTorch autograd.grad"] = lambda: plain_pytorch_step(
-        seq, seq_params, xi, xb, f, lam_flux, lam_bc
-    )
-    xall = torch.cat([xi, xb])
+
+    def plain_step():
+        loss = case.flux_al_loss_autograd(seq, pts, lam_flux, lam_bc)
+        return loss, torch.autograd.grad(loss, seq_params)
+
+    steps["plain PyTorch autograd.grad"] = plain_step
+    xall = torch.cat([pts.xi, pts.xb])
 
     def jet_only():
         y, jac = net.jet(xall, backend=device)

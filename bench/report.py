@@ -1,0 +1,179 @@
+"""Markdown tables and PNG plots of a side-by-side run (bench/run.py's payload)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import common
+
+__all__ = ["tables", "write"]
+
+STEP_COLUMNS = ["contender", "form", "ms", "x fluxkern", "GFLOP/s", "of GEMM peak", "error"]
+
+
+def _fmt_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        r = dict(r)
+        if r.get("ms") is None:
+            r["ms"] = "-"
+        if r.get("x fluxkern") is not None:
+            r["x fluxkern"] = f"{r['x fluxkern']:.2f}x"
+        out.append(r)
+    return out
+
+
+def _header(payload: dict[str, Any]) -> str:
+    m = payload["machine"]
+    return (
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads; "
+        f"Python {m['python']}, torch {m['torch']}, fluxkern {m['fluxkern']}, "
+        f"DeepXDE {m.get('deepxde') or 'not installed'}; {m['date']}. Measured float32 GEMM "
+        f"rate {m['gemm_peak_gflops_float32']} GFLOP/s (2048^2 matmul through torch)."
+    )
+
+
+def _scaling_table(rows: list[dict[str, Any]]) -> str:
+    """ms per step: one line per (width, contender), one column per N."""
+    ns = sorted({r["N"] for r in rows})
+    keys: list[tuple[int, str]] = []
+    for r in rows:
+        key = (r["width"], r["contender"] + (" (PINN)" if r.get("form") == "PINN" else ""))
+        if key not in keys:
+            keys.append(key)
+    table = []
+    for w, name in keys:
+        line: dict[str, Any] = {"width": w, "contender": name}
+        for r in rows:
+            label = r["contender"] + (" (PINN)" if r.get("form") == "PINN" else "")
+            if r["width"] == w and label == name:
+                line[f"N={r['N']}"] = f"{r['ms']:.1f}" if r.get("ms") else "-"
+        table.append(line)
+    return common.print_table(table, ["width", "contender"] + [f"N={n}" for n in ns])
+
+
+def _tta_table(traces: list[dict[str, Any]]) -> str:
+    rows = []
+    for t in traces:
+        reached = f"{t['reached_s']:.1f}" if t["reached_s"] is not None else "not reached"
+        best = t["best_error"]
+        rows.append(
+            {
+                "problem": t["problem"],
+                "target": f"{t['target']:g}",
+                "contender": t["contender"],
+                "time to target (s)": reached,
+                "best rel. L2 u": "-" if best is None or math.isnan(best) else f"{best:.2e}",
+                "run for (s)": f"{t['times_s'][-1]:.0f}" if t["times_s"] else "-",
+                "steps": t["steps"],
+                "how": t.get("error") or t["note"],
+            }
+        )
+    cols = ["problem", "target", "contender", "time to target (s)", "best rel. L2 u"]
+    return common.print_table(rows, cols + ["run for (s)", "steps", "how"])
+
+
+def tables(payload: dict[str, Any]) -> str:
+    """The markdown text of every workload in the payload."""
+    parts = [_header(payload)]
+    wls = payload["workloads"]
+    for name in ("jet", "step"):
+        if name in wls:
+            rows = wls[name]["results"]
+            r0 = rows[0]
+            parts.append(
+                f"\n### {name}: N {r0['N']}, width {r0['width']}, 4 hidden layers, float32\n"
+            )
+            cols = [c for c in STEP_COLUMNS if any(c in r for r in rows)]
+            if name == "jet":
+                cols = [c for c in cols if c != "form"]
+            parts.append(common.print_table(_fmt_rows(rows), cols))
+    if "scaling" in wls:
+        parts.append("\n### scaling: ms per training step (float32, 4 hidden layers)\n")
+        parts.append(_scaling_table(wls["scaling"]["results"]))
+        skipped = {r["error"] for r in wls["scaling"]["results"] if r.get("error")}
+        parts.append("\nNot measured: " + "; ".join(sorted(skipped)) if skipped else "")
+    if "tta" in wls:
+        parts.append("\n### time to accuracy (checks excluded from the times)\n")
+        parts.append(_tta_table(wls["tta"]["results"]))
+    return "\n".join(parts) + "\n"
+
+
+def _plots(payload: dict[str, Any], stem: str) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    wls = payload["workloads"]
+    if "step" in wls:
+        rows = [r for r in wls["step"]["results"] if r.get("ms")]
+        fig, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.2))
+        labels = [f"{r['contender']} [{r['form']}]" for r in rows]
+        colours = [
+            "tab:green" if r["contender"].startswith("fluxkern") else "tab:grey" for r in rows
+        ]
+        ax.barh(labels, [r["ms"] for r in rows], color=colours)
+        ax.set_xscale("log")
+        ax.invert_yaxis()
+        ax.set_xlabel("ms per training step (log)")
+        r0 = rows[0]
+        ax.set_title(f"poisson, one training step, N {r0['N']}, width {r0['width']}, float32")
+        fig.tight_layout()
+        fig.savefig(stem + "-steps.png", dpi=110)
+        plt.close(fig)
+        written.append(stem + "-steps.png")
+    if "scaling" in wls:
+        rows = [r for r in wls["scaling"]["results"] if r.get("ms")]
+        widths = sorted({r["width"] for r in rows})
+        if widths:
+            fig, axes = plt.subplots(1, len(widths), figsize=(4 * len(widths), 3.6), squeeze=False)
+            for ax, w in zip(axes[0], widths, strict=True):
+                names = []
+                for r in rows:
+                    if r["width"] == w and r["contender"] + r["form"] not in names:
+                        names.append(r["contender"] + r["form"])
+                for key in names:
+                    pts = [(r["N"], r["ms"]) for r in rows if r["width"] == w and
+                           r["contender"] + r["form"] == key]  # fmt: skip
+                    r0 = next(r for r in rows if r["contender"] + r["form"] == key)
+                    ax.loglog(
+                        *zip(*pts, strict=True), "o-", label=f"{r0['contender']} [{r0['form']}]"
+                    )
+                ax.set_title(f"width {w}")
+                ax.set_xlabel("N")
+                ax.set_ylabel("ms per step")
+            axes[0][0].legend(fontsize=7)
+            fig.tight_layout()
+            fig.savefig(stem + "-scaling.png", dpi=110)
+            plt.close(fig)
+            written.append(stem + "-scaling.png")
+    if "tta" in wls:
+        traces = wls["tta"]["results"]
+        probs = list(dict.fromkeys(t["problem"] for t in traces))
+        fig, axes = plt.subplots(1, len(probs), figsize=(6 * len(probs), 4), squeeze=False)
+        for ax, prob in zip(axes[0], probs, strict=True):
+            for t in traces:
+                if t["problem"] == prob and t["times_s"]:
+                    ax.loglog(t["times_s"], t["errors"], label=t["contender"])
+            target = next(t["target"] for t in traces if t["problem"] == prob)
+            ax.axhline(target, color="k", ls="--", lw=0.8)
+            ax.set_title(f"{prob}: rel. L2 of u (target {target:g})")
+            ax.set_xlabel("seconds")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(stem + "-tta.png", dpi=110)
+        plt.close(fig)
+        written.append(stem + "-tta.png")
+    return written
+
+
+def write(payload: dict[str, Any], stem: str) -> str:
+    """Writes stem.md and the PNG plots; returns the markdown text."""
+    text = tables(payload)
+    with open(stem + ".md", "w") as fh:
+        fh.write(text)
+    _plots(payload, stem)
+    return text

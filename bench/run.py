@@ -1,0 +1,340 @@
+"""Side-by-side benchmarks: fluxkern against what users would pick instead, in one run.
+
+Contenders (same network, same points, same dtype): fluxkern with every backend available, the
+flux-form loss written by hand with torch.autograd.grad(create_graph=True), with torch.func
+(vmap of jacfwd), torch.compile of both, the second-order PINN as users write it (and compiled),
+and DeepXDE (pytorch backend) in PINN form (dde.grad.hessian) and flux form (dde.grad.jacobian).
+
+Workloads:
+  jet       the jet alone (values + input Jacobian, forward + parameter gradient)
+  step      one training step (loss, backward, Adam) of the poisson problem
+  scaling   the step over N = 1024 .. 1048576 and widths 32 .. 256 (a contender stops growing N
+            once one step takes longer than --step-cap seconds or would need too much memory)
+  tta       time to accuracy: until rel. L2 of u reaches 1e-3 on poisson and 4.2e-3 (the
+            reference's error) on composite_heat
+
+Every measurement prints the machine, versions and the measured GEMM rate; the losses of all
+contenders of one form are checked to agree before any timing. Results: <out>/<machine>-<date>
+.json (written after every workload, so nothing is lost when a later one fails), .md (tables) and
+-steps.png, -scaling.png, -tta.png.
+
+Usage: python -m bench [--workloads jet step scaling tta] [--quick] [--out bench/results] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+import torch
+
+import common
+import fluxkern as fk
+import poisson_case as case
+import report
+import torch_steps as ts
+
+WORKLOADS = ("jet", "step", "scaling", "tta")
+
+
+def machine_slug(info: dict[str, Any]) -> str:
+    """A file-name-safe machine label, e.g. "cpu-amd-epyc-2c"."""
+    words = [w for w in info["cpu"].lower().replace("(r)", "").replace("(tm)", "").split() if w]
+    keep = [w for w in words if w.isalnum() and w not in ("processor", "cpu", "core", "with")][:3]
+    label = "-".join(["cpu", *keep, f"{info['cores']}c"])
+    if "gpu" in info:
+        label = "gpu-" + "-".join(info["gpu"].lower().split()[1:3])
+    return label
+
+
+def deepxde_version() -> str | None:
+    try:
+        import deepxde_steps as dx
+
+        return dx.import_deepxde().__version__
+    except ImportError:
+        return None
+
+
+def _tol(dtype: torch.dtype) -> float:
+    return 1e-4 if dtype == torch.float32 else 1e-9
+
+
+def check_losses(contenders: list[ts.Contender], dtype: torch.dtype) -> dict[str, float]:
+    """First loss of every contender; raises SystemExit when one disagrees with its group's
+    first contender (beyond 1e-4 relative in float32, 1e-9 in float64)."""
+    values: dict[str, float] = {}
+    ref: dict[str, tuple[str, float]] = {}
+    for c in contenders:
+        val = c.first_loss()
+        if val is None:
+            print(f"  {c.group} / {c.name}: does not run: {c.error}", flush=True)
+            continue
+        values[c.name + " | " + c.group] = val
+        first = ref.setdefault(c.group, (c.name, val))
+        rel = abs(val - first[1]) / abs(first[1])
+        print(f"  {c.group} / {c.name}: loss {val:.8g} (rel. diff {rel:.1e})", flush=True)
+        if rel > _tol(dtype):
+            raise SystemExit(f"{c.name}: loss {val} differs from {first[0]}'s {first[1]}")
+    return values
+
+
+def time_rows(
+    contenders: list[ts.Contender],
+    base: str,
+    flops: float,
+    peak: float,
+    meta: dict[str, Any],
+    min_time: float,
+) -> list[dict[str, Any]]:
+    """Times every contender that ran; one row each (failures are rows too)."""
+    rows: list[dict[str, Any]] = []
+    times: dict[str, float] = {}
+    for c in contenders:
+        row = {**meta, "contender": c.name, "form": c.group}
+        if c.error is not None:
+            rows.append(row | {"ms": None, "error": c.error})
+            continue
+        try:
+            t = c.time_step("cpu", min_time)
+        except Exception as exc:  # noqa: BLE001 -- a failure is a result
+            rows.append(row | {"ms": None, "error": ts._first_line(exc)})
+            continue
+        times[c.name] = t
+        row |= {"ms": round(t * 1e3, 3), "first_call_s": round(c.first_call_s or 0.0, 2)}
+        if c.group != "PINN":
+            gflops = flops / t / 1e9
+            row |= {"GFLOP/s": round(gflops, 1), "of GEMM peak": f"{100 * gflops / peak:.0f}%"}
+        rows.append(row)
+        print(f"  {c.name} ({c.group}): {t * 1e3:.2f} ms", flush=True)
+    if base in times:
+        for row in rows:
+            if row.get("ms"):
+                row["x fluxkern"] = round(row["ms"] / (times[base] * 1e3), 2)
+    return rows
+
+
+def deepxde_contenders(
+    width: int, depth: int, pts: case.PoissonPoints, dtype: torch.dtype, forms=("pinn", "flux")
+) -> tuple[list[ts.Contender], str | None]:
+    """DeepXDE PINN and flux contenders (empty, with the reason, when DeepXDE is missing)."""
+    try:
+        import deepxde_steps as dx
+
+        dde = dx.import_deepxde()
+    except ImportError as exc:
+        return [], f"DeepXDE not available: {exc}"
+    dcase = dx.poisson_for_deepxde(pts)
+    out = []
+    for form in forms:
+        m = 3 if form == "flux" else 1
+        seq = case.make_net(width, depth, m, dtype).to_sequential()
+        model = dx.build_model(dde, dcase, form, seq, dtype)
+        how = "dde.grad.jacobian" if form == "flux" else "dde.grad.hessian"
+        group = "flux penalty" if form == "flux" else "PINN"
+        out.append(dx.DeepXDEContender(f"DeepXDE {form} ({how})", group, model, dde))
+    return out, None
+
+
+# --------------------------------------------------------------------------- workloads
+def run_jet(args, peak: float) -> list[dict[str, Any]]:
+    from torch.func import functional_call, jacfwd, vmap
+
+    import bench_jet
+
+    dtype, n, w = torch.float32, args.n, 64
+    net = case.make_net(w, 4, 3, dtype)
+    x = case.make_points(n, 0, dtype).xi
+    steps = bench_jet.make_contenders(net, x)
+    if args.compile:
+        seq = net.to_sequential()
+        params = dict(seq.named_parameters())
+
+        def single(p, xi):
+            return functional_call(seq, p, (xi,))
+
+        def func_loss():
+            y = functional_call(seq, params, (x,))
+            jac = vmap(jacfwd(single, argnums=1), in_dims=(None, 0))(params, x)
+            return (y * y).sum() + (jac * jac).sum()
+
+        compiled = torch.compile(func_loss)
+
+        def compiled_step():
+            loss = compiled()
+            return loss, torch.autograd.grad(loss, list(params.values()))
+
+        steps["torch.compile(torch.func)"] = compiled_step
+    rows = []
+    ref = float(steps["fluxkern[torch]"]()[0])
+    flops = common.jet_step_flops(2, w, 4, 3) * n
+    t_base = None
+    for name, step in steps.items():
+        row: dict[str, Any] = {"workload": "jet", "N": n, "width": w, "dtype": "float32"}
+        row["contender"] = name
+        try:
+            t0 = time.perf_counter()
+            val = float(step()[0])
+            row["first_call_s"] = round(time.perf_counter() - t0, 2)
+            if abs(val - ref) > _tol(dtype) * abs(ref):
+                raise SystemExit(f"jet: {name} gives {val}, fluxkern[torch] {ref}")
+            t = common.time_call(step, min_time=args.min_time)
+        except RuntimeError as exc:
+            rows.append(row | {"ms": None, "error": ts._first_line(exc)})
+            continue
+        gflops = flops / t / 1e9
+        row |= {"ms": round(t * 1e3, 3), "GFLOP/s": round(gflops, 1)}
+        row["of GEMM peak"] = f"{100 * gflops / peak:.0f}%"
+        rows.append(row)
+        if name == "fluxkern[cpu]":
+            t_base = t
+        print(f"  jet {name}: {t * 1e3:.2f} ms", flush=True)
+    for row in rows:
+        if row.get("ms") and t_base:
+            row["x fluxkern"] = round(row["ms"] / (t_base * 1e3), 2)
+    return rows
+
+
+def run_step(args, peak: float) -> list[dict[str, Any]]:
+    dtype, n, nb, w, depth = torch.float32, args.n, max(64, args.n // 16), 64, 4
+    pts = case.make_points(n, nb, dtype)
+    cons = ts.flux_contenders(w, depth, pts, dtype, "cpu", args.compile)
+    cons.append(ts.penalty_contender(w, depth, pts, dtype, "cpu"))
+    cons += ts.pinn_contenders(w, depth, pts, dtype, "cpu", args.compile)
+    dxc, why = deepxde_contenders(w, depth, pts, dtype)
+    cons += dxc
+    check_losses(cons, dtype)
+    meta = {"workload": "step", "N": n, "N_boundary": nb, "width": w, "dtype": "float32"}
+    flops = common.jet_step_flops(2, w, depth, 3) * (n + nb)
+    rows = time_rows(cons, "fluxkern [cpu, fused]", flops, peak, meta, args.min_time)
+    if why:
+        rows.append(meta | {"contender": "DeepXDE", "ms": None, "error": why})
+    return rows
+
+
+def run_scaling(args, peak: float) -> list[dict[str, Any]]:
+    dtype, depth = torch.float32, 4
+    rows: list[dict[str, Any]] = []
+    for w in args.widths:
+        stopped: dict[str, str] = {}
+        for n in args.scaling_n:
+            nb = max(64, n // 16)
+            # saved activations of the widest contender, about (2d+3) [N, W] buffers per layer
+            # and a few times that for autograd's graphs: skip what would not fit comfortably
+            need_gb = 4 * 7 * depth * (n + nb) * w * 4 / 1e9
+            pts = case.make_points(n, nb, dtype)
+            cons = [c for c in ts.flux_contenders(w, depth, pts, dtype, "cpu", False)]
+            cons = [c for c in cons if "fused" in c.name or c.name == "PyTorch autograd.grad"]
+            cons += ts.pinn_contenders(w, depth, pts, dtype, "cpu", False)
+            dxc, _ = deepxde_contenders(w, depth, pts, dtype, forms=("pinn",))
+            cons += dxc
+            meta = {"workload": "scaling", "N": n, "width": w, "dtype": "float32"}
+            todo = []
+            for c in cons:
+                if c.name in stopped:
+                    rows.append(meta | {"contender": c.name, "form": c.group, "ms": None})
+                    rows[-1]["error"] = stopped[c.name]
+                elif need_gb > args.max_gb:
+                    rows.append(meta | {"contender": c.name, "form": c.group, "ms": None})
+                    rows[-1]["error"] = f"skipped: needs about {need_gb:.0f} GB"
+                else:
+                    todo.append(c)
+            if not todo:
+                continue
+            print(f" width {w}, N {n}:", flush=True)
+            check_losses(todo, dtype)
+            flops = common.jet_step_flops(2, w, depth, 3) * (n + nb)
+            min_time = min(args.min_time, 0.5)
+            new = time_rows(todo, "fluxkern [cpu, fused]", flops, peak, meta, min_time)
+            for row in new:
+                if row.get("ms") and row["ms"] > args.step_cap * 1e3:
+                    stopped[row["contender"]] = (
+                        f"not run: N {n} took {row['ms'] / 1e3:.1f} s per step"
+                    )
+            rows += new
+            del cons, todo, pts
+    return rows
+
+
+def run_tta(args) -> list[dict[str, Any]]:
+    import accuracy
+
+    out = []
+    plan = [("poisson", 1e-3, args.tta_cap[0]), ("composite_heat", 4.2e-3, args.tta_cap[1])]
+    for name, target, cap in plan:
+        if cap <= 0:
+            continue
+        print(f" {name}: target rel. L2 of u {target:g}, cap {cap:.0f} s", flush=True)
+        traces = [accuracy.fluxkern_time_to_accuracy(name, target, cap)]
+        optimizers = ["L-BFGS", "adam"] if name == "poisson" else ["L-BFGS"]
+        for form in ("pinn", "flux"):
+            for opt in optimizers:
+                traces.append(accuracy.deepxde_time_to_accuracy(name, form, opt, target, cap))
+        out += [t.as_dict() for t in traces]
+    return out
+
+
+# --------------------------------------------------------------------------- main
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
+    p.add_argument("--quick", action="store_true", help="small sizes and caps (a smoke run)")
+    p.add_argument("--n", type=int, default=8192, help="points of the jet and step workloads")
+    p.add_argument("--scaling-n", type=int, nargs="+", default=[4**k * 1024 for k in range(6)])
+    p.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128, 256])
+    p.add_argument("--step-cap", type=float, default=2.0, help="scaling: seconds per step")
+    p.add_argument("--max-gb", type=float, default=6.0, help="scaling: memory estimate cap")
+    p.add_argument("--tta-cap", type=float, nargs=2, default=[300.0, 600.0],
+                   metavar=("POISSON_S", "HEAT_S"), help="seconds per run (0 skips)")  # fmt: skip
+    p.add_argument("--min-time", type=float, default=1.0, help="seconds of timing per contender")
+    p.add_argument("--no-compile", dest="compile", action="store_false")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default torch's)")
+    p.add_argument("--out", default=os.path.join("bench", "results"))
+    if "--quick" in (sys.argv[1:] if argv is None else argv):  # explicit options still win
+        p.set_defaults(n=1024, min_time=0.2, scaling_n=[256, 1024], widths=[32], tta_cap=[20, 0])
+    args = p.parse_args(argv)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = common.machine_info("cpu")
+    info["deepxde"] = deepxde_version()
+    info["backends"] = fk.backends()
+    peak = common.gemm_peak_gflops(torch.float32)
+    info["gemm_peak_gflops_float32"] = round(peak, 1)
+    stem = os.path.join(args.out, f"{machine_slug(info)}-{info['date']}")
+    print(f"machine: {info['cpu']} ({info['cores']} cores, {info['torch_threads']} torch threads)")
+    print(
+        f"versions: python {info['python']}, torch {info['torch']}, fluxkern {info['fluxkern']}, "
+        f"deepxde {info['deepxde'] or 'not installed'}; measured float32 GEMM {peak:.0f} GFLOP/s"
+    )
+    payload: dict[str, Any] = {"machine": info, "args": vars(args), "workloads": {}}
+    for wl in args.workloads:
+        load = round(os.getloadavg()[0], 2)
+        print(f"== {wl}  (load average {load:.2f})", flush=True)
+        t0 = time.perf_counter()
+        if wl == "tta":
+            result: Any = run_tta(args)
+        else:
+            result = {"jet": run_jet, "step": run_step, "scaling": run_scaling}[wl](args, peak)
+        payload["workloads"][wl] = {
+            "results": result,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "load_average_before": load,
+            "load_average_after": round(os.getloadavg()[0], 2),
+        }
+        common.dump_json(stem + ".json", payload)
+    text = report.write(payload, stem)
+    print(text)
+    print(f"wrote {stem}.json, {stem}.md and the plots", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

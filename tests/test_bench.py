@@ -1,0 +1,90 @@
+"""The side-by-side benchmark harness (bench/): a smoke run, the loss check, the report.
+
+Not a timing test: it checks that `python -m bench` runs end to end on tiny sizes, that every
+contender of a form computes the same loss, that failures become rows instead of aborting the
+run, and that the report reads what the run wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+import accuracy  # noqa: E402
+import poisson_case as case  # noqa: E402
+import report  # noqa: E402
+import run  # noqa: E402
+import torch_steps as ts  # noqa: E402
+
+
+def test_smoke_run_writes_results_tables_and_plots(tmp_path):
+    cmd = [sys.executable, "-m", "bench", "--quick", "--no-compile", "--n", "256"]
+    cmd += ["--workloads", "jet", "step", "scaling", "--scaling-n", "128", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (js,) = list(tmp_path.glob("*.json"))
+    payload = json.loads(js.read_text())
+    assert payload["machine"]["torch"] == torch.__version__
+    steps = {r["contender"]: r for r in payload["workloads"]["step"]["results"]}
+    fused = steps["fluxkern [cpu, fused]"]
+    assert fused["ms"] > 0 and fused["x fluxkern"] == 1.0
+    assert steps["PyTorch autograd.grad"]["ms"] > 0
+    deepxde = [r for r in payload["workloads"]["step"]["results"] if "DeepXDE" in r["contender"]]
+    assert deepxde and (all(r["ms"] for r in deepxde) or deepxde[0]["error"])
+    assert payload["workloads"]["scaling"]["results"][0]["N"] == 128
+    stem = str(js)[: -len(".json")]
+    for suffix in (".md", "-steps.png", "-scaling.png"):
+        assert os.path.getsize(stem + suffix) > 0, suffix
+    assert "fluxkern [cpu, fused]" in open(stem + ".md").read()
+
+
+def test_contenders_of_one_form_agree_and_a_wrong_one_is_caught():
+    pts = case.make_points(64, 16, torch.float64)
+    cons = ts.flux_contenders(8, 2, pts, torch.float64, "cpu", compile_variants=False)
+    values = run.check_losses(cons, torch.float64)
+    assert len(values) >= 3
+    bad = ts.Contender("wrong", "flux AL", lambda: cons[0].loss() * 1.001, [])
+    with pytest.raises(SystemExit, match="wrong"):
+        run.check_losses([*cons, bad], torch.float64)
+
+
+def test_a_failing_contender_is_a_row_not_a_crash():
+    def boom():
+        raise RuntimeError("no double backward here\nmore text")
+
+    c = ts.Contender("broken", "PINN", boom, [])
+    assert c.first_loss() is None and c.error == "RuntimeError: no double backward here"
+    rows = run.time_rows([c], "x", 1.0, 1.0, {"N": 1}, 0.01)
+    assert rows[0]["ms"] is None and "double backward" in rows[0]["error"]
+
+
+def test_trace_records_the_first_time_the_target_is_met():
+    t = accuracy.Trace("c", "poisson", 1e-3)
+    assert not t.record(1.0, 5e-3)
+    assert t.record(2.0, 9e-4) and t.reached_s == 2.0
+    t.record(3.0, 2e-3)
+    assert t.reached_s == 2.0 and t.best() == 9e-4
+    text = report.tables(
+        {
+            "machine": {
+                "cpu": "x",
+                "cores": 1,
+                "torch_threads": 1,
+                "python": "3",
+                "torch": "t",
+                "fluxkern": "f",
+                "date": "d",
+                "gemm_peak_gflops_float32": 1,
+            },
+            "workloads": {"tta": {"results": [t.as_dict()]}},
+        }
+    )
+    assert "| poisson" in text and "2.0" in text

@@ -157,6 +157,7 @@ def deepxde_time_to_accuracy(
     except ImportError as exc:
         trace.error = f"DeepXDE not available: {exc}"
         return trace
+    default_dtype = torch.get_default_dtype()  # DeepXDE's set_default_float changes it
     prob = problems.get(name)
     dtype = getattr(torch, prob.defaults.get("dtype", "float64"))
     grid = prob.eval_grid(dtype, torch.device("cpu"))
@@ -199,6 +200,8 @@ def deepxde_time_to_accuracy(
         model.train(**kw)
     except Exception as exc:  # noqa: BLE001 -- reported in the table
         trace.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    finally:
+        torch.set_default_dtype(default_dtype)
     return trace
 
 

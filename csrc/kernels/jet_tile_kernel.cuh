@@ -97,7 +97,8 @@ FK_HD bool jet_tile_supports(int64_t d, int64_t m, const int64_t* widths, int64_
   return true;
 }
 
-FK_HD JetTileLayout jet_tile_layout(int64_t d, int64_t m, const int64_t* widths, int64_t hidden,
+template <typename I>  // int64_t on the host, int in the kernel's arguments
+FK_HD JetTileLayout jet_tile_layout(int64_t d, int64_t m, const I* widths, int64_t hidden,
                                     int64_t tile) {
   JetTileLayout lay;
   int64_t s = d, k = d;
@@ -234,9 +235,7 @@ __global__ void __launch_bounds__(kTileThreads) jet_tile_forward_kernel(const Je
   FK_DYNAMIC_SHARED(T, smem);
   const int d = args.d, tile = args.tile, hidden = args.hidden;
   const int64_t n = args.n;
-  int64_t widths64[kTileMaxHidden];
-  for (int l = 0; l < hidden; ++l) widths64[l] = args.widths[l];
-  const JetTileLayout lay = jet_tile_layout(d, args.m, widths64, hidden, tile);
+  const JetTileLayout lay = jet_tile_layout(d, args.m, args.widths, hidden, tile);
   const int64_t s = lay.row_stride;
   T* in = smem;                        // [(1+d) P, S]
   T* out = smem + lay.rows_elems;      // [(1+d) P, S]

@@ -49,6 +49,10 @@ std::tuple<at::Tensor, at::Tensor> jet_forward(const JetDevice& dev, const MlpSh
                                                const at::Tensor& x, const at::Tensor& shift,
                                                const at::Tensor& scale, at::TensorList weights,
                                                at::TensorList biases, const at::Tensor& saved) {
+  if (dev.fused_forward != nullptr) {
+    auto fused = dev.fused_forward(s, x, shift, scale, weights, biases, saved);
+    if (fused) return *fused;
+  }
   const int64_t n = s.n, d = s.d;
   const CublasTf32Scope tf32(gemms_use_tf32(x));     // TF32 GEMMs only when asked for
   const at::Tensor xn = normalise(x, shift, scale);  // [N, d]

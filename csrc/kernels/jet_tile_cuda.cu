@@ -25,6 +25,10 @@ cudaError_t launch(const JetTileArgs<T>& args, size_t smem_bytes, cudaStream_t s
 
 }  // namespace
 
+bool jet_tile_cuda_supports(int64_t d, int64_t m, const int64_t* widths, int64_t hidden) {
+  return jet_tile_supports(d, m, widths, hidden);
+}
+
 template <typename T>
 cudaError_t jet_forward_tile_cuda(Activation act, int64_t n, int64_t d, int64_t m, int64_t hidden,
                                   const int64_t* widths, const T* x, const T* shift, const T* scale,

@@ -18,6 +18,10 @@ namespace fluxkern {
 // m > 32, a width > 128) or the tile that fits the device's opt-in shared memory would be under
 // kTileMinPoints points: the caller then runs the GEMM path. N = 0 launches nothing and sets
 // *ran. Returns the first CUDA error (cudaSuccess when none).
+// True when the tile kernel serves these sizes (d <= 8, m <= 32, 1..16 hidden widths <= 128);
+// the device's shared memory may still refuse the launch (see below).
+bool jet_tile_cuda_supports(int64_t d, int64_t m, const int64_t* widths, int64_t hidden);
+
 template <typename T>
 cudaError_t jet_forward_tile_cuda(Activation act, int64_t n, int64_t d, int64_t m, int64_t hidden,
                                   const int64_t* widths, const T* x, const T* shift, const T* scale,

@@ -47,7 +47,11 @@ void activation_backward_cuda(const MlpShape& s, const at::Tensor& layer, at::Te
 std::optional<std::tuple<at::Tensor, at::Tensor>> fused_forward_cuda(
     const MlpShape& s, const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale,
     at::TensorList weights, at::TensorList biases, const at::Tensor& saved) {
-  if (cuda_jet_kernel() != CudaJetKernel::Tile) return std::nullopt;
+  const int64_t hidden = static_cast<int64_t>(s.widths.size());
+  if (cuda_jet_kernel() != CudaJetKernel::Tile ||
+      !jet_tile_cuda_supports(s.d, s.m, s.widths.data(), hidden)) {
+    return std::nullopt;
+  }
   TORCH_CHECK(saved.is_contiguous() && saved.numel() == jet_saved_numel(s),
               "fluxkern.mlp_jet: internal error: saved buffer ", shape_str(saved),
               " is not a contiguous [", jet_saved_numel(s), "] buffer");
@@ -60,7 +64,6 @@ std::optional<std::tuple<at::Tensor, at::Tensor>> fused_forward_cuda(
   at::Tensor y = at::empty({s.n, s.m}, x.options());         // [N, m]
   at::Tensor jac = at::empty({s.n, s.m, s.d}, x.options());  // [N, m, d]
   const cudaStream_t stream = at::cuda::getCurrentCUDAStream(x.device().index());
-  const int64_t hidden = static_cast<int64_t>(s.widths.size());
   bool ran = false;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "jet_forward_tile_cuda", [&] {
     std::vector<const scalar_t*> wp, bp;

@@ -171,6 +171,10 @@ def main(argv=None) -> int:
     print(f"versions: python {info['python']}, torch {info['torch']}, fluxkern {info['fluxkern']}")
     if "gpu" in info:
         print(f"gpu: {info['gpu']} (CUDA {info['cuda']})")
+        print(
+            f"fused CUDA forward: {info['cuda_jet_kernel']} kernel; float32 GEMMs: "
+            f"{info['matmul_precision']}"
+        )
     widths = ", ".join(map(str, args.width))
     print(
         f"jet: d=2, width={widths}, depth={args.depth}, m=3, tanh; "

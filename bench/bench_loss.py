@@ -151,6 +151,10 @@ def main(argv=None) -> int:
     print(f"versions: python {info['python']}, torch {info['torch']}, fluxkern {info['fluxkern']}")
     if "gpu" in info:
         print(f"gpu: {info['gpu']} (CUDA {info['cuda']})")
+        print(
+            f"fused CUDA forward: {info['cuda_jet_kernel']} kernel; float32 GEMMs: "
+            f"{info['matmul_precision']}"
+        )
     sizes = ", ".join(map(str, args.n))
     print(
         f"poisson flux form on {args.device}: {sizes} interior + {args.nb} boundary points, MLP 2-"

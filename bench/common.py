@@ -45,6 +45,8 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
         "torch": torch.__version__,
         "fluxkern": fluxkern.__version__,
         "fluxkern_build": {k: v for k, v in fluxkern.build_info().items() if k != "parallel_info"},
+        "cuda_jet_kernel": fluxkern.get_cuda_kernel(),
+        "matmul_precision": fluxkern.get_matmul_precision(),
         "date": time.strftime("%Y-%m-%d"),
     }
     if device == "cuda" and torch.cuda.is_available():

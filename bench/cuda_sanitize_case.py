@@ -1,6 +1,7 @@
 """A small jet case for compute-sanitizer (memcheck, racecheck, initcheck): every CUDA kernel of
-the op runs, forward and backward, for each activation and dtype, at odd sizes and at N = 0, and
-the results are checked against the torch twin on the CPU.
+the op runs, forward and backward, for each activation and dtype, at odd sizes and at N = 0, with
+the default GEMM forward and with the fused tile kernel, and the results are checked against the
+torch twin on the CPU.
 
 Run under the tool with the caching allocator off, so that every tensor is its own allocation and
 memcheck sees the true bounds of each buffer:
@@ -58,6 +59,11 @@ def case(n, d, width, depth, m, act: str, dtype: torch.dtype, device: str = "cud
     return max(errs)
 
 
+# (N, d, width, depth, m): odd sizes, N = 0, and (N = 70, width 128) two tiles of the tile kernel
+# with the last one partial.
+CASES = ((37, 3, 19, 2, 2), (0, 2, 8, 2, 3), (5, 1, 33, 1, 1), (70, 2, 128, 2, 3))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda", help="cuda; cpu only to check this script")
@@ -67,13 +73,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     worst = 0.0
     bad = []
-    for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 2e-5)):
-        for act in ("tanh", "sin", "silu"):
-            for n, d, width, depth, m in ((37, 3, 19, 2, 2), (0, 2, 8, 2, 3), (5, 1, 33, 1, 1)):
-                err = case(n, d, width, depth, m, act, dtype, device)
-                worst = max(worst, err) if dtype == torch.float64 else worst
-                if not err < tol:
-                    bad.append(f"{act} {dtype} N={n} d={d} W={width}: rel err {err:.2e} > {tol}")
+    # Both CUDA forwards: the GEMM path and the fused tile kernel (no effect on the CPU).
+    for kernel in ("gemm", "tile"):
+        with fluxkern.cuda_kernel(kernel):
+            for dtype, tol in ((torch.float64, 1e-10), (torch.float32, 2e-5)):
+                for act in ("tanh", "sin", "silu"):
+                    for n, d, width, depth, m in CASES:
+                        err = case(n, d, width, depth, m, act, dtype, device)
+                        worst = max(worst, err) if dtype == torch.float64 else worst
+                        if not err < tol:
+                            bad.append(
+                                f"{kernel} {act} {dtype} N={n} d={d} W={width}: rel err "
+                                f"{err:.2e} > {tol}"
+                            )
     for line in bad:
         print(f"WRONG: {line}", file=sys.stderr)
     print(f"sanitize case: {'FAILED' if bad else 'ok'}; worst float64 rel err {worst:.1e}")

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # One command for a GPU machine where torch with CUDA is installed and nothing can be downloaded:
 # builds fluxkern against that torch, runs the whole test suite with the cuda tests enabled, runs
-# compute-sanitizer (memcheck, racecheck; initcheck if time is left) on a small jet case, runs the
-# jet and loss benchmarks on cuda, and writes one JSON file of results plus printed tables into
-# OUTDIR.
+# compute-sanitizer (memcheck, racecheck; initcheck if time is left) on a small jet case (both
+# CUDA jet forwards: the GEMM path and the fused tile kernel), runs the jet and loss benchmarks on
+# cuda twice (default GEMM forward, then the tile kernel with FLUXKERN_CUDA_TILE=1, so that the
+# default can be chosen from measurements), and writes one JSON file of results plus printed
+# tables into OUTDIR.
 #
 #   bash bench/gpu_check.sh OUTDIR
 #
 # Budget: every step has its own time limit, cut to what is left of FLUXKERN_GPU_CHECK_BUDGET
-# (default 450 s) so that the whole run ends inside 8 minutes even when a step hangs; a step with
+# (default 510 s) so that the whole run ends inside 9 minutes even when a step hangs; a step with
 # too little time left is skipped and marked so. OUTDIR receives at most 8 files: results.json,
 # summary.txt, env.log, build.log, tests.log, sanitizer.log, bench.log.
 #
@@ -42,7 +44,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO" || exit 2
 PY=${PYTHON:-python3}
 DRY=${FLUXKERN_GPU_CHECK_DRY:-0}
-BUDGET=${FLUXKERN_GPU_CHECK_BUDGET:-450}
+BUDGET=${FLUXKERN_GPU_CHECK_BUDGET:-510}
 START=$(date +%s)
 DEADLINE=$((START + BUDGET))
 WORK=$(mktemp -d /tmp/fluxkern-gpu-check.XXXXXX)
@@ -204,16 +206,20 @@ if [[ "$DRY" == 1 ]]; then
 else
   BDEV=cuda BN=(8192 65536 262144) BW=(64 128 256) BT=0.25
 fi
+# The tile kernel serves widths <= 128: its jet run skips the widest width.
+BW_TILE=()
+for w in "${BW[@]}"; do ((w <= 128)) && BW_TILE+=("$w"); done
 if ((built)); then
-  step "bench jet" 120 "$BENCH_LOG" "$PY" bench/bench_jet.py --device "$BDEV" --n "${BN[@]}" \
-    --width "${BW[@]}" --min-time "$BT" --json "$WORK/bench_jet.json"
-  if [[ -f bench/bench_loss.py ]] && "$PY" bench/bench_loss.py --help 2>/dev/null |
-    grep -q -- "--device"; then
-    step "bench loss" 60 "$BENCH_LOG" "$PY" bench/bench_loss.py --device "$BDEV" --n "${BN[@]}" \
-      --min-time "$BT" --json "$WORK/bench_loss.json"
-  else
-    skip "bench loss" "bench/bench_loss.py takes no --device"
-  fi
+  step "bench jet" 120 "$BENCH_LOG" env FLUXKERN_CUDA_TILE=0 "$PY" bench/bench_jet.py \
+    --device "$BDEV" --n "${BN[@]}" --width "${BW[@]}" --min-time "$BT" \
+    --json "$WORK/bench_jet.json"
+  step "bench loss" 60 "$BENCH_LOG" env FLUXKERN_CUDA_TILE=0 "$PY" bench/bench_loss.py \
+    --device "$BDEV" --n "${BN[@]}" --min-time "$BT" --json "$WORK/bench_loss.json"
+  step "bench jet (tile)" 90 "$BENCH_LOG" env FLUXKERN_CUDA_TILE=1 "$PY" bench/bench_jet.py \
+    --device "$BDEV" --n "${BN[@]}" --width "${BW_TILE[@]}" --min-time "$BT" \
+    --json "$WORK/bench_jet_tile.json"
+  step "bench loss (tile)" 60 "$BENCH_LOG" env FLUXKERN_CUDA_TILE=1 "$PY" bench/bench_loss.py \
+    --device "$BDEV" --n "${BN[@]}" --min-time "$BT" --json "$WORK/bench_loss_tile.json"
 else
   skip "bench jet" "no build"
 fi
@@ -278,7 +284,7 @@ if os.path.exists(san):
     res["sanitizer_error_summaries"] = re.findall(r"={5,} (?:ERROR SUMMARY|RACECHECK SUMMARY).*",
                                                   text)
 
-for name in ("bench_jet", "bench_loss"):
+for name in ("bench_jet", "bench_loss", "bench_jet_tile", "bench_loss_tile"):
     path = os.path.join(work, f"{name}.json")
     if os.path.exists(path):
         res[name] = json.load(open(path))
@@ -287,7 +293,7 @@ ok = all(s["status"] in ("ok",) or s["status"].startswith("skipped") for s in st
          if s["step"] != "sanitizer initcheck")
 must = ["build", "tests"] + ([] if res["dry_run"] else
                              ["sanitizer memcheck", "sanitizer racecheck", "bench jet",
-                              "bench loss"])
+                              "bench loss", "bench jet (tile)", "bench loss (tile)"])
 ran = {s["step"] for s in steps if s["status"] == "ok"}
 res["passed"] = ok and all(m in ran for m in must)
 with open(os.path.join(out, "results.json"), "w") as fh:
@@ -325,6 +331,14 @@ table("jet benchmark (loss = sum y^2 + sum J^2, forward + parameter gradient)",
        "of datasheet peak", "of GEMM peak"))
 table("loss benchmark (poisson flux form, loss + parameter gradient; 'vs fused' = time / fused)",
       res.get("bench_loss", {}).get("rows", []),
+      ("dtype", "N", "impl", "ms/step", "vs fused", "GFLOP/s", "of datasheet peak",
+       "of GEMM peak"))
+table("jet benchmark, fused forward = tile kernel (FLUXKERN_CUDA_TILE=1)",
+      res.get("bench_jet_tile", {}).get("rows", []),
+      ("dtype", "N", "width", "impl", "ms/step", "fused speed-up", "GFLOP/s",
+       "of datasheet peak", "of GEMM peak"))
+table("loss benchmark, fused forward = tile kernel (FLUXKERN_CUDA_TILE=1)",
+      res.get("bench_loss_tile", {}).get("rows", []),
       ("dtype", "N", "impl", "ms/step", "vs fused", "GFLOP/s", "of datasheet peak",
        "of GEMM peak"))
 print(f"\nresults: {os.path.join(out, 'results.json')}")

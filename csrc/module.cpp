@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kernels/jet_cpu.h"
+#include "ops/settings.h"
 
 namespace py = pybind11;
 
@@ -34,10 +35,47 @@ py::dict build_info() {
   return info;
 }
 
+void set_cuda_matmul_precision(const std::string& mode) {
+  fluxkern::MatmulPrecision p;
+  if (!fluxkern::parse_matmul_precision(mode, &p)) {
+    throw py::value_error("unknown matmul precision '" + mode + "'; choose 'ieee' or 'tf32'");
+  }
+  fluxkern::set_matmul_precision(p);
+}
+
+void set_cuda_jet_kernel(const std::string& kernel) {
+  fluxkern::CudaJetKernel k;
+  if (!fluxkern::parse_cuda_jet_kernel(kernel, &k)) {
+    throw py::value_error("unknown CUDA jet kernel '" + kernel + "'; choose 'gemm' or 'tile'");
+  }
+  fluxkern::set_cuda_jet_kernel(k);
+}
+
+// Calls `fn` inside an engaged CublasTf32Scope and returns its result: lets the tests check, on
+// any machine, that the scope turns torch's TF32 flag on and restores it (also on an exception).
+py::object call_in_cublas_tf32_scope(const py::function& fn) {
+  const fluxkern::CublasTf32Scope scope(true);
+  return fn();
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fluxkern compiled extension: registers the fluxkern:: torch ops";
   m.def("build_info", &build_info,
         "Compiler, C++ standard, threads, parallel backend and CUDA architectures of this build.");
+  m.def("set_cuda_matmul_precision", &set_cuda_matmul_precision, py::arg("mode"),
+        "Precision of fluxkern's float32 CUDA GEMMs: 'ieee' (default) or 'tf32'.");
+  m.def(
+      "get_cuda_matmul_precision",
+      [] { return std::string(fluxkern::matmul_precision_name(fluxkern::matmul_precision())); },
+      "The precision set by set_cuda_matmul_precision.");
+  m.def("set_cuda_jet_kernel", &set_cuda_jet_kernel, py::arg("kernel"),
+        "The CUDA jet forward: 'gemm' (default) or 'tile' (fused per-tile kernel, widths <= 128).");
+  m.def(
+      "get_cuda_jet_kernel",
+      [] { return std::string(fluxkern::cuda_jet_kernel_name(fluxkern::cuda_jet_kernel())); },
+      "The kernel set by set_cuda_jet_kernel (initially 'tile' when FLUXKERN_CUDA_TILE=1).");
+  m.def("_call_in_cublas_tf32_scope", &call_in_cublas_tf32_scope, py::arg("fn"),
+        "Test hook: fn() inside the scope that fluxkern's TF32 GEMMs run in.");
 }

@@ -1,7 +1,8 @@
 """Checks the CUDA variant of the extension built by `make cuda-build`, on a machine with no GPU.
 
 Nothing can run on a GPU there, so this checks what can be seen without one: the build has its
-CUDA kernels for every wanted architecture, the CUDA implementations (not the no-CUDA stubs) are
+CUDA kernels for every wanted architecture (the device code of the fused tile kernel included),
+the CUDA implementations (not the no-CUDA stubs) are
 registered for every op (the jet ops and block_loss), the CUDA glue of each is reachable and checks
 its arguments, and the CPU kernels of the same build still compute the jet and the block loss
 right. Exits non-zero with the reasons otherwise.
@@ -12,6 +13,7 @@ Usage: python tests/check_cuda_build.py [ARCH ...]     (default: 80 90)
 
 from __future__ import annotations
 
+import re
 import sys
 
 import torch
@@ -20,6 +22,8 @@ import fluxkern
 from fluxkern import reference
 
 OPS = ("mlp_jet", "mlp_jet_backward", "block_loss")
+# Device code of the fused tile kernel: float and double times tanh, sin, SiLU.
+TILE_KERNEL_INSTANCES = 6
 
 
 def _jet_args() -> tuple:
@@ -66,6 +70,7 @@ def problems(want_archs: list[str]) -> list[str]:
     for op in OPS:
         if not torch._C._dispatch_has_kernel_for_dispatch_key(f"fluxkern::{op}", "CUDA"):
             out.append(f"fluxkern::{op} has no CUDA kernel registered")
+    out += _tile_kernel_problems()
     if out:
         return out
     # The CUDA implementation itself (reached with cpu tensors through the CUDA key) must refuse
@@ -95,6 +100,21 @@ def problems(want_archs: list[str]) -> list[str]:
     if not (torch.allclose(loss, loss_ref, rtol=1e-12) and torch.allclose(c, c_ref, rtol=1e-12)):
         out.append("the CPU block_loss of the CUDA build differs from the torch twin")
     return out
+
+
+def _tile_kernel_problems() -> list[str]:
+    """The compiled device code (cubin sections in the fatbinary) of every tile-kernel instance."""
+    from fluxkern import _ext
+
+    with open(_ext.module().__file__, "rb") as fh:
+        data = fh.read()
+    found = set(re.findall(rb"\.text\.(_ZN8fluxkern23jet_tile_forward_kernel\w+)", data))
+    if len(found) != TILE_KERNEL_INSTANCES:
+        return [
+            f"the build holds device code for {len(found)} instances of the tile kernel "
+            f"(jet_tile_forward_kernel), expected {TILE_KERNEL_INSTANCES}"
+        ]
+    return []
 
 
 def main(argv: list[str]) -> int:

@@ -32,6 +32,7 @@ def test_list_prints_one_line_per_problem(capsys):
         (["solve", "poisson", "--optimizer", "sgd"], "invalid choice: 'sgd'"),
         (["solve", "poisson", "--epochs", "ten"], "invalid int value: 'ten'"),
         (["solve", "poisson", "--epochs", "-2"], "--epochs must be >= 0"),
+        (["solve", "poisson", "--matmul-precision", "bf16"], "invalid choice: 'bf16'"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
@@ -48,6 +49,8 @@ def test_bad_command_lines_exit_2_with_one_line(capsys, argv, match):
         ("epoch = 3\n", "unknown key 'epoch'; valid keys: epochs"),
         ('epochs = "ten"\n', "'epochs' must be int, got 'ten'"),
         ('optimizer = "sgd"\n', "optimizer must be one of lbfgs, adam"),
+        ('matmul_precision = "fp16"\n', "matmul_precision must be one of ieee, tf32"),
+        ("matmul_precision = 1\n", "'matmul_precision' must be str, got 1"),
         ("epochs = [\n", "not valid TOML"),
     ],
 )
@@ -88,9 +91,12 @@ def test_solve_writes_results(capsys, tmp_path, monkeypatch):
         "--no-plots",
         "--epochs",
         "3",
+        "--matmul-precision",
+        "tf32",
     )
     assert code == 0 and "relative L2" in stdout
     res = json.load(open(out / "results.json"))
+    assert res["matmul_precision"] == "tf32"
     assert res["epochs"] == 3 and res["seed"] == 3 and res["dual_options"]["eta"] == 0.5
 
 

@@ -9,6 +9,8 @@ FLUXKERN_TEST_CUDA=1, which makes a missing cuda backend an error (see matrix.py
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -107,6 +109,16 @@ def test_cuda_block_loss_refuses_cpu_tensors_clearly():
         torch.ops.fluxkern.block_loss.default.redispatch(keys, *block_args(4, device="cpu"))
 
 
+@needs_ext
+@pytest.mark.skipif(not _ext.has_cuda_kernels(), reason="checks the CUDA glue of a CUDA build")
+def test_cuda_glue_refuses_cpu_tensors_also_with_tile_and_tf32():
+    # The settings do not bypass the argument checks of the CUDA entry points.
+    keys = torch._C.DispatchKeySet(torch._C.DispatchKey.CUDA)
+    with fluxkern.cuda_kernel("tile"), fluxkern.matmul_precision("tf32"):
+        with pytest.raises(RuntimeError, match="the CUDA kernel was called with x on cpu"):
+            torch.ops.fluxkern.mlp_jet.default.redispatch(keys, *_cpu_args(), "tanh")
+
+
 # --- on a GPU ---------------------------------------------------------------------------------
 
 
@@ -153,13 +165,19 @@ def test_mixed_devices_are_refused_with_both_named():
 
 
 @needs_gpu
+@pytest.mark.parametrize("kernel", ["gemm", "tile"])
 @pytest.mark.parametrize("act", ACTS)
-def test_runs_on_the_current_stream(act):
+def test_runs_on_the_current_stream(act, kernel):
     """Work queued on a side stream behind a long sleep must be seen by the op on that stream.
 
     If any kernel of the op ran on another stream it would read the layer buffers (or x) before
     the side stream has written them, and the result would differ.
     """
+    with fluxkern.cuda_kernel(kernel):
+        _check_current_stream(act)
+
+
+def _check_current_stream(act):
     net = make_net(2, 3, 48, 3, act)
     x_src = torch.rand(20000, 2, dtype=torch.float64, device="cuda")
     y_ref, jac_ref, g_ref = loss_and_grads(net, x_src, "cuda")
@@ -595,3 +613,206 @@ def test_block_loss_augmented_lagrangian_cuda():
     c_f, c_t = fused.constraint_values(), twin.constraint_values()
     for name, c in c_t.items():
         assert c_f[name].device.type == LOSS_DEVICE and rel_err(c_f[name], c) <= TOL[F64]
+
+
+# --- TF32 GEMMs (fluxkern.set_matmul_precision) on a GPU ----------------------------------------
+#
+# TF32 keeps 10 mantissa bits (unit roundoff 2^-11 = 4.9e-4). bench/tf32_emulation.py, emulating
+# it on the CPU for this net (d 2, width 64, 4 hidden, m 3, tanh), measured relative errors of
+# 5.8e-4 (y) and 5.2e-4 (J) against float64, and 3.7e-4 for a loss gradient. TF32_TOL = 5e-3
+# leaves room for the tensor cores' accumulation order and other inputs, and is still far below
+# what a wrong formula gives (O(1)).
+TF32_TOL = 5e-3
+
+
+def _fixed_functional_grads(net, x, backend, seed=1):
+    """y, J and the gradient of sum(y gy) + sum(J gj) w.r.t. parameters and x, with gy and gj
+    drawn in float64 on the CPU (the same functional for every dtype and device)."""
+    x = x.detach().requires_grad_(True)
+    y, jac = fluxkern.jet(net, x, backend=backend)
+    g = torch.Generator().manual_seed(seed)
+    gy = torch.randn(y.shape, generator=g, dtype=torch.float64).to(y)  # [N, m]
+    gj = torch.randn(jac.shape, generator=g, dtype=torch.float64).to(y)  # [N, m, d]
+    grads = torch.autograd.grad((y * gy).sum() + (jac * gj).sum(), [*net.parameters(), x])
+    return [y, jac, *grads]
+
+
+def _torch_tf32_state():
+    m = torch.backends.cuda.matmul
+    return m.allow_tf32, m.fp32_precision, torch.get_float32_matmul_precision()
+
+
+@needs_gpu
+def test_tf32_is_close_to_float64_and_restores_torch_flag():
+    net = make_net(2, 3, 64, 4, "tanh", dtype=torch.float32)
+    x = torch.rand(8192, 2, device="cuda") * 2 - 1
+    want = _fixed_functional_grads(copy.deepcopy(net).double(), x.double(), "torch")
+    ieee = _fixed_functional_grads(net, x, "cuda")
+    before = _torch_tf32_state()
+    with fluxkern.matmul_precision("tf32"):
+        tf32 = _fixed_functional_grads(net, x, "cuda")
+        assert _torch_tf32_state() == before  # only around fluxkern's own GEMMs
+        a = torch.rand(512, 512, device="cuda")
+        plain = a @ a  # torch's matmul keeps torch's setting (TF32 off)
+        assert rel_err(plain, a.double() @ a.double()) < 1e-5
+    assert _torch_tf32_state() == before
+    for got, ref in zip(tf32, want, strict=True):
+        assert rel_err(got, ref) < TF32_TOL
+    for got, ref in zip(ieee, want, strict=True):
+        assert rel_err(got, ref) < TOL[torch.float32]
+    # TF32 was really used: the GEMM results move by ~1e-4, far more than float32 rounding. (If
+    # cuBLAS ever picked non-tensor-core kernels for these shapes, this would fail.)
+    assert rel_err(tf32[0], ieee[0]) > 1e-5
+
+
+@needs_gpu
+def test_tf32_does_not_change_float64_or_the_tile_forward():
+    net = make_net(3, 2, 40, 3, "silu", dtype=torch.float64)
+    x = torch.rand(1000, 3, dtype=torch.float64, device="cuda")
+    plain = _fixed_functional_grads(net, x, "cuda")
+    with fluxkern.matmul_precision("tf32"):
+        again = _fixed_functional_grads(net, x, "cuda")
+    for a, b in zip(plain, again, strict=True):
+        assert torch.equal(a, b)
+    net32 = make_net(3, 2, 40, 3, "silu", dtype=torch.float32)
+    with fluxkern.cuda_kernel("tile"):
+        y, jac = fluxkern.jet(net32, x.float(), backend="cuda")
+        with fluxkern.matmul_precision("tf32"):
+            y2, jac2 = fluxkern.jet(net32, x.float(), backend="cuda")
+    assert torch.equal(y, y2) and torch.equal(jac, jac2)  # the tile forward has no GEMM
+
+
+# --- the fused per-tile forward (fluxkern.set_cuda_kernel("tile")) on a GPU ---------------------
+#
+# Same kernel as tests/test_jet_tile_emulated.py, here on the device: against the default GEMM
+# path (y, J, the saved buffers and, through the unchanged backward, every gradient), served
+# shapes really launching it, other shapes falling back.
+
+TILE_SHAPES = [  # (N, d, hidden widths, m)
+    (0, 2, [33], 3),
+    (1, 1, [5], 1),
+    (37, 2, [33, 64, 5], 3),
+    (4097, 3, [64, 64, 64, 64], 3),
+    (300, 8, [16, 128], 32),
+]
+
+
+def _tile_net(d, widths, m, act, dtype, seed=0):
+    torch.manual_seed(seed)
+    layers = []
+    sizes = [d, *widths, m]
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(torch.nn.Linear(a, b, dtype=dtype, device="cuda"))
+        if i < len(widths):
+            layers.append(
+                {"tanh": torch.nn.Tanh, "silu": torch.nn.SiLU, "sin": fluxkern.Sin}[act]()
+            )
+    with torch.no_grad():
+        for layer in layers[::2]:
+            layer.bias.normal_(0, 0.3)
+    return torch.nn.Sequential(*layers)
+
+
+def _op_outputs(net, x, kernel):
+    """(y, J, saved) of the op and the gradients of a fixed functional, with `kernel`."""
+    from fluxkern.nn import mlp_spec
+
+    s = mlp_spec(net)
+    with fluxkern.cuda_kernel(kernel):
+        y, jac, saved = torch.ops.fluxkern.mlp_jet(
+            x, s.shift, s.scale, list(s.weights), list(s.biases), s.activation
+        )
+        grads = _fixed_functional_grads(net, x, "cuda")[2:]
+    return [y, jac, saved, *grads]
+
+
+def _tile_kernel_launched(fn):
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    return any("jet_tile_forward_kernel" in e.name for e in prof.events())
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("shape", TILE_SHAPES, ids=lambda s: "N{}d{}w{}m{}".format(*s))
+def test_tile_forward_matches_gemm_path(shape, act, dtype):
+    n, d, widths, m = shape
+    net = _tile_net(d, widths, m, act, dtype)
+    x = torch.rand(n, d, dtype=dtype, device="cuda") * 4 - 2
+    gemm = _op_outputs(net, x, "gemm")
+    tile = _op_outputs(net, x, "tile")
+    if dtype == torch.float64:
+        for a, b in zip(tile, gemm, strict=True):
+            assert a.shape == b.shape and rel_err(a, b) < TOL[dtype]
+    else:  # both against the float64 GEMM path: float32 rounding differs between the two
+        ref = _op_outputs(copy.deepcopy(net).double(), x.double(), "gemm")
+        for a, b in zip(tile, ref, strict=True):
+            assert a.shape == b.shape and rel_err(a, b) < TOL[dtype]
+
+
+@needs_gpu
+@pytest.mark.parametrize(
+    "d,widths,m,dtype,launched",
+    [
+        (2, [64, 64, 64, 64], 3, torch.float32, True),
+        (3, [128, 128], 4, torch.float32, True),
+        (2, [20, 20, 20], 3, torch.float64, True),
+        (2, [129], 3, torch.float32, False),  # width > 128: GEMM path
+        (2, [16], 33, torch.float32, False),  # m > 32
+        (8, [128, 128], 3, torch.float64, False),  # too little shared memory for 8 points
+    ],
+)
+def test_tile_kernel_launches_only_where_it_serves(d, widths, m, dtype, launched):
+    net = _tile_net(d, widths, m, "tanh", dtype)
+    x = torch.rand(257, d, dtype=dtype, device="cuda")
+    with fluxkern.cuda_kernel("tile"):
+        assert _tile_kernel_launched(lambda: fluxkern.jet(net, x, backend="cuda")) == launched
+        y, jac = fluxkern.jet(net, x, backend="cuda")
+    assert not _tile_kernel_launched(lambda: fluxkern.jet(net, x, backend="cuda"))  # default
+    y_ref, jac_ref = fluxkern.jet(net, x, backend="cuda")
+    tol = TOL[dtype] if dtype == torch.float64 else 1e-5  # float32: two roundings, same formula
+    assert rel_err(y, y_ref) < tol and rel_err(jac, jac_ref) < tol
+
+
+@needs_gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_tile_forward_is_bitwise_deterministic(dtype):
+    net = _tile_net(3, [40, 64, 40], 4, "silu", dtype)
+    x = torch.rand(4097, 3, dtype=dtype, device="cuda") * 2 - 1
+    first, second = _op_outputs(net, x, "tile"), _op_outputs(net, x, "tile")
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a, b)
+
+
+@needs_gpu
+@pytest.mark.parametrize("act", ACTS)
+def test_tile_forward_large_n_matches_cpu(act):
+    # 150000 points: thousands of tiles, the last one partial.
+    net = make_net(2, 3, 64, 3, act)
+    x = torch.rand(150001, 2, dtype=torch.float64, device="cuda") * 4 - 2
+    with fluxkern.cuda_kernel("tile"):
+        y, jac, g = loss_and_grads(net, x, "cuda")
+    net_cpu = make_net(2, 3, 64, 3, act, device="cpu")
+    y_c, jac_c, g_c = loss_and_grads(net_cpu, x.cpu(), "cpu")
+    assert rel_err(y, y_c) < TOL[torch.float64] and rel_err(jac, jac_c) < TOL[torch.float64]
+    for a, b in zip(g, g_c, strict=True):
+        assert rel_err(a, b) < TOL[torch.float64]
+
+
+@needs_gpu
+@pytest.mark.parametrize("act", ACTS)
+def test_tile_forward_opcheck(act):
+    with fluxkern.cuda_kernel("tile"):
+        torch.library.opcheck(torch.ops.fluxkern.mlp_jet.default, _cuda_op_args(act))
+
+
+@needs_gpu
+@pytest.mark.parametrize("paired", [False, True], ids=["unpaired", "paired"])
+def test_block_loss_with_tile_forward_matches_gemm_path(paired):
+    args = block_args(4097, paired=paired, seed=31)
+    want = block_run(args, LOSS_DEVICE)
+    with fluxkern.cuda_kernel("tile"):
+        got = block_run(args, LOSS_DEVICE)
+    assert_block_close(got, want, TOL[F64])

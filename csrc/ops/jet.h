@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include <optional>
 #include <tuple>
 #include <vector>
 
@@ -26,6 +27,12 @@ struct JetDevice {
   void (*activation_forward)(const MlpShape& s, const at::Tensor& bias, at::Tensor& layer);
   // (hbar, Tbar) -> (zbar, Ztbar) in place in `grad` [(1+d) N, W].
   void (*activation_backward)(const MlpShape& s, const at::Tensor& layer, at::Tensor& grad);
+  // Optional (null on CPU): the whole forward as one fused kernel. Writes every layer buffer of
+  // `saved` as the GEMM path does and returns (y [N, m], J [N, m, d]), or nullopt when it does
+  // not serve the call (not enabled, or sizes it cannot take): the GEMM path runs instead.
+  std::optional<std::tuple<at::Tensor, at::Tensor>> (*fused_forward)(
+      const MlpShape& s, const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale,
+      at::TensorList weights, at::TensorList biases, const at::Tensor& saved);
 };
 
 const JetDevice& cpu_jet_device();

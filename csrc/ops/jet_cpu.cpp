@@ -49,7 +49,7 @@ void activation_backward_cpu(const MlpShape& s, const at::Tensor& layer, at::Ten
 }  // namespace
 
 const JetDevice& cpu_jet_device() {
-  static const JetDevice dev{&activation_forward_cpu, &activation_backward_cpu};
+  static const JetDevice dev{&activation_forward_cpu, &activation_backward_cpu, nullptr};
   return dev;
 }
 

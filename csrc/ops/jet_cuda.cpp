@@ -1,13 +1,18 @@
-// CUDA glue of the jet: the fused elementwise kernels (csrc/kernels/jet_cuda.cu) on the current
-// stream, and the op entry points. The GEMMs are the device-independent ATen glue (jet_glue.cpp),
-// which runs them through cuBLAS on the same stream.
+// CUDA glue of the jet: the fused elementwise kernels (csrc/kernels/jet_cuda.cu) and, when
+// enabled, the fused per-tile forward (csrc/kernels/jet_tile_cuda.cu) on the current stream, and
+// the op entry points. The GEMMs are the device-independent ATen glue (jet_glue.cpp), which runs
+// them through cuBLAS on the same stream.
 #include "kernels/jet_cuda.cuh"
 
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <vector>
+
+#include "kernels/jet_tile_cuda.cuh"
 #include "ops/jet.h"
+#include "ops/settings.h"
 
 namespace fluxkern {
 namespace {
@@ -37,10 +42,50 @@ void activation_backward_cuda(const MlpShape& s, const at::Tensor& layer, at::Te
   });
 }
 
+// The forward as one tile kernel when set_cuda_kernel("tile") is on and the kernel serves the
+// sizes; nullopt otherwise (the GEMM path runs).
+std::optional<std::tuple<at::Tensor, at::Tensor>> fused_forward_cuda(
+    const MlpShape& s, const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale,
+    at::TensorList weights, at::TensorList biases, const at::Tensor& saved) {
+  const int64_t hidden = static_cast<int64_t>(s.widths.size());
+  if (cuda_jet_kernel() != CudaJetKernel::Tile ||
+      !jet_tile_cuda_supports(s.d, s.m, s.widths.data(), hidden)) {
+    return std::nullopt;
+  }
+  TORCH_CHECK(saved.is_contiguous() && saved.numel() == jet_saved_numel(s),
+              "fluxkern.mlp_jet: internal error: saved buffer ", shape_str(saved),
+              " is not a contiguous [", jet_saved_numel(s), "] buffer");
+  const at::Tensor xc = x.contiguous(), shift_c = shift.contiguous(), scale_c = scale.contiguous();
+  std::vector<at::Tensor> ws, bs;  // contiguous [W_l, W_{l-1}] and [W_l]
+  for (size_t l = 0; l < weights.size(); ++l) {
+    ws.push_back(weights[l].contiguous());
+    bs.push_back(biases[l].contiguous());
+  }
+  at::Tensor y = at::empty({s.n, s.m}, x.options());         // [N, m]
+  at::Tensor jac = at::empty({s.n, s.m, s.d}, x.options());  // [N, m, d]
+  const cudaStream_t stream = at::cuda::getCurrentCUDAStream(x.device().index());
+  bool ran = false;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "jet_forward_tile_cuda", [&] {
+    std::vector<const scalar_t*> wp, bp;
+    for (size_t l = 0; l < ws.size(); ++l) {
+      wp.push_back(ws[l].data_ptr<scalar_t>());
+      bp.push_back(bs[l].data_ptr<scalar_t>());
+    }
+    C10_CUDA_CHECK(jet_forward_tile_cuda<scalar_t>(
+        s.act, s.n, s.d, s.m, hidden, s.widths.data(), xc.data_ptr<scalar_t>(),
+        shift_c.data_ptr<scalar_t>(), scale_c.data_ptr<scalar_t>(), wp.data(), bp.data(),
+        saved.data_ptr<scalar_t>(), y.data_ptr<scalar_t>(), jac.data_ptr<scalar_t>(), stream,
+        &ran));
+  });
+  if (!ran) return std::nullopt;
+  return std::make_tuple(y, jac);
+}
+
 }  // namespace
 
 const JetDevice& cuda_jet_device() {
-  static const JetDevice dev{&activation_forward_cuda, &activation_backward_cuda};
+  static const JetDevice dev{&activation_forward_cuda, &activation_backward_cuda,
+                             &fused_forward_cuda};
   return dev;
 }
 

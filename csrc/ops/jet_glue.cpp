@@ -4,6 +4,7 @@
 
 #include "kernels/jet_cpu.h"  // jet_layer_slots and the layer buffer layout
 #include "ops/jet.h"
+#include "ops/settings.h"
 #include "ops/workspace.h"
 
 namespace fluxkern {
@@ -48,7 +49,12 @@ std::tuple<at::Tensor, at::Tensor> jet_forward(const JetDevice& dev, const MlpSh
                                                const at::Tensor& x, const at::Tensor& shift,
                                                const at::Tensor& scale, at::TensorList weights,
                                                at::TensorList biases, const at::Tensor& saved) {
+  if (dev.fused_forward != nullptr) {
+    auto fused = dev.fused_forward(s, x, shift, scale, weights, biases, saved);
+    if (fused) return *fused;
+  }
   const int64_t n = s.n, d = s.d;
+  const CublasTf32Scope tf32(gemms_use_tf32(x));     // TF32 GEMMs only when asked for
   const at::Tensor xn = normalise(x, shift, scale);  // [N, d]
   at::Tensor prev;                                   // [(1+d) N, W_{l-1}]
   for (size_t l = 0; l < s.widths.size(); ++l) {
@@ -84,6 +90,7 @@ JetGrads jet_backward(const JetDevice& dev, const MlpShape& s, const at::Tensor&
                       const at::Tensor& saved) {
   const int64_t n = s.n, d = s.d, m = s.m;
   const size_t hidden = s.widths.size();
+  const CublasTf32Scope tf32(gemms_use_tf32(x));  // TF32 GEMMs only when asked for
   JetGrads g;
   g.weights.resize(hidden + 1);
   g.biases.resize(hidden + 1);

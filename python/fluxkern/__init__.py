@@ -9,6 +9,14 @@ from fluxkern.blocks import Constraint, Objective
 from fluxkern.expr import cos, data, exp, inputs, outputs, sin, tanh
 from fluxkern.lagrangian import AugmentedLagrangian
 from fluxkern.nn import MLP, Sin
+from fluxkern.settings import (
+    cuda_kernel,
+    get_cuda_kernel,
+    get_matmul_precision,
+    matmul_precision,
+    set_cuda_kernel,
+    set_matmul_precision,
+)
 from fluxkern.solver import solve
 
 __version__ = "0.1.0"
@@ -23,14 +31,20 @@ __all__ = [
     "backends",
     "build_info",
     "cos",
+    "cuda_kernel",
     "data",
     "exp",
+    "get_cuda_kernel",
+    "get_matmul_precision",
     "geometry",
     "problems",
     "solve",
     "inputs",
     "jet",
+    "matmul_precision",
     "outputs",
+    "set_cuda_kernel",
+    "set_matmul_precision",
     "sin",
     "tanh",
 ]

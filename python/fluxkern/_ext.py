@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["available", "build_info", "load_error", "has_cuda_kernels"]
+__all__ = ["available", "build_info", "load_error", "has_cuda_kernels", "module"]
 
 _module: Any = None
 _error: str | None = None
@@ -21,6 +21,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without a build
 def available() -> bool:
     """Returns True when the compiled extension loaded and registered the fluxkern ops."""
     return _module is not None and hasattr(torch.ops.fluxkern, "mlp_jet")
+
+
+def module() -> Any:
+    """Returns the compiled module ``fluxkern._C`` (None when it is not built)."""
+    return _module
 
 
 def load_error() -> str | None:

@@ -52,6 +52,7 @@ def _load_config(path: str) -> dict[str, Any]:
         "formulation": str,
         "dual": str,
         "dual_options": dict,
+        "matmul_precision": str,
         "progress": bool,
         "plots": bool,
     }
@@ -85,6 +86,11 @@ def _build_parser() -> _Parser:
     s.add_argument("--seed", type=int)
     s.add_argument("--formulation", choices=["flux", "pinn"])
     s.add_argument("--dual", choices=["rmsprop", "pecann", "capu"])
+    s.add_argument(
+        "--matmul-precision",
+        choices=["ieee", "tf32"],
+        help="float32 GEMMs of the fused ops on CUDA: ieee (default) or tf32 (no effect on CPU)",
+    )
     s.add_argument("--config", metavar="FILE.toml", help="solve options as TOML keys")
     s.add_argument("--out", metavar="DIR", help="output folder (default runs/NAME-FORMULATION)")
     s.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
@@ -138,6 +144,7 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         "seed",
         "formulation",
         "dual",
+        "matmul_precision",
     ):
         val = getattr(args, key)
         if val is not None:

@@ -21,6 +21,7 @@ import fluxkern
 from fluxkern.lagrangian import AugmentedLagrangian
 from fluxkern.nn import MLP
 from fluxkern.problems.base import Problem
+from fluxkern.settings import MATMUL_PRECISIONS, matmul_precision
 
 __all__ = ["InterruptedRun", "NonFiniteLossError", "SolveOptions", "solve"]
 
@@ -51,6 +52,9 @@ class SolveOptions:
         formulation: "flux" (augmented Lagrangian) or "pinn" (second-order, plain penalties).
         dual: Dual rule: "rmsprop", "pecann" or "capu".
         dual_options: Options of the dual rule.
+        matmul_precision: "ieee" (default) or "tf32": precision of the fused ops' float32 GEMMs
+            on CUDA during the run (:func:`fluxkern.set_matmul_precision`; no effect on CPU or
+            float64).
         checkpoint_every: Epochs between checkpoints (when `out` is set).
         out: Output folder, or None for no files.
         resume: Continue from out/checkpoint.pt.
@@ -68,6 +72,7 @@ class SolveOptions:
     formulation: str = "flux"
     dual: str = "rmsprop"
     dual_options: dict[str, float] = field(default_factory=dict)
+    matmul_precision: str = "ieee"
     checkpoint_every: int = 100
     out: str | None = None
     resume: bool = False
@@ -81,6 +86,7 @@ class SolveOptions:
         "backend": (None, "torch", "cpu", "cuda"),
         "formulation": ("flux", "pinn"),
         "dual": ("rmsprop", "pecann", "capu"),
+        "matmul_precision": MATMUL_PRECISIONS,
     }
 
     def validate(self) -> None:
@@ -232,6 +238,12 @@ def solve(
     opts = _make_options(problem, options)
     if opts.formulation == "pinn" and not problem.has_pinn():
         raise ValueError(f"problem {problem.name!r} has no PINN form")
+    with matmul_precision(opts.matmul_precision):
+        return _run(problem, opts)
+
+
+def _run(problem: Problem, opts: SolveOptions) -> dict[str, Any]:
+    """solve() on validated options."""
     dtype = getattr(torch, opts.dtype)
     device = torch.device(opts.device)
     torch.manual_seed(opts.seed)
@@ -379,6 +391,7 @@ def solve(
         "dtype": opts.dtype,
         "device": opts.device,
         "backend": backend,
+        "matmul_precision": opts.matmul_precision,
         "seed": opts.seed,
         "dual": opts.dual if al is not None else None,
         "dual_options": dict(al.rule.options) if al is not None else None,

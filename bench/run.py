@@ -39,6 +39,7 @@ import fluxkern as fk
 import poisson_case as case
 import report
 import torch_steps as ts
+from isolated import IsolatedContender
 
 WORKLOADS = ("jet", "step", "scaling", "tta")
 
@@ -144,53 +145,51 @@ def deepxde_contenders(
 
 # --------------------------------------------------------------------------- workloads
 def run_jet(args, peak: float) -> list[dict[str, Any]]:
-    from torch.func import functional_call, jacfwd, vmap
-
     import bench_jet
 
     dtype, n, w = torch.float32, args.n, 64
     net = case.make_net(w, 4, 3, dtype)
     x = case.make_points(n, 0, dtype).xi
-    steps = bench_jet.make_contenders(net, x)
+
+    def measured(step):  # in-process contender: (first loss, first call s, median step s)
+        def run() -> tuple[float, float, float]:
+            t0 = time.perf_counter()
+            val = float(step()[0].detach())
+            first = time.perf_counter() - t0
+            return val, first, common.time_call(step, min_time=args.min_time)
+
+        return run
+
+    runs = {name: measured(step) for name, step in bench_jet.make_contenders(net, x).items()}
     if args.compile:
-        seq = net.to_sequential()
-        params = dict(seq.named_parameters())
+        spec = {"n": n, "width": w, "depth": 4, "min_time": args.min_time}
+        iso = IsolatedContender("jet", "torch.compile(torch.func)", "jet", spec)
 
-        def single(p, xi):
-            return functional_call(seq, p, (xi,))
+        def isolated() -> tuple[float, float, float]:
+            val = iso.first_loss()
+            if val is None:
+                raise RuntimeError(iso.error)
+            return val, iso.first_call_s or 0.0, iso.time_step("cpu", args.min_time)
 
-        def func_loss():
-            y = functional_call(seq, params, (x,))
-            jac = vmap(jacfwd(single, argnums=1), in_dims=(None, 0))(params, x)
-            return (y * y).sum() + (jac * jac).sum()
-
-        compiled = torch.compile(func_loss)
-
-        def compiled_step():
-            loss = compiled()
-            return loss, torch.autograd.grad(loss, list(params.values()))
-
-        steps["torch.compile(torch.func)"] = compiled_step
+        runs[iso.name] = isolated
     rows = []
-    ref = float(steps["fluxkern[torch]"]()[0])
+    ref = float(bench_jet.make_contenders(net, x)["fluxkern[torch]"]()[0].detach())
     flops = common.jet_step_flops(2, w, 4, 3) * n
     t_base = None
-    for name, step in steps.items():
+    for name, run in runs.items():
         row: dict[str, Any] = {"workload": "jet", "N": n, "width": w, "dtype": "float32"}
         row["contender"] = name
         try:
-            t0 = time.perf_counter()
-            val = float(step()[0])
-            row["first_call_s"] = round(time.perf_counter() - t0, 2)
-            if abs(val - ref) > _tol(dtype) * abs(ref):
-                raise SystemExit(f"jet: {name} gives {val}, fluxkern[torch] {ref}")
-            t = common.time_call(step, min_time=args.min_time)
+            val, first, t = run()
         except RuntimeError as exc:
             rows.append(row | {"ms": None, "error": ts._first_line(exc)})
+            print(f"  jet {name}: does not run: {rows[-1]['error']}", flush=True)
             continue
+        if abs(val - ref) > _tol(dtype) * abs(ref):
+            raise SystemExit(f"jet: {name} gives {val}, fluxkern[torch] {ref}")
         gflops = flops / t / 1e9
-        row |= {"ms": round(t * 1e3, 3), "GFLOP/s": round(gflops, 1)}
-        row["of GEMM peak"] = f"{100 * gflops / peak:.0f}%"
+        row |= {"ms": round(t * 1e3, 3), "first_call_s": round(first, 2)}
+        row |= {"GFLOP/s": round(gflops, 1), "of GEMM peak": f"{100 * gflops / peak:.0f}%"}
         rows.append(row)
         if name == "fluxkern[cpu]":
             t_base = t
@@ -204,9 +203,17 @@ def run_jet(args, peak: float) -> list[dict[str, Any]]:
 def run_step(args, peak: float) -> list[dict[str, Any]]:
     dtype, n, nb, w, depth = torch.float32, args.n, max(64, args.n // 16), 64, 4
     pts = case.make_points(n, nb, dtype)
-    cons = ts.flux_contenders(w, depth, pts, dtype, "cpu", args.compile)
+    cons = ts.flux_contenders(w, depth, pts, dtype, "cpu", False)
     cons.append(ts.penalty_contender(w, depth, pts, dtype, "cpu"))
-    cons += ts.pinn_contenders(w, depth, pts, dtype, "cpu", args.compile)
+    cons += ts.pinn_contenders(w, depth, pts, dtype, "cpu", False)
+    if args.compile:  # each in its own process (isolated.py)
+        spec = {"n": n, "nb": nb, "width": w, "depth": depth, "min_time": args.min_time}
+        for name, group in [
+            ("torch.compile(autograd.grad)", "flux AL"),
+            ("torch.compile(torch.func)", "flux AL"),
+            ("torch.compile(autograd.grad)", "PINN"),
+        ]:
+            cons.append(IsolatedContender("step", name, group, spec))
     dxc, why = deepxde_contenders(w, depth, pts, dtype)
     cons += dxc
     check_losses(cons, dtype)
@@ -218,31 +225,39 @@ def run_step(args, peak: float) -> list[dict[str, Any]]:
     return rows
 
 
-def run_scaling(args, peak: float) -> list[dict[str, Any]]:
+def run_scaling(args, peak: float, save) -> list[dict[str, Any]]:
     dtype, depth = torch.float32, 4
     rows: list[dict[str, Any]] = []
     for w in args.widths:
         stopped: dict[str, str] = {}
         for n in args.scaling_n:
             nb = max(64, n // 16)
-            # saved activations of the widest contender, about (2d+3) [N, W] buffers per layer
-            # and a few times that for autograd's graphs: skip what would not fit comfortably
+            meta = {"workload": "scaling", "N": n, "width": w, "dtype": "float32"}
+            names = [
+                ("fluxkern [cpu, fused]", "flux AL"),
+                ("PyTorch autograd.grad", "flux AL"),
+                ("PyTorch autograd.grad", "PINN"),
+                ("DeepXDE pinn (dde.grad.hessian)", "PINN"),
+            ]
+            # saved activations, about (2d+3) [N, W] buffers per layer, and a few times that in
+            # autograd's graphs: sizes that would not fit comfortably are not even built
             need_gb = 4 * 7 * depth * (n + nb) * w * 4 / 1e9
+            if need_gb > args.max_gb:
+                why = f"skipped: needs about {need_gb:.0f} GB"
+                rows += [
+                    meta | {"contender": c, "form": g, "ms": None, "error": why} for c, g in names
+                ]
+                continue
             pts = case.make_points(n, nb, dtype)
-            cons = [c for c in ts.flux_contenders(w, depth, pts, dtype, "cpu", False)]
+            cons = ts.flux_contenders(w, depth, pts, dtype, "cpu", False, twin=False)
             cons = [c for c in cons if "fused" in c.name or c.name == "PyTorch autograd.grad"]
             cons += ts.pinn_contenders(w, depth, pts, dtype, "cpu", False)
-            dxc, _ = deepxde_contenders(w, depth, pts, dtype, forms=("pinn",))
-            cons += dxc
-            meta = {"workload": "scaling", "N": n, "width": w, "dtype": "float32"}
+            cons += deepxde_contenders(w, depth, pts, dtype, forms=("pinn",))[0]
             todo = []
             for c in cons:
                 if c.name in stopped:
                     rows.append(meta | {"contender": c.name, "form": c.group, "ms": None})
                     rows[-1]["error"] = stopped[c.name]
-                elif need_gb > args.max_gb:
-                    rows.append(meta | {"contender": c.name, "form": c.group, "ms": None})
-                    rows[-1]["error"] = f"skipped: needs about {need_gb:.0f} GB"
                 else:
                     todo.append(c)
             if not todo:
@@ -258,11 +273,12 @@ def run_scaling(args, peak: float) -> list[dict[str, Any]]:
                         f"not run: N {n} took {row['ms'] / 1e3:.1f} s per step"
                     )
             rows += new
+            save(rows)  # a crash later (out of memory) keeps what was measured
             del cons, todo, pts
     return rows
 
 
-def run_tta(args) -> list[dict[str, Any]]:
+def run_tta(args, save) -> list[dict[str, Any]]:
     import accuracy
 
     out = []
@@ -278,8 +294,10 @@ def run_tta(args) -> list[dict[str, Any]]:
         if name == "poisson":
             runs.insert(1, ("pinn", "adam"))
         for form, opt in runs:
+            save(out + [t.as_dict() for t in traces])
             traces.append(accuracy.deepxde_time_to_accuracy(name, form, opt, target, cap))
         out += [t.as_dict() for t in traces]
+        save(out)
     return out
 
 
@@ -328,10 +346,17 @@ def main(argv=None) -> int:
         load = round(os.getloadavg()[0], 2)
         print(f"== {wl}  (load average {load:.2f})", flush=True)
         t0 = time.perf_counter()
+
+        def save(partial: Any, wl: str = wl) -> None:
+            payload["workloads"][wl] = {"results": partial, "partial": True, "args": vars(args)}
+            common.dump_json(stem + ".json", payload)
+
         if wl == "tta":
-            result: Any = run_tta(args)
+            result: Any = run_tta(args, save)
+        elif wl == "scaling":
+            result = run_scaling(args, peak, save)
         else:
-            result = {"jet": run_jet, "step": run_step, "scaling": run_scaling}[wl](args, peak)
+            result = {"jet": run_jet, "step": run_step}[wl](args, peak)
         payload["workloads"][wl] = {
             "results": result,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -90,14 +90,16 @@ def flux_contenders(
     dtype: torch.dtype,
     device: str,
     compile_variants: bool = True,
+    twin: bool = True,
 ) -> list[Contender]:
-    """Augmented-Lagrangian flux step: fluxkern (every backend), autograd.grad, torch.func and,
-    when `compile_variants`, torch.compile of the last two."""
+    """Augmented-Lagrangian flux step: fluxkern (its `device` backend, and the pure-torch twin
+    when `twin`), autograd.grad, torch.func and, when `compile_variants`, torch.compile of the
+    last two."""
     out: list[Contender] = []
     terms = case.flux_terms(pts)
     lams: dict[str, Tensor] = {}
     for backend in fk.backends():
-        if backend not in ("torch", device):
+        if backend not in (("torch", device) if twin else (device,)):
             continue
         net = case.make_net(width, depth, 3, dtype, device)
         al = fk.AugmentedLagrangian(net, terms, backend=backend)

@@ -88,3 +88,26 @@ def test_trace_records_the_first_time_the_target_is_met():
         }
     )
     assert "| poisson" in text and "2.0" in text
+
+
+def test_a_crashing_compiled_contender_becomes_an_error_row(monkeypatch):
+    import isolated
+
+    def killed(cmd, **kw):
+        return subprocess.CompletedProcess(cmd, -11, stdout="", stderr="")
+
+    monkeypatch.setattr(isolated.subprocess, "run", killed)
+    c = isolated.IsolatedContender("jet", "torch.compile(torch.func)", "jet", {})
+    assert c.first_loss() is None and "SIGSEGV" in c.error
+    with pytest.raises(RuntimeError, match="SIGSEGV"):
+        c.time_step("cpu", 0.1)
+
+
+def test_an_isolated_contender_reports_loss_and_time_from_its_process():
+    import isolated
+
+    spec = {"n": 64, "nb": 16, "width": 8, "depth": 2, "min_time": 0.01}
+    c = isolated.IsolatedContender("step", "torch.compile(autograd.grad)", "PINN", spec)
+    val = c.first_loss()
+    # this torch cannot compile a double backward: then the reason is the row's error
+    assert (val is not None and c.time_step("cpu", 0) > 0) or "backward" in c.error

@@ -183,9 +183,9 @@ def test_solve_sets_the_precision_for_the_run_only(monkeypatch):
     seen = []
     real_run = solver._run
 
-    def spy(problem, opts):
+    def spy(problem, opts, callback=None):
         seen.append(fluxkern.get_matmul_precision())
-        return real_run(problem, opts)
+        return real_run(problem, opts, callback)
 
     monkeypatch.setattr(solver, "_run", spy)
     problem = fluxkern.problems.get("poisson")

@@ -239,10 +239,12 @@ def solve(
     if opts.formulation == "pinn" and not problem.has_pinn():
         raise ValueError(f"problem {problem.name!r} has no PINN form")
     with matmul_precision(opts.matmul_precision):
-        return _run(problem, opts)
+        return _run(problem, opts, callback)
 
 
-def _run(problem: Problem, opts: SolveOptions) -> dict[str, Any]:
+def _run(
+    problem: Problem, opts: SolveOptions, callback: Callable[[int, nn.Module], bool] | None
+) -> dict[str, Any]:
     """solve() on validated options."""
     dtype = getattr(torch, opts.dtype)
     device = torch.device(opts.device)

@@ -115,10 +115,11 @@ def _plots(payload: dict[str, Any], stem: str) -> list[str]:
         colours = [
             "tab:green" if r["contender"].startswith("fluxkern") else "tab:grey" for r in rows
         ]
-        ax.barh(labels, [r["ms"] for r in rows], color=colours)
-        ax.set_xscale("log")
+        bars = ax.barh(labels, [r["ms"] for r in rows], color=colours)
+        ax.bar_label(bars, labels=[f"{r['ms']:.1f}" for r in rows], padding=3, fontsize=8)
+        ax.set_xlim(0, 1.15 * max(r["ms"] for r in rows))  # linear from 0: lengths compare
         ax.invert_yaxis()
-        ax.set_xlabel("ms per training step (log)")
+        ax.set_xlabel("ms per training step")
         r0 = rows[0]
         ax.set_title(f"poisson, one training step, N {r0['N']}, width {r0['width']}, float32")
         fig.tight_layout()

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 import deepxde_steps as dx
+import poisson_case
 from fluxkern import problems, solver
 from fluxkern.problems.base import relative_l2
 
@@ -111,9 +112,7 @@ def deepxde_case(name: str, dtype: torch.dtype) -> dx.DeepXDECase:
     prob = problems.get(name)
     dev = torch.device("cpu")
     if name == "poisson":
-        xi, xb = prob._points(0, dtype, dev)
-        pts = type("Pts", (), {"xi": xi, "xb": xb})
-        return dx.poisson_for_deepxde(pts)
+        return dx.poisson_for_deepxde(poisson_case.PoissonPoints(*prob._points(0, dtype, dev)))
     if name == "composite_heat":
         xi, xl, xr, x0 = prob._points(0, dtype, dev)
         conds = [(p, prob.exact(p)["u"]) for p in (xl, xr, x0)]

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+import poisson_case
 from torch_steps import Contender
 
 __all__ = [
@@ -49,7 +50,6 @@ class DeepXDECase:
         xi: Interior points [N, d] (anchors).
         conditions: (points [Nc, d], values [Nc]) of u, one PointSetBC each.
         pde: form ("pinn" / "flux") -> pde(x, y) as DeepXDE takes it (x, y torch tensors).
-        outputs: form -> network outputs.
         bounds: The box containing the points (DeepXDE wants a geometry).
     """
 
@@ -57,12 +57,11 @@ class DeepXDECase:
         self,
         xi: Tensor,
         conditions: Sequence[tuple[Tensor, Tensor]],
-        pde: dict[str, Callable[[Any, Tensor, Tensor], Any]],
-        outputs: dict[str, int],
+        pde: dict[str, Callable[[Tensor, Tensor], Any]],
         bounds: tuple[Sequence[float], Sequence[float]],
     ) -> None:
         self.xi, self.conditions, self.pde = xi, list(conditions), pde
-        self.outputs, self.bounds = outputs, bounds
+        self.bounds = bounds
 
 
 def _copy_weights(dde_net: nn.Module, seq: nn.Sequential) -> None:
@@ -119,30 +118,19 @@ def model_loss(model: Any) -> float:
     return float(losses.sum().detach())
 
 
-class _StepTimer:
-    """DeepXDE callback timing each training iteration (batch begin to batch end)."""
+def _step_timer(dde: Any) -> tuple[Any, list[float]]:
+    """A DeepXDE callback timing each training iteration (batch begin to batch end), and the
+    list it appends the seconds to."""
+    times: list[float] = []
 
-    def __init__(self, dde: Any) -> None:
-        self.inner = _make_callback(dde, self)
-        self.times: list[float] = []
-        self._t0 = 0.0
-
-    def begin(self) -> None:
-        self._t0 = time.perf_counter()
-
-    def end(self) -> None:
-        self.times.append(time.perf_counter() - self._t0)
-
-
-def _make_callback(dde: Any, timer: _StepTimer) -> Any:
     class Timer(dde.callbacks.Callback):
         def on_batch_begin(self) -> None:
-            timer.begin()
+            self.t0 = time.perf_counter()
 
         def on_batch_end(self) -> None:
-            timer.end()
+            times.append(time.perf_counter() - self.t0)
 
-    return Timer()
+    return Timer(), times
 
 
 class DeepXDEContender(Contender):
@@ -160,23 +148,20 @@ class DeepXDEContender(Contender):
 
     def time_step(self, device: str, min_time: float) -> float:
         """Median seconds of one model.train iteration (Adam, lr 1e-3), after 2 warm-up ones."""
-        timer = _StepTimer(self.dde)
+        timer, times = _step_timer(self.dde)
         kw = {"display_every": 10**9, "verbose": 0}
         self.model.train(iterations=2, **kw)
         start = time.perf_counter()
-        while len(timer.times) < 5 or (
-            time.perf_counter() - start < min_time and len(timer.times) < 200
-        ):
-            self.model.train(iterations=5, callbacks=[timer.inner], **kw)
-        return statistics.median(timer.times)
+        while len(times) < 5 or (time.perf_counter() - start < min_time and len(times) < 200):
+            self.model.train(iterations=5, callbacks=[timer], **kw)
+        return statistics.median(times)
 
 
-def poisson_for_deepxde(pts: Any) -> DeepXDECase:
+def poisson_for_deepxde(pts: poisson_case.PoissonPoints) -> DeepXDECase:
     """The poisson benchmark case (bench/poisson_case.py) for DeepXDE."""
-    import math
 
     def f(x: Tensor) -> Tensor:
-        return 2 * math.pi**2 * torch.sin(math.pi * x[:, 0:1]) * torch.sin(math.pi * x[:, 1:2])
+        return poisson_case.source(x)[:, None]  # [N, 1]
 
     def pde_pinn(x: Tensor, y: Tensor) -> Tensor:
         dde = import_deepxde()
@@ -193,9 +178,5 @@ def poisson_for_deepxde(pts: Any) -> DeepXDECase:
 
     zeros = torch.zeros(pts.xb.shape[0], dtype=pts.xb.dtype)
     return DeepXDECase(
-        pts.xi,
-        [(pts.xb, zeros)],
-        {"pinn": pde_pinn, "flux": pde_flux},
-        {"pinn": 1, "flux": 3},
-        ([0.0, 0.0], [1.0, 1.0]),
+        pts.xi, [(pts.xb, zeros)], {"pinn": pde_pinn, "flux": pde_flux}, ([0.0, 0.0], [1.0, 1.0])
     )

@@ -160,7 +160,8 @@ def run_jet(args, peak: float) -> list[dict[str, Any]]:
 
         return run
 
-    runs = {name: measured(step) for name, step in bench_jet.make_contenders(net, x).items()}
+    steps = bench_jet.make_contenders(net, x)
+    runs = {name: measured(step) for name, step in steps.items()}
     if args.compile:
         spec = {"n": n, "width": w, "depth": 4, "min_time": args.min_time}
         iso = IsolatedContender("jet", "torch.compile(torch.func)", "jet", spec)
@@ -173,7 +174,7 @@ def run_jet(args, peak: float) -> list[dict[str, Any]]:
 
         runs[iso.name] = isolated
     rows = []
-    ref = float(bench_jet.make_contenders(net, x)["fluxkern[torch]"]()[0].detach())
+    ref = float(steps["fluxkern[torch]"]()[0].detach())
     flops = common.jet_step_flops(2, w, 4, 3) * n
     t_base = None
     for name, run in runs.items():

@@ -51,6 +51,14 @@ void set_cuda_jet_kernel(const std::string& kernel) {
   fluxkern::set_cuda_jet_kernel(k);
 }
 
+void set_cpu_loss_kernel(const std::string& kernel) {
+  fluxkern::CpuLossKernel k;
+  if (!fluxkern::parse_cpu_loss_kernel(kernel, &k)) {
+    throw py::value_error("unknown CPU loss kernel '" + kernel + "'; choose 'tile' or 'gemm'");
+  }
+  fluxkern::set_cpu_loss_kernel(k);
+}
+
 // Calls `fn` inside an engaged CublasTf32Scope and returns its result: lets the tests check, on
 // any machine, that the scope turns torch's TF32 flag on and restores it (also on an exception).
 py::object call_in_cublas_tf32_scope(const py::function& fn) {
@@ -76,6 +84,12 @@ PYBIND11_MODULE(_C, m) {
       "get_cuda_jet_kernel",
       [] { return std::string(fluxkern::cuda_jet_kernel_name(fluxkern::cuda_jet_kernel())); },
       "The kernel set by set_cuda_jet_kernel (initially 'tile' when FLUXKERN_CUDA_TILE=1).");
+  m.def("set_cpu_loss_kernel", &set_cpu_loss_kernel, py::arg("kernel"),
+        "The CPU block loss: 'tile' (default; fused per-tile kernel, widths <= 128) or 'gemm'.");
+  m.def(
+      "get_cpu_loss_kernel",
+      [] { return std::string(fluxkern::cpu_loss_kernel_name(fluxkern::cpu_loss_kernel())); },
+      "The kernel set by set_cpu_loss_kernel (initially 'gemm' when FLUXKERN_CPU_TILE=0).");
   m.def("_call_in_cublas_tf32_scope", &call_in_cublas_tf32_scope, py::arg("fn"),
         "Test hook: fn() inside the scope that fluxkern's TF32 GEMMs run in.");
 }

@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 
+#include <optional>
 #include <tuple>
 #include <vector>
 
@@ -53,10 +54,22 @@ LossSpec<T> loss_spec(const ResidualLossStep& st) {
                      st.squared.data_ptr<T>(), st.red.data_ptr<T>()};
 }
 
+// What the op returns: loss (a scalar), C [N, R], and the loss's weight and bias gradients.
+using BlockLossResult =
+    std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>>;
+
 // The device-specific part of the op: the per-point residual + loss kernel. Everything else
 // (checks, jet, loss = sum of loss_p, jet backward) is the device-independent glue.
 struct LossDevice {
   void (*residual_loss)(const ResidualLossStep& step);
+  // Optional (null where there is none): the whole op in one fused pass, given validated
+  // arguments and a step whose block inputs are set (y, jac and the outputs are not). Returns
+  // nullopt when it does not serve the call (switched off, or sizes it cannot take): the jet +
+  // residual + jet backward path runs instead.
+  std::optional<BlockLossResult> (*fused_block)(const MlpShape& s, const at::Tensor& x,
+                                                const at::Tensor& shift, const at::Tensor& scale,
+                                                at::TensorList weights, at::TensorList biases,
+                                                const ResidualLossStep& step);
 };
 
 const LossDevice& cpu_loss_device();

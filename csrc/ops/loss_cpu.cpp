@@ -1,11 +1,17 @@
 // CPU glue of the fused block loss: the residual + loss kernel (csrc/kernels/residual_cpu.cpp)
-// parallel over points, and the op entry point. The rest is the device-independent glue
+// parallel over points, the fused per-tile kernel (csrc/kernels/loss_tile_cpu.h) parallel over
+// chunks of tiles, and the op entry point. The rest is the device-independent glue
 // (loss_glue.cpp).
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+
+#include "kernels/loss_tile_cpu.h"
 #include "kernels/residual_cpu.h"
 #include "ops/jet.h"
 #include "ops/loss.h"
+#include "ops/settings.h"
+#include "ops/workspace.h"
 
 namespace fluxkern {
 namespace {
@@ -28,10 +34,96 @@ void residual_loss_step_cpu(const ResidualLossStep& st) {
   });
 }
 
+// The whole op through the per-tile kernel. The tiles are split into one contiguous chunk per
+// thread, each with its own gradient accumulator; the accumulators are summed in chunk order, so
+// the result is deterministic for a given thread count.
+std::optional<BlockLossResult> block_loss_tile_cpu(const MlpShape& s, const at::Tensor& x,
+                                                   const at::Tensor& shift, const at::Tensor& scale,
+                                                   at::TensorList weights, at::TensorList biases,
+                                                   const ResidualLossStep& st) {
+  if (cpu_loss_kernel() != CpuLossKernel::Tile) return std::nullopt;
+  const int64_t hidden = static_cast<int64_t>(s.widths.size());
+  if (hidden > kTileMaxHidden) return std::nullopt;
+  for (int64_t w : s.widths) {
+    if (w > kTileMaxWidth) return std::nullopt;
+  }
+  const at::TensorOptions opts = x.options();
+  at::Tensor c = at::empty({st.n, st.n_res}, opts);  // [N, R]
+  at::Tensor loss_p = at::empty({st.n}, opts);       // [N]
+  std::vector<at::Tensor> gw, gb;
+  for (size_t l = 0; l < weights.size(); ++l) {
+    gw.push_back(at::empty(weights[l].sizes(), opts));  // like weights[l]
+    gb.push_back(at::empty(biases[l].sizes(), opts));   // like biases[l]
+  }
+  const at::Tensor xc = x.contiguous();  // [P, d]
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "block_loss_tile_cpu", [&] {
+    using T = scalar_t;
+    const TilePlan plan = tile_plan(s.d, s.m, hidden, s.widths.data(), st.cols.size(1),
+                                    32 / static_cast<int64_t>(sizeof(T)));
+    std::vector<at::Tensor> wc, bc;  // contiguous parameters
+    std::vector<const T*> wp, bp;
+    for (size_t l = 0; l < weights.size(); ++l) {
+      wc.push_back(weights[l].contiguous());
+      bc.push_back(biases[l].contiguous());
+      wp.push_back(wc.back().data_ptr<T>());
+      bp.push_back(bc.back().data_ptr<T>());
+    }
+    at::Tensor packed = pooled_empty(plan.packed_size, opts);  // [packed_size]
+    tile_pack<T>(plan, wp.data(), bp.data(), packed.data_ptr<T>());
+    const at::Tensor shift_c = shift.contiguous(), scale_c = scale.contiguous();  // [d]
+
+    TileBlock<T> blk;
+    blk.x = xc.data_ptr<T>();
+    blk.cols = st.cols.data_ptr<T>();
+    blk.table = MonomialTable<T>{st.table.data_ptr<int32_t>(),
+                                 st.coef.data_ptr<T>(),
+                                 st.table.size(0),
+                                 st.n_res,
+                                 st.cols.size(1),
+                                 s.m,
+                                 s.d};
+    blk.loss = loss_spec<T>(st);
+    blk.n = st.n;
+    blk.paired = st.paired;
+    blk.c = c.data_ptr<T>();
+    blk.loss_p = loss_p.data_ptr<T>();
+
+    const int64_t tiles = tile_count(st.n, st.paired);
+    const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), tiles));
+    at::Tensor grads = pooled_empty(chunks * plan.packed_size, opts);     // [chunks, packed]
+    at::Tensor scratch = pooled_empty(chunks * plan.scratch_size, opts);  // [chunks, scratch]
+    T* g0 = grads.data_ptr<T>();
+    T* sc0 = scratch.data_ptr<T>();
+    std::fill(g0, g0 + chunks * plan.packed_size, T(0));
+    const T* pk = packed.data_ptr<T>();
+    const T* sh = shift_c.data_ptr<T>();
+    const T* scl = scale_c.data_ptr<T>();
+    at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t k = c0; k < c1; ++k) {
+        block_loss_tiles_cpu<T>(plan, s.act, sh, scl, pk, blk, k * tiles / chunks,
+                                (k + 1) * tiles / chunks, g0 + k * plan.packed_size,
+                                sc0 + k * plan.scratch_size);
+      }
+    });
+    for (int64_t k = 1; k < chunks; ++k) {
+      const T* gk = g0 + k * plan.packed_size;
+      for (int64_t i = 0; i < plan.packed_size; ++i) g0[i] += gk[i];
+    }
+    std::vector<T*> gwp, gbp;
+    for (size_t l = 0; l < weights.size(); ++l) {
+      gwp.push_back(gw[l].data_ptr<T>());
+      gbp.push_back(gb[l].data_ptr<T>());
+    }
+    tile_unpack_grads<T>(plan, g0, gwp.data(), gbp.data());
+  });
+  at::Tensor loss = loss_p.sum();  // fixed-order reduction, as on the GEMM path
+  return BlockLossResult{loss, c, gw, gb};
+}
+
 }  // namespace
 
 const LossDevice& cpu_loss_device() {
-  static const LossDevice dev{&residual_loss_step_cpu};
+  static const LossDevice dev{&residual_loss_step_cpu, &block_loss_tile_cpu};
   return dev;
 }
 

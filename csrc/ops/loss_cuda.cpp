@@ -27,7 +27,7 @@ void residual_loss_step_cuda(const ResidualLossStep& st) {
 }  // namespace
 
 const LossDevice& cuda_loss_device() {
-  static const LossDevice dev{&residual_loss_step_cuda};
+  static const LossDevice dev{&residual_loss_step_cuda, nullptr};
   return dev;
 }
 

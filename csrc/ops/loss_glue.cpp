@@ -89,15 +89,10 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
               " kernel was called with x on ", x.device());
   const int64_t n = check_block(s, x, cols, table, coef, lam, mu, squared, red, n_res, paired);
 
-  at::Tensor saved = pooled_empty(jet_saved_numel(s), x.options());
-  auto [y, jac] = jet_forward(jet_dev, s, x, shift, scale, weights, biases, saved);
-
   ResidualLossStep step;
   step.n = n;
   step.n_res = n_res;
   step.paired = paired;
-  step.y = y.contiguous();
-  step.jac = jac.contiguous();
   step.cols = cols.contiguous();
   step.table = table.contiguous();
   step.coef = coef.contiguous();
@@ -105,6 +100,15 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
   step.mu = mu.contiguous();
   step.squared = squared.contiguous();
   step.red = red.contiguous();
+  if (loss_dev.fused_block != nullptr) {
+    auto fused = loss_dev.fused_block(s, x, shift, scale, weights, biases, step);
+    if (fused) return *std::move(fused);
+  }
+
+  at::Tensor saved = pooled_empty(jet_saved_numel(s), x.options());
+  auto [y, jac] = jet_forward(jet_dev, s, x, shift, scale, weights, biases, saved);
+  step.y = y.contiguous();
+  step.jac = jac.contiguous();
   step.c = at::empty({n, n_res}, x.options());          // [N, R]
   step.loss_p = at::empty({n}, x.options());            // [N]
   step.ybar = at::empty({s.n, s.m}, x.options());       // [P, m]

@@ -12,8 +12,14 @@ CudaJetKernel initial_cuda_jet_kernel() {
   return env != nullptr && std::strcmp(env, "1") == 0 ? CudaJetKernel::Tile : CudaJetKernel::Gemm;
 }
 
+CpuLossKernel initial_cpu_loss_kernel() {
+  const char* env = std::getenv("FLUXKERN_CPU_TILE");
+  return env != nullptr && std::strcmp(env, "0") == 0 ? CpuLossKernel::Gemm : CpuLossKernel::Tile;
+}
+
 std::atomic<int32_t> g_matmul_precision{static_cast<int32_t>(MatmulPrecision::Ieee)};
 std::atomic<int32_t> g_cuda_jet_kernel{static_cast<int32_t>(initial_cuda_jet_kernel())};
+std::atomic<int32_t> g_cpu_loss_kernel{static_cast<int32_t>(initial_cpu_loss_kernel())};
 
 }  // namespace
 
@@ -26,6 +32,25 @@ void set_matmul_precision(MatmulPrecision p) { g_matmul_precision.store(static_c
 CudaJetKernel cuda_jet_kernel() { return static_cast<CudaJetKernel>(g_cuda_jet_kernel.load()); }
 
 void set_cuda_jet_kernel(CudaJetKernel k) { g_cuda_jet_kernel.store(static_cast<int32_t>(k)); }
+
+CpuLossKernel cpu_loss_kernel() { return static_cast<CpuLossKernel>(g_cpu_loss_kernel.load()); }
+
+void set_cpu_loss_kernel(CpuLossKernel k) { g_cpu_loss_kernel.store(static_cast<int32_t>(k)); }
+
+const char* cpu_loss_kernel_name(CpuLossKernel k) {
+  return k == CpuLossKernel::Tile ? "tile" : "gemm";
+}
+
+bool parse_cpu_loss_kernel(const std::string& name, CpuLossKernel* out) {
+  if (name == "gemm") {
+    *out = CpuLossKernel::Gemm;
+  } else if (name == "tile") {
+    *out = CpuLossKernel::Tile;
+  } else {
+    return false;
+  }
+  return true;
+}
 
 const char* matmul_precision_name(MatmulPrecision p) {
   return p == MatmulPrecision::Tf32 ? "tf32" : "ieee";

@@ -1,6 +1,6 @@
 // Process-wide settings of the fluxkern ops, set from Python through the module (csrc/module.cpp):
-// the precision of fluxkern's own float32 GEMMs on CUDA, and which CUDA kernel runs the jet
-// forward. Both are read by the ops at call time.
+// the precision of fluxkern's own float32 GEMMs on CUDA, which CUDA kernel runs the jet
+// forward, and which CPU kernel runs the block loss. Both are read by the ops at call time.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -22,16 +22,26 @@ enum class MatmulPrecision : int32_t { Ieee = 0, Tf32 = 1 };
 // FLUXKERN_CUDA_TILE is "1" at load time, else "gemm".
 enum class CudaJetKernel : int32_t { Gemm = 0, Tile = 1 };
 
+// The CPU block loss: "tile" (the fused per-tile kernel, kernels/loss_tile_cpu.h, for hidden
+// widths <= 128; the default) or "gemm" (the jet through BLAS GEMMs, the residual kernel and the
+// jet backward). The initial value is "gemm" when the environment variable FLUXKERN_CPU_TILE is
+// "0" at load time, else "tile".
+enum class CpuLossKernel : int32_t { Gemm = 0, Tile = 1 };
+
 MatmulPrecision matmul_precision();
 void set_matmul_precision(MatmulPrecision p);
 CudaJetKernel cuda_jet_kernel();
 void set_cuda_jet_kernel(CudaJetKernel k);
+CpuLossKernel cpu_loss_kernel();
+void set_cpu_loss_kernel(CpuLossKernel k);
 
 // Names as used from Python; the parsers return false on an unknown name.
 const char* matmul_precision_name(MatmulPrecision p);
 bool parse_matmul_precision(const std::string& name, MatmulPrecision* out);
 const char* cuda_jet_kernel_name(CudaJetKernel k);
 bool parse_cuda_jet_kernel(const std::string& name, CudaJetKernel* out);
+const char* cpu_loss_kernel_name(CpuLossKernel k);
+bool parse_cpu_loss_kernel(const std::string& name, CpuLossKernel* out);
 
 // While alive and `engage` is true, cuBLAS runs float32 GEMMs with TF32 (torch's global flag,
 // legacy and new API together, so torch's consistency check between them holds); the destructor

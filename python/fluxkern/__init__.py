@@ -10,10 +10,13 @@ from fluxkern.expr import cos, data, exp, inputs, outputs, sin, tanh
 from fluxkern.lagrangian import AugmentedLagrangian
 from fluxkern.nn import MLP, Sin
 from fluxkern.settings import (
+    cpu_kernel,
     cuda_kernel,
+    get_cpu_kernel,
     get_cuda_kernel,
     get_matmul_precision,
     matmul_precision,
+    set_cpu_kernel,
     set_cuda_kernel,
     set_matmul_precision,
 )
@@ -31,9 +34,11 @@ __all__ = [
     "backends",
     "build_info",
     "cos",
+    "cpu_kernel",
     "cuda_kernel",
     "data",
     "exp",
+    "get_cpu_kernel",
     "get_cuda_kernel",
     "get_matmul_precision",
     "geometry",
@@ -43,6 +48,7 @@ __all__ = [
     "jet",
     "matmul_precision",
     "outputs",
+    "set_cpu_kernel",
     "set_cuda_kernel",
     "set_matmul_precision",
     "sin",

@@ -1,6 +1,7 @@
-"""Process-wide settings of the fused ops: float32 GEMM precision on CUDA and the CUDA jet kernel.
+"""Process-wide settings of the fused ops: float32 GEMM precision on CUDA, the CUDA jet kernel and
+the CPU loss kernel.
 
-Both settings live in the compiled extension, which reads them at every op call; without the
+The settings live in the compiled extension, which reads them at every op call; without the
 extension they are kept here and have nothing to act on. They apply to the whole process (every
 thread), like torch's own backend flags.
 """
@@ -14,7 +15,11 @@ from contextlib import contextmanager
 from fluxkern import _ext
 
 __all__ = [
+    "CPU_KERNELS",
     "CUDA_KERNELS",
+    "cpu_kernel",
+    "get_cpu_kernel",
+    "set_cpu_kernel",
     "MATMUL_PRECISIONS",
     "cuda_kernel",
     "get_cuda_kernel",
@@ -26,11 +31,13 @@ __all__ = [
 
 MATMUL_PRECISIONS = ("ieee", "tf32")
 CUDA_KERNELS = ("gemm", "tile")
+CPU_KERNELS = ("tile", "gemm")
 
 # Used only when the extension is not built (the extension holds the settings otherwise).
 _fallback = {
     "matmul_precision": "ieee",
     "cuda_kernel": "tile" if os.environ.get("FLUXKERN_CUDA_TILE") == "1" else "gemm",
+    "cpu_kernel": "gemm" if os.environ.get("FLUXKERN_CPU_TILE") == "0" else "tile",
 }
 
 
@@ -146,3 +153,57 @@ def cuda_kernel(kernel: str) -> Iterator[None]:
         yield
     finally:
         set_cuda_kernel(previous)
+
+
+def set_cpu_kernel(kernel: str) -> None:
+    """Chooses the CPU kernel of the fused block loss (``AugmentedLagrangian`` with backend "cpu").
+
+    "tile" (the default) runs the whole loss (jet, residuals, loss and the reverse pass to the
+    weight gradients) one tile of 32 points at a time with every intermediate in cache, through
+    register-blocked micro-kernels instead of BLAS, and skips the input tangents of tiles whose
+    residuals read no derivative; it serves hidden widths <= 128 and up to 16 hidden layers
+    (wider networks use "gemm"). "gemm" runs the jet through BLAS GEMMs on stacked value and
+    tangent rows of all points, then the residual kernel, then the jet backward: faster for wide
+    networks. Both give the same results up to rounding. The environment variable
+    ``FLUXKERN_CPU_TILE=0`` makes "gemm" the initial value. No effect on CUDA tensors or on the
+    jet op itself.
+
+    Args:
+        kernel: "tile" or "gemm".
+
+    Raises:
+        ValueError: kernel is not "tile" or "gemm".
+    """
+    kernel = _check(kernel, CPU_KERNELS, "CPU loss kernel")
+    if _ext.available():
+        _ext.module().set_cpu_loss_kernel(kernel)
+    else:
+        _fallback["cpu_kernel"] = kernel
+
+
+def get_cpu_kernel() -> str:
+    """Returns the CPU block-loss kernel: "tile" or "gemm"."""
+    if _ext.available():
+        return str(_ext.module().get_cpu_loss_kernel())
+    return _fallback["cpu_kernel"]
+
+
+@contextmanager
+def cpu_kernel(kernel: str) -> Iterator[None]:
+    """Context manager: :func:`set_cpu_kernel` inside the block, the previous kernel after.
+
+    Args:
+        kernel: "tile" or "gemm".
+
+    Yields:
+        None.
+
+    Raises:
+        ValueError: kernel is not "tile" or "gemm" (raised before the block runs).
+    """
+    previous = get_cpu_kernel()
+    set_cpu_kernel(kernel)
+    try:
+        yield
+    finally:
+        set_cpu_kernel(previous)

@@ -7,7 +7,7 @@ from typing import Any
 
 import common
 
-__all__ = ["tables", "write"]
+__all__ = ["problems_tables", "tables", "write"]
 
 STEP_COLUMNS = ["contender", "form", "ms", "x fluxkern", "GFLOP/s", "of GEMM peak", "error"]
 
@@ -31,7 +31,20 @@ def _header(payload: dict[str, Any]) -> str:
         f"Python {m['python']}, torch {m['torch']}, fluxkern {m['fluxkern']}, "
         f"DeepXDE {m.get('deepxde') or 'not installed'}; {m['date']}. Measured float32 GEMM "
         f"rate {m['gemm_peak_gflops_float32']} GFLOP/s (2048^2 matmul through torch)."
-    )
+    ) + _source(m)
+
+
+def _source(m: dict[str, Any]) -> str:
+    """Where fluxkern came from (run.py's fluxkern_source), or "" when not recorded."""
+    src = m.get("fluxkern_source")
+    if not src:
+        return ""
+    text = f" fluxkern from {src['path']} at commit {src.get('commit')}"
+    mod = src.get("modified") or []
+    if mod:
+        shown = ", ".join(mod[:6]) + (", ..." if len(mod) > 6 else "")
+        text += f", with uncommitted changes to {len(mod)} files ({shown})"
+    return text + "."
 
 
 def _scaling_table(rows: list[dict[str, Any]]) -> str:
@@ -74,6 +87,108 @@ def _tta_table(traces: list[dict[str, Any]]) -> str:
     return common.print_table(rows, cols + ["run for (s)", "steps", "how"])
 
 
+PROBLEM_FLOPS_NOTE = (
+    "GFLOP/s: the flux-form forward-mode FLOP count of DESIGN.md section 5, "
+    "F = 4 d W + 6 (1+d) ((L-1) W^2 + m W) per point, times the rows evaluated (every distinct "
+    "point set once, paired points twice), over the fused eval time; the same count for every "
+    "contender, so it is the fused op's work, not what plain PyTorch computes. 'GEMM at shape': "
+    "torch.mm [(1+d) rows, W] x [W, W] in the same dtype and thread count; 'peak': a 2048^2 "
+    "torch.mm. eval = zero grads, loss, backward; epoch = one L-BFGS step(closure) (lr 1, "
+    "max_iter 20, history 100, strong Wolfe; fresh optimizer, same start) plus one dual update. "
+    "max rel. diff: the largest relative difference of the twin or plain PyTorch from fused "
+    "(loss, parameter gradient, multipliers after one dual update) at the start state, checked "
+    "before timing (float64: <= 1e-10; float32: <= 1e-4 at the initial weights, 'at initial "
+    "weights', and reported at the start state, where float32 gradients of some problems are "
+    "ill-conditioned for every contender alike)."
+)
+
+
+def _by(rows: list[dict[str, Any]], key: str) -> list[Any]:
+    return list(dict.fromkeys(r[key] for r in rows))
+
+
+def problems_tables(rows: list[dict[str, Any]]) -> str:
+    """One table per (dtype, threads): problems as rows; eval and epoch of fused, twin, plain.
+
+    Args:
+        rows: The problems workload's rows (bench/run.py problem_rows).
+
+    Returns:
+        The markdown text.
+    """
+    parts = [PROBLEM_FLOPS_NOTE]
+    for dtype in _by(rows, "dtype"):
+        for threads in _by([r for r in rows if r["dtype"] == dtype], "threads"):
+            sel = [r for r in rows if r["dtype"] == dtype and r["threads"] == threads]
+            fused0 = next(r for r in sel if r["kind"] == "fused")
+            parts.append(
+                f"\n#### problems: {dtype}, {threads} thread{'s' if threads > 1 else ''} "
+                f"(large-GEMM peak {fused0['gemm_peak_gflops']:.1f} GFLOP/s)\n"
+            )
+            table = []
+            for prob in _by(sel, "problem"):
+                pr = {r["kind"]: r for r in sel if r["problem"] == prob}
+                f, t, p = pr.get("fused"), pr.get("twin"), pr.get("plain")
+                if f is None:
+                    continue
+                # largest relative difference of any contender from fused
+                worst = max(v for r in pr.values() for v in r.get("check", {}).values())
+                first = [
+                    v for r in pr.values() for v in r.get("check_initial_weights", {}).values()
+                ]
+                line: dict[str, Any] = {
+                    "problem": prob,
+                    "net": f"{f['d']}-{f['width']}x{f['depth']}-{f['m']}",
+                    "rows": f["N_rows"],
+                }
+                for what in ("eval", "epoch"):
+                    for kind, r in (("fused", f), ("twin", t), ("plain", p)):
+                        line[f"{kind} {what} ms"] = (
+                            f"{r[what + '_ms']:.2f}" if r and what == "eval" else
+                            f"{r[what + '_ms']:.1f}" if r else "-"
+                        )  # fmt: skip
+                    line[f"plain/fused {what}"] = f"{p['x fused ' + what]:.2f}x" if p else "-"
+                line["evals/epoch f/t/p"] = "/".join(
+                    str(r["evals_per_epoch"]) if r else "-" for r in (f, t, p)
+                )
+                line["fused GFLOP/s"] = f"{f['GFLOP/s']:.1f}"
+                line["GEMM at shape"] = f"{f['gemm_same_shape_gflops']:.1f}"
+                line["of peak"] = f.get("of GEMM peak", "")
+                line["max rel. diff"] = f"{worst:.0e}"
+                if first:
+                    line["at initial weights"] = f"{max(first):.0e}"
+                table.append(line)
+            cols = list(dict.fromkeys(k for line in table for k in line))
+            parts.append(common.print_table(table, cols))
+    hand = [r for r in rows if r["kind"] == "plain (by hand)"]
+    if hand:
+        parts.append("\n#### plain PyTorch: generic (from the blocks) against written by hand\n")
+        table = []
+        for h in hand:
+            g = next(
+                r
+                for r in rows
+                if r["kind"] == "plain"
+                and all(r[k] == h[k] for k in ("problem", "dtype", "threads"))
+            )
+            table.append(
+                {
+                    "problem": h["problem"],
+                    "dtype": h["dtype"],
+                    "threads": h["threads"],
+                    "generic eval ms": f"{g['eval_ms']:.2f}",
+                    "by hand eval ms": f"{h['eval_ms']:.2f}",
+                    "by hand/generic eval": f"{h['eval_ms'] / g['eval_ms']:.2f}",
+                    "generic epoch ms": f"{g['epoch_ms']:.1f}",
+                    "by hand epoch ms": f"{h['epoch_ms']:.1f}",
+                    "by hand/generic epoch": f"{h['epoch_ms'] / g['epoch_ms']:.2f}",
+                    "evals/epoch g/h": f"{g['evals_per_epoch']}/{h['evals_per_epoch']}",
+                }
+            )
+        parts.append(common.print_table(table, list(table[0])))
+    return "\n".join(parts)
+
+
 def tables(payload: dict[str, Any]) -> str:
     """The markdown text of every workload in the payload."""
     parts = [_header(payload)]
@@ -97,6 +212,9 @@ def tables(payload: dict[str, Any]) -> str:
     if "tta" in wls:
         parts.append("\n### time to accuracy (checks excluded from the times)\n")
         parts.append(_tta_table(wls["tta"]["results"]))
+    if wls.get("problems", {}).get("results"):
+        parts.append("\n### problems: the benchmark problems at their own sizes (flux form)\n")
+        parts.append(problems_tables(wls["problems"]["results"]))
     return "\n".join(parts) + "\n"
 
 

@@ -12,6 +12,10 @@ Workloads:
             once one step takes longer than --step-cap seconds or would need too much memory)
   tta       time to accuracy: until rel. L2 of u reaches 1e-3 on poisson and 4.2e-3 (the
             reference's error) on composite_heat
+  problems  every benchmark problem (flux form) at its own sizes, as fluxkern.solve builds it:
+            one loss + gradient evaluation and one L-BFGS epoch (solver settings, plus the dual
+            update) for fluxkern fused, its pure-torch twin and plain PyTorch autograd.grad;
+            float64 and float32, 1 and 2 threads (problem_steps.py)
 
 Every measurement prints the machine, versions and the measured GEMM rate; the losses of all
 contenders of one form are checked to agree before any timing. Results: <out>/<machine>-<date>
@@ -20,7 +24,9 @@ contenders of one form are checked to agree before any timing. Results: <out>/<m
 that file (a workload run again replaces its earlier results); each keeps its own options, time
 and load average.
 
-Usage: python -m bench [--workloads jet step scaling tta] [--quick] [--out bench/results] ...
+Usage: python -m bench [--workloads jet step scaling tta problems] [--quick] [--out bench/results]
+       python -m bench --workloads problems [--problems NAME ...] [--dtypes float64 float32]
+                       [--threads 1 2] [--epoch-reps 5] [--min-time 1] [--quick]
 """
 
 from __future__ import annotations
@@ -28,8 +34,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -37,11 +46,12 @@ import torch
 import common
 import fluxkern as fk
 import poisson_case as case
+import problem_steps as ps
 import report
 import torch_steps as ts
 from isolated import IsolatedContender
 
-WORKLOADS = ("jet", "step", "scaling", "tta")
+WORKLOADS = ("jet", "step", "scaling", "tta", "problems")
 
 
 def machine_slug(info: dict[str, Any]) -> str:
@@ -52,6 +62,29 @@ def machine_slug(info: dict[str, Any]) -> str:
     if "gpu" in info:
         label = "gpu-" + "-".join(info["gpu"].lower().split()[1:3])
     return label
+
+
+def _git(root: str, *args: str) -> str:
+    """stdout of `git -C root args` ("" when git fails)."""
+    try:
+        proc = subprocess.run(
+            ["git", "-C", root, *args], capture_output=True, text=True, timeout=20
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return proc.stdout if proc.returncode == 0 else ""
+
+
+def fluxkern_source() -> dict[str, Any]:
+    """Where fluxkern was imported from and the git state there (commit, modified files), so
+    that numbers measured on a work-in-progress build say so."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(fk.__file__))))
+    status = _git(root, "status", "--porcelain")  # "XY path" lines, "??" untracked
+    return {
+        "path": root,
+        "commit": _git(root, "rev-parse", "--short", "HEAD").strip() or None,
+        "modified": [ln[3:] for ln in status.splitlines() if len(ln) > 3],
+    }
 
 
 def deepxde_version() -> str | None:
@@ -302,6 +335,140 @@ def run_tta(args, save) -> list[dict[str, Any]]:
     return out
 
 
+def run_problems(args: argparse.Namespace, save: Callable[[Any], None]) -> list[dict[str, Any]]:
+    """The problems workload: per (threads, dtype, problem) the correctness check, then eval and
+    epoch times of fluxkern fused, the twin and plain PyTorch (problem_steps.py).
+
+    Args:
+        args: The parsed options (problems, dtypes, problem_threads, min_time, epoch_reps,
+            warm_epochs).
+        save: Called with the rows so far after every problem (a later failure keeps them).
+
+    Returns:
+        One row per (threads, dtype, problem, contender).
+    """
+    rows: list[dict[str, Any]] = []
+    threads_before = torch.get_num_threads()
+    peaks: dict[tuple[int, str], float] = {}
+    try:
+        for threads in args.problem_threads:
+            torch.set_num_threads(threads)
+            for dname in args.dtypes:
+                dtype = getattr(torch, dname)
+                key = (threads, dname)
+                if key not in peaks:
+                    peaks[key] = common.gemm_peak_gflops(dtype)
+                    print(
+                        f" {dname}, {threads} thread(s): large-GEMM peak {peaks[key]:.1f} GFLOP/s",
+                        flush=True,
+                    )
+                for name in args.problems:
+                    rows += problem_rows(name, dtype, threads, peaks[key], args)
+                    save(rows)
+    finally:
+        torch.set_num_threads(threads_before)
+    return rows
+
+
+def problem_rows(
+    name: str, dtype: torch.dtype, threads: int, peak: float, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """Rows of one problem at one dtype and the current thread count (one per contender).
+
+    Args:
+        name: The problem.
+        dtype: torch.float64 or torch.float32.
+        threads: The torch thread count set by the caller (recorded in the rows).
+        peak: The 2048^2 GEMM rate at this dtype and thread count, GFLOP/s.
+        args: The parsed options.
+
+    Returns:
+        The rows; the fused row also carries the sizes, FLOPs and GEMM rates.
+
+    Raises:
+        problem_steps.CheckFailed: A contender disagrees with fused (before any timing).
+    """
+    dname = str(dtype).replace("torch.", "")
+    label = f"{name} {dname} {threads}t"
+    case_ = ps.make_case(name, dtype)
+    fused = ps.FluxkernContender(case_, "cpu")
+    cons: list[ps.Contender] = [fused, ps.FluxkernContender(case_, "torch"), ps.PlainTorch(case_)]
+    if name == "convection":
+        cons.append(ps.HandConvection(case_))
+    initial = fused.state()
+    for _ in range(args.warm_epochs):  # a start a few epochs in, the same for every contender
+        ps.run_epoch(fused, case_.lbfgs)
+    start = fused.state()
+    checks = ps.check_case(cons, initial, start, dtype, label)
+    evals: dict[str, float] = {}
+    for c in cons:
+        c.load_state(start)
+        evals[c.name] = ps.time_eval(c, args.min_time)
+        c.load_state(start)
+    epochs = ps.time_epochs(cons, start, case_.lbfgs, args.epoch_reps)
+    flops = common.jet_step_flops(case_.d, case_.problem.width, case_.problem.depth, case_.m)
+    flops *= case_.n_rows
+    gemm_rows = (1 + case_.d) * case_.n_rows
+    gemm = ps.gemm_rate_gflops(gemm_rows, case_.problem.width, dtype, min(args.min_time, 0.5))
+    t_eval0, t_ep0 = evals[fused.name], epochs[fused.name]["s"]
+    meta = {"workload": "problems", "problem": name, "dtype": dname, "threads": threads}
+    desc = case_.describe()
+    rows = []
+    for c in cons:
+        ep = epochs[c.name]
+        n_evals = ep["evals"]
+        row = meta | {
+            "contender": c.name,
+            "kind": c.kind if not isinstance(c, ps.HandConvection) else "plain (by hand)",
+            "eval_ms": round(evals[c.name] * 1e3, 3),
+            "epoch_ms": round(ep["s"] * 1e3, 2),
+            "evals_per_epoch": int(statistics.median(n_evals)),
+            "evals_per_epoch_reps": n_evals,
+            "ms_per_closure": round(ep["s"] * 1e3 / max(statistics.median(n_evals), 1), 3),
+            "x fused eval": round(evals[c.name] / t_eval0, 3),
+            "x fused epoch": round(ep["s"] / t_ep0, 3),
+            "GFLOP/s": round(flops / evals[c.name] / 1e9, 2),
+            "loss_after_epoch": ep["loss_after"],
+            "check": checks["start"][c.name],
+        }
+        if checks["initial"] is not None:
+            row["check_initial_weights"] = checks["initial"][c.name]
+        if c is fused:
+            row |= {
+                "flops_per_eval": flops,
+                "gemm_same_shape": f"[{gemm_rows}, {case_.problem.width}] x "
+                f"[{case_.problem.width}, {case_.problem.width}]",
+                "gemm_same_shape_gflops": round(gemm, 2),
+                "gemm_peak_gflops": round(peak, 2),
+                "of GEMM peak": f"{100 * flops / t_eval0 / 1e9 / peak:.0f}%",
+                "op_calls_per_eval": fused.op_calls(),
+                "unfused_blocks": fused.unfused_blocks(),
+                "warm_epochs": args.warm_epochs,
+                "check_tolerance": checks["tolerance"],
+                **desc,
+            }
+        rows.append(row)
+        print(
+            f"  {label} {c.name}: eval {row['eval_ms']:.2f} ms, epoch {row['epoch_ms']:.1f} ms "
+            f"({n_evals} evals), x fused {row['x fused eval']:.2f} / {row['x fused epoch']:.2f}",
+            flush=True,
+        )
+    base = epochs[fused.name]["evals"]
+    for c in cons:
+        other = epochs[c.name]["evals"]
+        if max(abs(a - b) for a, b in zip(other, base, strict=True)) > 2:
+            print(
+                f"  note: {label}: {c.name} takes {other} evaluations per epoch, fused {base}",
+                flush=True,
+            )
+    print(
+        f"  {label}: fused {flops / t_eval0 / 1e9:.1f} GFLOP/s (flux-form forward-mode count, "
+        f"{case_.n_rows} rows); torch.mm at the jet's shape {gemm:.1f}, large GEMM {peak:.1f}",
+        flush=True,
+    )
+    return rows
+
+
 # --------------------------------------------------------------------------- main
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
@@ -316,21 +483,59 @@ def parse(argv=None) -> argparse.Namespace:
                    metavar=("POISSON_S", "HEAT_S"), help="seconds per run (0 skips)")  # fmt: skip
     p.add_argument("--min-time", type=float, default=1.0, help="seconds of timing per contender")
     p.add_argument("--no-compile", dest="compile", action="store_false")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default torch's)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=None,
+        help="torch threads: the problems workload runs once per value (default 1 2; --quick: 1), "
+        "the other workloads at the first (default torch's)",
+    )
+    p.add_argument(
+        "--problems",
+        nargs="+",
+        choices=fk.problems.names(),
+        default=fk.problems.names(),
+        help="problems workload: which problems (default all; --quick: poisson)",
+    )
+    p.add_argument(
+        "--dtypes",
+        nargs="+",
+        choices=["float64", "float32"],
+        default=["float64", "float32"],
+        help="problems workload: dtypes (default both; --quick: float64)",
+    )
+    p.add_argument(
+        "--epoch-reps",
+        type=int,
+        default=5,
+        help="problems workload: timed L-BFGS epochs per contender, after one warm-up",
+    )
+    p.add_argument(
+        "--warm-epochs",
+        type=int,
+        default=2,
+        help="problems workload: fused epochs run from the initial weights before the start "
+        "state of every check and timed epoch is saved",
+    )
     p.add_argument("--out", default=os.path.join("bench", "results"))
-    if "--quick" in (sys.argv[1:] if argv is None else argv):  # explicit options still win
+    quick = "--quick" in (sys.argv[1:] if argv is None else argv)
+    if quick:  # explicit options still win
         p.set_defaults(n=1024, min_time=0.2, scaling_n=[256, 1024], widths=[32], tta_cap=[20, 0])
+        p.set_defaults(problems=["poisson"], dtypes=["float64"], epoch_reps=2, warm_epochs=1)
     args = p.parse_args(argv)
+    args.problem_threads = args.threads or ([1] if quick else [1, 2])
     return args
 
 
 def main(argv=None) -> int:
     args = parse(argv)
     if args.threads:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads[0])
     info = common.machine_info("cpu")
     info["deepxde"] = deepxde_version()
     info["backends"] = fk.backends()
+    info["fluxkern_source"] = fluxkern_source()
     peak = common.gemm_peak_gflops(torch.float32)
     info["gemm_peak_gflops_float32"] = round(peak, 1)
     stem = os.path.join(args.out, f"{machine_slug(info)}-{info['date']}")
@@ -338,6 +543,11 @@ def main(argv=None) -> int:
     print(
         f"versions: python {info['python']}, torch {info['torch']}, fluxkern {info['fluxkern']}, "
         f"deepxde {info['deepxde'] or 'not installed'}; measured float32 GEMM {peak:.0f} GFLOP/s"
+    )
+    src = info["fluxkern_source"]
+    print(
+        f"fluxkern from {src['path']} at commit {src.get('commit')}"
+        + (f" with {len(src['modified'])} modified files" if src.get("modified") else "")
     )
     payload: dict[str, Any] = {"machine": info, "args": vars(args), "workloads": {}}
     if os.path.exists(stem + ".json"):  # same machine and day: add to (or redo) its workloads
@@ -356,6 +566,8 @@ def main(argv=None) -> int:
             result: Any = run_tta(args, save)
         elif wl == "scaling":
             result = run_scaling(args, peak, save)
+        elif wl == "problems":
+            result = run_problems(args, save)
         else:
             result = {"jet": run_jet, "step": run_step}[wl](args, peak)
         payload["workloads"][wl] = {

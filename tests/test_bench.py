@@ -111,3 +111,48 @@ def test_an_isolated_contender_reports_loss_and_time_from_its_process():
     val = c.first_loss()
     # this torch cannot compile a double backward: then the reason is the row's error
     assert (val is not None and c.time_step("cpu", 0) > 0) or "backward" in c.error
+
+
+def test_problems_workload_quick_run_writes_checked_rows(tmp_path):
+    cmd = [sys.executable, "-m", "bench", "--workloads", "problems", "--quick"]
+    cmd += ["--problems", "poisson", "--min-time", "0.05", "--epoch-reps", "1"]
+    cmd += ["--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (js,) = list(tmp_path.glob("*.json"))
+    rows = json.loads(js.read_text())["workloads"]["problems"]["results"]
+    kinds = {r["kind"]: r for r in rows}
+    assert set(kinds) == {"fused", "twin", "plain"}
+    for r in rows:
+        assert (r["problem"], r["dtype"], r["threads"]) == ("poisson", "float64", 1)
+        assert r["eval_ms"] > 0 and r["epoch_ms"] > 0 and r["evals_per_epoch"] >= 1
+        assert max(r["check"].values()) <= 1e-10  # the correctness check ran and passed
+    fused = kinds["fused"]
+    assert fused["x fused eval"] == 1.0 and fused["N_rows"] == 1024 + 256
+    assert fused["gemm_same_shape_gflops"] > 0 and fused["gemm_peak_gflops"] > 0
+    assert fused["unfused_blocks"] == []
+    md = open(str(js)[: -len(".json")] + ".md").read()
+    assert "problems: float64, 1 thread" in md and "| poisson" in md
+
+
+def test_problems_check_catches_a_wrong_plain_loss():
+    import problem_steps as ps
+
+    case_ = ps.make_case("poisson", torch.float64)
+    fused, plain = ps.FluxkernContender(case_, "cpu"), ps.PlainTorch(case_)
+    start = fused.state()
+    diffs = ps.check_contenders([fused, plain], start, torch.float64, "poisson")
+    assert diffs[plain.name]["grad_rel"] <= 1e-10
+
+    wrong = ps.PlainTorch(case_, name="wrong plain")
+    wrong.loss = lambda: ps.PlainTorch.loss(wrong) * (1 + 1e-8)  # a loss off by 1e-8
+    with pytest.raises(ps.CheckFailed, match="wrong plain disagrees.*loss"):
+        ps.check_contenders([fused, wrong], start, torch.float64, "poisson")
+
+    def same_value_wrong_gradient() -> torch.Tensor:
+        loss = ps.PlainTorch.loss(wrong)
+        return loss + 1e-6 * (loss - loss.detach())
+
+    wrong.loss = same_value_wrong_gradient
+    with pytest.raises(ps.CheckFailed, match="gradient"):
+        ps.check_contenders([fused, wrong], start, torch.float64, "poisson")

@@ -173,3 +173,30 @@ def test_cpu_kernel_setting():
     with pytest.raises(ValueError, match="unknown CPU loss kernel"):
         fluxkern.set_cpu_kernel("fast")
     assert fluxkern.get_cpu_kernel() == before
+
+
+def _advection(dtype=F64, flip=False):
+    """u_t + 40 u_x in two residual families that are multiples of one direction (the kernel
+    propagates J v with v = (40, 1) instead of two tangents), or, with flip, one family that is
+    not (40 u_x + u_t and u_x - u_t: two directions)."""
+    g = torch.Generator().manual_seed(11)
+    torch.manual_seed(11)
+    net = fluxkern.MLP(2, 2, 50, 4, input_shift=[3.0, 0.5], input_scale=[1.8, 0.3], dtype=dtype)
+    x, t = fluxkern.inputs("x t")
+    u, w = fluxkern.outputs("u w")
+    k = fluxkern.data("k")
+    pts = torch.rand(300, 2, generator=g, dtype=dtype)
+    second = (u.d(x) - u.d(t)) if flip else k * (2 * u.d(t) + 80 * u.d(x)) + w * w.d(t) * 0.0
+    terms = [
+        fluxkern.Objective("pde", u.d(t) + 40.0 * u.d(x), pts, reduction="sum"),
+        fluxkern.Constraint("second", [second, w - u], pts, {"k": torch.rand(300, generator=g)}),
+        fluxkern.Constraint("ic", u - k, pts[:70], {"k": torch.rand(70, generator=g)}),
+    ]
+    return net, terms
+
+
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("dtype", [F64, F32])
+def test_one_tangent_direction(flip, dtype):
+    net, terms = _advection(dtype, flip)
+    _compare(net, terms, dtype, TOL[dtype])

@@ -5,12 +5,16 @@
 #include "kernels/loss_tile_cpu_impl.h"
 #undef FK_CPU_VARIANT
 
+#include <cmath>
+#include <vector>
+
 namespace fluxkern {
 
-TilePlan tile_plan(int64_t d, int64_t m, int64_t hidden, const int64_t* widths, int64_t n_cols,
-                   int64_t pad) {
+TilePlan tile_plan(int64_t d, int64_t nt, int64_t m, int64_t hidden, const int64_t* widths,
+                   int64_t n_cols, int64_t pad) {
   TilePlan pl;
   pl.d = d;
+  pl.nt = nt;
   pl.m = m;
   pl.hidden = hidden;
   pl.n_cols = n_cols;
@@ -40,7 +44,7 @@ TilePlan tile_plan(int64_t d, int64_t m, int64_t hidden, const int64_t* widths, 
   off += up(m);
   pl.packed_size = off;
 
-  const int64_t p_max = kTilePoints, r_max = (1 + d) * kTilePoints;
+  const int64_t p_max = kTilePoints, r_max = (1 + nt) * kTilePoints;
   off = 0;
   for (int64_t l = 0; l < hidden; ++l) {
     pl.zz[l] = off;
@@ -61,15 +65,92 @@ TilePlan tile_plan(int64_t d, int64_t m, int64_t hidden, const int64_t* widths, 
   pl.xn = off;
   off += up(p_max * d);
   pl.jac = off;
-  off += up(p_max * m * d);
+  off += up(p_max * m * nt);
   pl.ybar = off;
   off += up(p_max * m);
   pl.jbar = off;
-  off += up(p_max * m * d);
+  off += up(p_max * m * nt);
   pl.cols = off;
   off += up(p_max * std::max<int64_t>(n_cols, 1));
   pl.scratch_size = off;
   return pl;
+}
+
+template <typename T>
+bool one_direction_table(const int32_t* index, const T* coef, int64_t n_mono, int64_t m,
+                         int64_t d, T* dir, int32_t* index_out, T* coef_out, int64_t* n_out) {
+  struct Family {
+    int32_t key[5];  // residual, column, the two other fields (sorted), output o
+    T c[kTileMaxInputs];
+  };
+  std::vector<Family> fams;
+  int64_t n = 0;
+  for (int64_t k = 0; k < n_mono; ++k) {
+    const int32_t* ix = index + k * kMonoCols;
+    int jf = -1, n_j = 0;
+    for (int q = 2; q < kMonoCols; ++q) {
+      if (ix[q] >= m) {
+        jf = q;
+        ++n_j;
+      }
+    }
+    if (n_j > 1) return false;  // products of derivatives: no single direction
+    if (n_j == 0) {             // reads y only: kept as it is
+      for (int q = 0; q < kMonoCols; ++q) index_out[n * kMonoCols + q] = ix[q];
+      coef_out[n++] = coef[k];
+      continue;
+    }
+    int32_t other[2];
+    for (int q = 2, i = 0; q < kMonoCols; ++q) {
+      if (q != jf) other[i++] = ix[q];
+    }
+    const int32_t o = (ix[jf] - static_cast<int32_t>(m)) / static_cast<int32_t>(d);
+    const int32_t j = (ix[jf] - static_cast<int32_t>(m)) % static_cast<int32_t>(d);
+    const int32_t key[5] = {ix[0], ix[1], std::min(other[0], other[1]),
+                            std::max(other[0], other[1]), o};
+    Family* f = nullptr;
+    for (Family& g : fams) {
+      if (std::equal(key, key + 5, g.key)) f = &g;
+    }
+    if (f == nullptr) {
+      fams.emplace_back();
+      f = &fams.back();
+      std::copy(key, key + 5, f->key);
+      std::fill(f->c, f->c + kTileMaxInputs, T(0));
+    }
+    f->c[j] += coef[k];
+  }
+  // v: the first nonzero family vector; every other family must be alpha v (to 2^-50).
+  const Family* first = nullptr;
+  for (const Family& f : fams) {
+    for (int64_t j = 0; j < d && first == nullptr; ++j) {
+      if (f.c[j] != T(0)) first = &f;
+    }
+  }
+  if (first == nullptr) return false;
+  int64_t jmax = 0;
+  for (int64_t j = 1; j < d; ++j) {
+    if (std::abs(first->c[j]) > std::abs(first->c[jmax])) jmax = j;
+  }
+  for (int64_t j = 0; j < d; ++j) dir[j] = first->c[j];
+  for (const Family& f : fams) {
+    const T alpha = f.c[jmax] / dir[jmax];
+    T big = T(0);
+    for (int64_t j = 0; j < d; ++j) big = std::max(big, std::abs(f.c[j]));
+    for (int64_t j = 0; j < d; ++j) {
+      if (std::abs(f.c[j] - alpha * dir[j]) > big * T(8.9e-16)) return false;
+    }
+    if (alpha == T(0)) continue;  // a family whose coefficients cancel reads nothing
+    int32_t* row = index_out + n * kMonoCols;
+    row[0] = f.key[0];
+    row[1] = f.key[1];
+    row[2] = f.key[2];
+    row[3] = f.key[3];
+    row[4] = static_cast<int32_t>(m) + f.key[4];  // (J v)_o
+    coef_out[n++] = alpha;
+  }
+  *n_out = n;
+  return true;
 }
 
 template <typename T>
@@ -142,6 +223,8 @@ void block_loss_tiles_cpu(const TilePlan& plan, Activation act, const T* shift, 
 }
 
 #define FK_TILE_INSTANTIATE(T)                                                                     \
+  template bool one_direction_table<T>(const int32_t*, const T*, int64_t, int64_t, int64_t, T*,     \
+                                       int32_t*, T*, int64_t*);                                     \
   template void tile_pack<T>(const TilePlan&, const T* const*, const T* const*, T*);               \
   template void tile_unpack_grads<T>(const TilePlan&, const T*, T* const*, T* const*);             \
   template void block_loss_tiles_cpu<T>(const TilePlan&, Activation, const T*, const T*, const T*, \

@@ -218,7 +218,7 @@ template <Activation A, typename T>
 void run_tile(const TilePlan& pl, const T* shift, const T* scale, const T* pk,
               const TileBlock<T>& blk, int64_t tile, T* grad, T* sc) {
   constexpr int64_t L = kLanes<T>;
-  const int64_t d = pl.d, m = pl.m, nh = pl.hidden, k_cols = pl.n_cols;
+  const int64_t d = pl.d, m = pl.m, nh = pl.hidden, k_cols = pl.n_cols, nt = pl.nt;
   // Points of the tile: np points (pairs), P point rows.
   const int64_t per = blk.paired ? kTilePoints / 2 : kTilePoints;
   const int64_t p0 = tile * per;
@@ -233,8 +233,15 @@ void run_tile(const TilePlan& pl, const T* shift, const T* scale, const T* pk,
     for (int64_t k = 0; k < k_cols; ++k) cols[r * k_cols + k] = blk.cols[q * k_cols + k];
     for (int64_t i = 0; i < d; ++i) xn[r * d + i] = (blk.x[q * d + i] - shift[i]) / scale[i];
   }
-  const int64_t dt = tile_needs_tangents(blk.table, p_rows, cols) ? d : 0;
+  const int64_t dt = tile_needs_tangents(blk.table, p_rows, cols) ? nt : 0;
   const int64_t rows = (1 + dt) * p_rows;  // R
+  // Tangent seeds in standardised input space: u[k][i] = v_k[i] / scale_i.
+  T u[kTileMaxInputs][kTileMaxInputs];
+  for (int64_t k = 0; k < dt; ++k) {
+    for (int64_t i = 0; i < d; ++i) {
+      u[k][i] = (blk.dirs != nullptr ? blk.dirs[k * d + i] : T(k == i ? 1 : 0)) / scale[i];
+    }
+  }
 
   // ---- forward: hidden layers
   for (int64_t l = 0; l < nh; ++l) {
@@ -242,13 +249,14 @@ void run_tile(const TilePlan& pl, const T* shift, const T* scale, const T* pk,
     T* zz = sc + pl.zz[l];
     if (l == 0) {
       gemm<T, false>(p_rows, d, wp / L, xn, d, 1, pk + pl.at[0], wp, zz, wp);
-      for (int64_t dir = 0; dir < dt; ++dir) {  // Zt_j = A[:, j] / scale_j at every point
-        const T* col = pk + pl.at[0] + dir * wp;
-        const T inv = T(1) / scale[dir];
-        for (int64_t p = 0; p < p_rows; ++p) {
-          T* zt = zz + ((1 + dir) * p_rows + p) * wp;
-          for (int64_t j = 0; j < wp; ++j) zt[j] = col[j] * inv;
+      for (int64_t dir = 0; dir < dt; ++dir) {  // Zt_k = A u_k at every point
+        T* zt0 = zz + (1 + dir) * p_rows * wp;
+        for (int64_t j = 0; j < wp; ++j) {
+          T acc = T(0);
+          for (int64_t i = 0; i < d; ++i) acc += pk[pl.at[0] + i * wp + j] * u[dir][i];
+          zt0[j] = acc;
         }
+        for (int64_t p = 1; p < p_rows; ++p) std::copy(zt0, zt0 + wp, zt0 + p * wp);
       }
     } else {
       const int64_t wpi = pl.wpad[l - 1];
@@ -272,16 +280,16 @@ void run_tile(const TilePlan& pl, const T* shift, const T* scale, const T* pk,
   }
 
   // ---- residuals and loss at the tile's points
-  T* jac = sc + pl.jac;  // [P, m, d]
+  T* jac = sc + pl.jac;  // [P, m, nt]
   for (int64_t p = 0; p < p_rows; ++p) {
     for (int64_t o = 0; o < m; ++o) {
-      for (int64_t i = 0; i < d; ++i) {
-        jac[(p * m + o) * d + i] = i < dt ? y[((1 + i) * p_rows + p) * m + o] : T(0);
+      for (int64_t i = 0; i < nt; ++i) {
+        jac[(p * m + o) * nt + i] = i < dt ? y[((1 + i) * p_rows + p) * m + o] : T(0);
       }
     }
   }
   T* ybar = sc + pl.ybar;  // [P, m]
-  T* jbar = sc + pl.jbar;  // [P, m, d]
+  T* jbar = sc + pl.jbar;  // [P, m, nt]
   LossSpec<T> spec = blk.loss;
   spec.lam += p0 * spec.lam_stride;
   T r_s[kMaxResiduals];
@@ -297,7 +305,7 @@ void run_tile(const TilePlan& pl, const T* shift, const T* scale, const T* pk,
     for (int64_t o = 0; o < m; ++o) {
       gy[p * m + o] = ybar[p * m + o];
       for (int64_t i = 0; i < dt; ++i) {
-        gy[((1 + i) * p_rows + p) * m + o] = jbar[(p * m + o) * d + i];
+        gy[((1 + i) * p_rows + p) * m + o] = jbar[(p * m + o) * nt + i];
       }
     }
   }
@@ -325,9 +333,12 @@ void run_tile(const TilePlan& pl, const T* shift, const T* scale, const T* pk,
       g = next;
     } else {
       gemm<T, true>(d, p_rows, wp / L, xn, 1, d, g, wp, grad + pl.at[0], wp);
-      for (int64_t dir = 0; dir < dt; ++dir) {  // Zt_j's input is the constant 1 / scale_j
-        add_row_sum<T>(p_rows, wp, g + (1 + dir) * p_rows * wp, wp, T(1) / scale[dir],
-                       grad + pl.at[0] + dir * wp);
+      for (int64_t dir = 0; dir < dt; ++dir) {  // Zt_k's input is the constant seed u_k
+        for (int64_t i = 0; i < d; ++i) {
+          if (u[dir][i] == T(0)) continue;
+          add_row_sum<T>(p_rows, wp, g + (1 + dir) * p_rows * wp, wp, u[dir][i],
+                         grad + pl.at[0] + i * wp);
+        }
       }
     }
   }

@@ -2,6 +2,7 @@
 #include <torch/library.h>
 
 #include "ops/jet.h"
+#include "ops/lbfgs.h"
 #include "ops/loss.h"
 
 TORCH_LIBRARY(fluxkern, m) {
@@ -22,12 +23,18 @@ TORCH_LIBRARY(fluxkern, m) {
       "str activation, Tensor cols, Tensor table, Tensor coef, Tensor lam, Tensor mu, "
       "Tensor squared, Tensor red, int n_res, bool paired) -> (Tensor loss, Tensor C, "
       "Tensor[] grad_weights, Tensor[] grad_biases)");
+  // The L-BFGS search direction -H grad by the two-loop recursion over a ring of curvature pairs
+  // (s, y [H, P], rho [H]; pair i of count, oldest first, in row (start + i) % H). CPU only.
+  m.def(
+      "lbfgs_direction(Tensor grad, Tensor s, Tensor y, Tensor rho, int start, int count, "
+      "float h_diag) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(fluxkern, CPU, m) {
   m.impl("mlp_jet", &fluxkern::mlp_jet_cpu);
   m.impl("mlp_jet_backward", &fluxkern::mlp_jet_backward_cpu);
   m.impl("block_loss", &fluxkern::block_loss_cpu);
+  m.impl("lbfgs_direction", &fluxkern::lbfgs_direction_cpu);
 }
 
 // CUDA implementations. A build without CUDA kernels registers, for every op, one boxed function

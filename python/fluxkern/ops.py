@@ -18,6 +18,7 @@ __all__ = [
     "BACKENDS",
     "SECOND_DERIVATIVE_ERROR",
     "backends",
+    "lbfgs_direction",
     "block_loss",
     "mlp_jet",
     "resolve_backend",
@@ -185,6 +186,21 @@ def block_loss(
     return loss, c
 
 
+def lbfgs_direction(
+    grad: Tensor, s: Tensor, y: Tensor, rho: Tensor, start: int, count: int, h_diag: float
+) -> Tensor:
+    """The L-BFGS search direction -H grad (fused CPU op for CPU tensors, torch twin elsewhere).
+
+    Arguments as for :func:`fluxkern.reference.lbfgs_direction`.
+
+    Returns:
+        The direction [P].
+    """
+    if grad.device.type == "cpu" and "cpu" in _BACKENDS:
+        return torch.ops.fluxkern.lbfgs_direction(grad, s, y, rho, start, count, float(h_diag))
+    return reference.lbfgs_direction(grad, s, y, rho, start, count, h_diag)
+
+
 def _register() -> None:
     """Registers fake kernels and autograd formulas for the compiled ops."""
 
@@ -238,6 +254,10 @@ def _register() -> None:
     torch.library.register_autograd(
         "fluxkern::mlp_jet_backward", _no_second_derivative, setup_context=_setup_nothing
     )
+
+    @torch.library.register_fake("fluxkern::lbfgs_direction")
+    def _lbfgs_direction_fake(grad, s, y, rho, start, count, h_diag):
+        return torch.empty_like(grad, memory_format=torch.contiguous_format)
 
     @torch.library.register_fake("fluxkern::block_loss")
     def _block_loss_fake(

@@ -11,7 +11,13 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["ACTIVATIONS", "activation_and_derivative", "block_loss", "mlp_jet"]
+__all__ = [
+    "ACTIVATIONS",
+    "activation_and_derivative",
+    "block_loss",
+    "lbfgs_direction",
+    "mlp_jet",
+]
 
 ACTIVATIONS = ("tanh", "sin", "silu")
 
@@ -146,3 +152,34 @@ def block_loss(
     c = torch.where(squared != 0, r * r, r)
     loss = (red * (lam * c + 0.5 * mu * c * c)).sum()
     return loss, c.detach()
+
+
+def lbfgs_direction(
+    grad: Tensor, s: Tensor, y: Tensor, rho: Tensor, start: int, count: int, h_diag: float
+) -> Tensor:
+    """Pure-torch twin of the L-BFGS direction op: d = -H grad by the two-loop recursion.
+
+    Args:
+        grad: Flat gradient [P].
+        s: Steps [H, P]; pair i of ``count`` (0 = oldest) is row (start + i) % H.
+        y: Gradient changes [H, P], rows as s.
+        rho: 1 / (y . s) per row [H].
+        start: Row of the oldest pair.
+        count: Number of stored pairs (0..H).
+        h_diag: Scale of the initial inverse Hessian (y . s / y . y of the newest pair).
+
+    Returns:
+        The direction d [P].
+    """
+    h = s.shape[0]
+    rows = [(start + i) % h for i in range(count)]
+    q = grad.neg()
+    alpha = [0.0] * count
+    for i in reversed(range(count)):
+        alpha[i] = s[rows[i]].dot(q) * rho[rows[i]]
+        q = q - alpha[i] * y[rows[i]]
+    d = q * h_diag
+    for i in range(count):
+        beta = y[rows[i]].dot(d) * rho[rows[i]]
+        d = d + (alpha[i] - beta) * s[rows[i]]
+    return d

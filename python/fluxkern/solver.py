@@ -20,6 +20,7 @@ from torch import Tensor, nn
 import fluxkern
 from fluxkern.lagrangian import AugmentedLagrangian
 from fluxkern.nn import MLP
+from fluxkern.optim import LBFGS
 from fluxkern.problems.base import Problem
 from fluxkern.settings import MATMUL_PRECISIONS, matmul_precision
 
@@ -265,7 +266,8 @@ def _run(
         backend = "torch autograd (PINN)"
 
     if opts.optimizer == "lbfgs":
-        opt: torch.optim.Optimizer = torch.optim.LBFGS(
+        # torch.optim.LBFGS's algorithm with the two-loop recursion fused (fluxkern.optim)
+        opt: torch.optim.Optimizer = LBFGS(
             params, lr=opts.lr or 1.0, max_iter=20, history_size=100, line_search_fn="strong_wolfe"
         )
     else:

@@ -1,0 +1,260 @@
+"""L-BFGS with the semantics of torch.optim.LBFGS and a fused two-loop recursion.
+
+torch.optim.LBFGS keeps its curvature pairs as Python lists and runs the two-loop recursion as
+about 4 x history small tensor operations per iteration. With the history of 100 used for the
+benchmark problems that is ~4000 dispatches per epoch, measured at ~65 ms per epoch on the
+2-core CPU: as much as the loss evaluations of a small problem. Here the pairs live in two
+preallocated ring buffers [H, P] and the recursion is one op call (fluxkern.ops.lbfgs_direction:
+C++ on CPU, its torch twin elsewhere). Everything else follows torch.optim.LBFGS: the same
+options and defaults, the first step min(1, 1 / |g|_1) lr, the curvature condition y.s > 1e-10,
+H_diag = y.s / y.y, the same stopping tests and the same strong-Wolfe line search (torch's own
+function), so iterates agree with torch.optim.LBFGS up to rounding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from fluxkern import ops
+
+__all__ = ["LBFGS"]
+
+
+def _strong_wolfe_fn() -> Callable[..., Any]:
+    try:
+        from torch.optim.lbfgs import _strong_wolfe
+    except ImportError as e:  # torch moved its private line search
+        raise RuntimeError(
+            "fluxkern.optim.LBFGS needs torch.optim.lbfgs._strong_wolfe, which this torch "
+            f"({torch.__version__}) does not have; use torch.optim.LBFGS instead"
+        ) from e
+    return _strong_wolfe
+
+
+class LBFGS(Optimizer):
+    """Limited-memory BFGS, a drop-in replacement for torch.optim.LBFGS (one parameter group).
+
+    Args:
+        params: Parameters to optimise (one group).
+        lr: Step length multiplier (default 1).
+        max_iter: Iterations per step() (default 20).
+        max_eval: Function evaluations per step() (default max_iter * 5 // 4).
+        tolerance_grad: Stop when max |g| <= this (default 1e-7).
+        tolerance_change: Stop when a step or loss change is below this (default 1e-9).
+        history_size: Curvature pairs kept (default 100).
+        line_search_fn: None (fixed step lr) or "strong_wolfe".
+
+    Raises:
+        ValueError: More than one parameter group, a negative lr or history_size < 1, or an
+            unknown line search.
+    """
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1.0,
+        max_iter: int = 20,
+        max_eval: int | None = None,
+        tolerance_grad: float = 1e-7,
+        tolerance_change: float = 1e-9,
+        history_size: int = 100,
+        line_search_fn: str | None = None,
+    ) -> None:
+        if lr < 0.0:
+            raise ValueError(f"LBFGS: invalid learning rate {lr}")
+        if history_size < 1:
+            raise ValueError(f"LBFGS: history_size must be >= 1, got {history_size}")
+        if line_search_fn not in (None, "strong_wolfe"):
+            raise ValueError(f"LBFGS: only 'strong_wolfe' is supported, got {line_search_fn!r}")
+        defaults = {
+            "lr": lr,
+            "max_iter": max_iter,
+            "max_eval": max_eval if max_eval is not None else max_iter * 5 // 4,
+            "tolerance_grad": tolerance_grad,
+            "tolerance_change": tolerance_change,
+            "history_size": history_size,
+            "line_search_fn": line_search_fn,
+        }
+        super().__init__(params, defaults)
+        if len(self.param_groups) != 1:
+            raise ValueError("LBFGS does not support per-parameter options (one group only)")
+        self._params: list[Tensor] = self.param_groups[0]["params"]
+
+    # ------------------------------------------------------------------ flat views
+    def _flat_grad(self) -> Tensor:
+        views = [
+            p.new_zeros(p.numel()) if p.grad is None else p.grad.reshape(-1) for p in self._params
+        ]
+        return torch.cat(views, 0)
+
+    def _add_grad(self, step: float, direction: Tensor) -> None:
+        offset = 0
+        for p in self._params:
+            n = p.numel()
+            p.add_(direction[offset : offset + n].view_as(p), alpha=step)
+            offset += n
+
+    def _set_params(self, values: list[Tensor]) -> None:
+        for p, v in zip(self._params, values, strict=True):
+            p.copy_(v)
+
+    def _directional_evaluate(
+        self, closure: Callable[[], Tensor], x: list[Tensor], t: float, d: Tensor
+    ) -> tuple[float, Tensor]:
+        self._add_grad(t, d)
+        with torch.enable_grad():
+            loss = float(closure())
+        flat_grad = self._flat_grad()
+        self._set_params(x)
+        return loss, flat_grad
+
+    def _history(self, state: dict[str, Any], like: Tensor) -> dict[str, Any]:
+        h = self.param_groups[0]["history_size"]
+        if "s" not in state or state["s"].shape != (h, like.numel()):
+            state["s"] = like.new_zeros(h, like.numel())  # [H, P] steps
+            state["y"] = like.new_zeros(h, like.numel())  # [H, P] gradient changes
+            state["rho"] = like.new_zeros(h)  # [H] 1 / (y . s)
+            state["start"], state["count"] = 0, 0
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Loads a state saved by this class or by torch.optim.LBFGS (its pair lists become the
+        ring buffers, so a run checkpointed with torch's optimizer continues exactly)."""
+        super().load_state_dict(state_dict)
+        state = self.state[self._params[0]]
+        if "old_dirs" in state:
+            dirs, stps, ro = state.pop("old_dirs"), state.pop("old_stps"), state.pop("ro")
+            state.pop("al", None)
+            if dirs:
+                p = dirs[0].numel()
+                self._history(state, dirs[0].new_zeros(p))
+                for i, (yi, si, ri) in enumerate(zip(dirs, stps, ro, strict=True)):
+                    state["y"][i].copy_(yi)
+                    state["s"][i].copy_(si)
+                    state["rho"][i] = float(ri)
+                state["start"], state["count"] = 0, len(dirs)
+            h_diag = state.pop("H_diag", 1.0)
+            state["h_diag"] = float(h_diag)
+            for key in ("t", "prev_loss"):
+                if isinstance(state.get(key), Tensor):
+                    state[key] = float(state[key])
+
+    # ------------------------------------------------------------------ step
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor]) -> Tensor:  # type: ignore[override]
+        """Runs up to max_iter L-BFGS iterations.
+
+        Args:
+            closure: Re-evaluates the model and returns the loss (with gradients).
+
+        Returns:
+            The loss at the start of the step.
+        """
+        group = self.param_groups[0]
+        lr, max_iter, max_eval = group["lr"], group["max_iter"], group["max_eval"]
+        tol_grad, tol_change = group["tolerance_grad"], group["tolerance_change"]
+        hist_size = group["history_size"]
+        state = self.state[self._params[0]]
+        state.setdefault("func_evals", 0)
+        state.setdefault("n_iter", 0)
+
+        with torch.enable_grad():
+            orig_loss = closure()
+        loss = float(orig_loss)
+        current_evals = 1
+        state["func_evals"] += 1
+        flat_grad = self._flat_grad()
+        if float(flat_grad.abs().max()) <= tol_grad:
+            return orig_loss
+        self._history(state, flat_grad)
+
+        d: Tensor | None = state.get("d")
+        t: float | None = state.get("t")
+        h_diag: float = state.get("h_diag", 1.0)
+        prev_flat_grad: Tensor | None = state.get("prev_flat_grad")
+        prev_loss: float | None = state.get("prev_loss")
+        n_iter = 0
+        while n_iter < max_iter:
+            n_iter += 1
+            state["n_iter"] += 1
+            if state["n_iter"] == 1 or d is None or prev_flat_grad is None or t is None:
+                d = flat_grad.neg()
+                state["start"], state["count"] = 0, 0
+                h_diag = 1.0
+            else:
+                y = flat_grad.sub(prev_flat_grad)
+                s = d.mul(t)
+                ys = float(y.dot(s))
+                if ys > 1e-10:  # curvature condition: keep the pair
+                    if state["count"] == hist_size:  # full: drop the oldest
+                        row = state["start"]
+                        state["start"] = (state["start"] + 1) % hist_size
+                    else:
+                        row = (state["start"] + state["count"]) % hist_size
+                        state["count"] += 1
+                    state["s"][row].copy_(s)
+                    state["y"][row].copy_(y)
+                    state["rho"][row] = 1.0 / ys
+                    h_diag = ys / float(y.dot(y))
+                d = ops.lbfgs_direction(
+                    flat_grad,
+                    state["s"],
+                    state["y"],
+                    state["rho"],
+                    state["start"],
+                    state["count"],
+                    h_diag,
+                )
+            if prev_flat_grad is None:
+                prev_flat_grad = flat_grad.clone(memory_format=torch.contiguous_format)
+            else:
+                prev_flat_grad.copy_(flat_grad)
+            prev_loss = loss
+
+            if state["n_iter"] == 1:
+                t = min(1.0, 1.0 / float(flat_grad.abs().sum())) * lr
+            else:
+                t = lr
+            gtd = float(flat_grad.dot(d))
+            if gtd > -tol_change:  # not a descent direction
+                break
+
+            ls_evals = 0
+            if group["line_search_fn"] == "strong_wolfe":
+                x_init = [p.clone(memory_format=torch.contiguous_format) for p in self._params]
+
+                def obj_func(x: list[Tensor], step: float, direction: Tensor) -> Any:
+                    return self._directional_evaluate(closure, x, step, direction)
+
+                loss, flat_grad, t, ls_evals = _strong_wolfe_fn()(
+                    obj_func, x_init, t, d, loss, flat_grad, gtd
+                )
+                self._add_grad(t, d)
+                opt_cond = float(flat_grad.abs().max()) <= tol_grad
+            else:
+                self._add_grad(t, d)
+                opt_cond = False
+                if n_iter != max_iter:
+                    with torch.enable_grad():
+                        loss = float(closure())
+                    flat_grad = self._flat_grad()
+                    opt_cond = float(flat_grad.abs().max()) <= tol_grad
+                    ls_evals = 1
+            current_evals += ls_evals
+            state["func_evals"] += ls_evals
+
+            if n_iter == max_iter or current_evals >= max_eval or opt_cond:
+                break
+            if float(d.mul(t).abs().max()) <= tol_change:
+                break
+            if abs(loss - prev_loss) < tol_change:
+                break
+
+        state["d"], state["t"], state["h_diag"] = d, t, h_diag
+        state["prev_flat_grad"], state["prev_loss"] = prev_flat_grad, prev_loss
+        return orig_loss

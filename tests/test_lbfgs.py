@@ -1,0 +1,196 @@
+"""fluxkern.optim.LBFGS and the lbfgs_direction op.
+
+The op is checked against its torch twin and against an independent oracle: the inverse-Hessian
+approximation built densely by the BFGS update formula, applied to the gradient. The optimizer
+is checked against torch.optim.LBFGS (same options) on the same closures.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import fluxkern
+from fluxkern import ops, reference
+from fluxkern.optim import LBFGS
+from matrix import TOL, rel_err
+
+F64 = torch.float64
+needs_ext = pytest.mark.skipif("cpu" not in fluxkern.backends(), reason="needs the CPU build")
+
+
+def _pairs(p, h, count, start, dtype=F64, seed=0):
+    """A ring of `count` curvature pairs with y . s > 0 (y = A s for an SPD A)."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(p, p, generator=g, dtype=F64)
+    spd = a @ a.T / p + torch.eye(p, dtype=F64)
+    s = torch.zeros(h, p, dtype=F64)
+    y = torch.zeros(h, p, dtype=F64)
+    rho = torch.zeros(h, dtype=F64)
+    for i in range(count):
+        row = (start + i) % h
+        s[row] = torch.randn(p, generator=g, dtype=F64)
+        y[row] = spd @ s[row]
+        rho[row] = 1.0 / y[row].dot(s[row])
+    grad = torch.randn(p, generator=g, dtype=F64)
+    return grad.to(dtype), s.to(dtype), y.to(dtype), rho.to(dtype)
+
+
+def _dense(grad, s, y, rho, start, count, h_diag):
+    """-H grad with H from the BFGS inverse update, oldest pair first: H <- V^T H V + rho s s^T."""
+    p, h = grad.shape[0], s.shape[0]
+    hm = h_diag * torch.eye(p, dtype=F64)
+    for i in range(count):
+        row = (start + i) % h
+        si, yi, r = s[row].double(), y[row].double(), float(rho[row])
+        v = torch.eye(p, dtype=F64) - r * torch.outer(yi, si)
+        hm = v.T @ hm @ v + r * torch.outer(si, si)
+    return -(hm @ grad.double())
+
+
+@needs_ext
+@pytest.mark.parametrize("h,count,start", [(4, 0, 0), (4, 1, 3), (5, 5, 0), (5, 5, 3), (7, 4, 5)])
+def test_direction_matches_twin_and_dense_bfgs(h, count, start):
+    grad, s, y, rho = _pairs(13, h, count, start)
+    fused = torch.ops.fluxkern.lbfgs_direction(grad, s, y, rho, start, count, 0.7)
+    twin = reference.lbfgs_direction(grad, s, y, rho, start, count, 0.7)
+    dense = _dense(grad, s, y, rho, start, count, 0.7)
+    assert rel_err(fused, twin) < TOL[F64]
+    assert rel_err(fused, dense) < TOL[F64]
+
+
+@needs_ext
+def test_direction_float32_and_opcheck():
+    grad, s, y, rho = _pairs(9, 3, 3, 1, dtype=torch.float32)
+    d = ops.lbfgs_direction(grad, s, y, rho, 1, 3, 1.3)
+    ref = reference.lbfgs_direction(grad.double(), s.double(), y.double(), rho.double(), 1, 3, 1.3)
+    assert rel_err(d, ref) < TOL[torch.float32]
+    torch.library.opcheck(torch.ops.fluxkern.lbfgs_direction, (grad, s, y, rho, 1, 3, 1.3))
+
+
+@needs_ext
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (lambda a: {**a, "s": a["s"][:, :-1]}, "s must be"),
+        (lambda a: {**a, "y": a["y"][:-1]}, "y must be like s"),
+        (lambda a: {**a, "rho": a["rho"][:-1]}, "rho must be"),
+        (lambda a: {**a, "count": 9}, "count"),
+        (lambda a: {**a, "start": -1}, "start"),
+        (lambda a: {**a, "y": a["y"].float()}, "dtype"),
+        (lambda a: {**a, "grad": a["grad"][None]}, "grad must be 1-D"),
+    ],
+)
+def test_direction_bad_arguments(change, match):
+    grad, s, y, rho = _pairs(6, 3, 2, 0)
+    args = change({"grad": grad, "s": s, "y": y, "rho": rho, "start": 0, "count": 2})
+    with pytest.raises((ValueError, TypeError, RuntimeError), match=match):
+        torch.ops.fluxkern.lbfgs_direction(
+            args["grad"], args["s"], args["y"], args["rho"], args["start"], args["count"], 1.0
+        )
+
+
+def _problem(seed=0):
+    """A small augmented-Lagrangian problem (flux-form Poisson) and its closure factory."""
+    torch.manual_seed(seed)
+    net = fluxkern.MLP(2, 3, 12, 2, dtype=F64)
+    x, y = fluxkern.inputs("x y")
+    u, qx, qy = fluxkern.outputs("u qx qy")
+    g = torch.Generator().manual_seed(seed)
+    pts = torch.rand(80, 2, generator=g, dtype=F64)
+    bnd = torch.rand(20, 2, generator=g, dtype=F64).round()
+    terms = [
+        fluxkern.Objective("pde", qx.d(x) + qy.d(y) + 1.0, pts, reduction="sum"),
+        fluxkern.Constraint("flux", [qx - u.d(x), qy - u.d(y)], pts, reduction="sum"),
+        fluxkern.Constraint("bc", u, bnd, reduction="sum"),
+    ]
+    return net, terms
+
+
+def _run(opt_cls, steps=4, line_search="strong_wolfe", history=5, resume_at=None):
+    net, terms = _problem()
+    al = fluxkern.AugmentedLagrangian(net, terms)
+    opt = opt_cls(net.parameters(), max_iter=7, history_size=history, line_search_fn=line_search)
+    evals = [0]
+
+    def closure():
+        evals[0] += 1
+        opt.zero_grad()
+        loss = al()
+        loss.backward()
+        return loss
+
+    losses = []
+    for k in range(steps):
+        if resume_at == k:  # a fresh optimizer and model restored from state dicts
+            state = copy.deepcopy(opt.state_dict())
+            params = copy.deepcopy(net.state_dict())
+            net.load_state_dict(params)
+            opt = opt_cls(
+                net.parameters(), max_iter=7, history_size=history, line_search_fn=line_search
+            )
+            opt.load_state_dict(state)
+        opt.step(closure)
+        al.update_multipliers()
+        losses.append(float(al()))
+    return losses, evals[0], [p.detach().clone() for p in net.parameters()]
+
+
+@pytest.mark.parametrize("line_search", ["strong_wolfe", None])
+def test_optimizer_follows_torch_lbfgs(line_search):
+    # history 5 < iterations: the ring wraps around
+    ours, n_ours, p_ours = _run(LBFGS, line_search=line_search)
+    theirs, n_theirs, p_theirs = _run(torch.optim.LBFGS, line_search=line_search)
+    assert n_ours == n_theirs
+    for a, b in zip(ours, theirs, strict=True):
+        assert abs(a - b) <= 1e-8 * abs(b)
+    for a, b in zip(p_ours, p_theirs, strict=True):
+        assert rel_err(a, b) < 1e-7
+
+
+def test_optimizer_resume_from_state_dict_is_exact():
+    full, n_full, p_full = _run(LBFGS)
+    resumed, n_res, p_res = _run(LBFGS, resume_at=2)
+    assert full == resumed and n_full == n_res
+    for a, b in zip(p_full, p_res, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_optimizer_bad_options():
+    net, _ = _problem()
+    with pytest.raises(ValueError, match="learning rate"):
+        LBFGS(net.parameters(), lr=-1)
+    with pytest.raises(ValueError, match="history_size"):
+        LBFGS(net.parameters(), history_size=0)
+    with pytest.raises(ValueError, match="strong_wolfe"):
+        LBFGS(net.parameters(), line_search_fn="backtracking")
+
+
+def test_loads_a_torch_lbfgs_state_and_continues_like_it():
+    # two steps with torch's optimizer, then its state into ours: the next steps agree with
+    # torch's own continuation
+    def run(switch):
+        net, terms = _problem()
+        al = fluxkern.AugmentedLagrangian(net, terms)
+        kw = {"max_iter": 7, "history_size": 5, "line_search_fn": "strong_wolfe"}
+        opt = torch.optim.LBFGS(net.parameters(), **kw)
+
+        def closure():
+            opt.zero_grad()
+            loss = al()
+            loss.backward()
+            return loss
+
+        for k in range(4):
+            if k == 2 and switch:
+                state = copy.deepcopy(opt.state_dict())
+                opt = LBFGS(net.parameters(), **kw)
+                opt.load_state_dict(state)
+            opt.step(closure)
+            al.update_multipliers()
+        return [p.detach().clone() for p in net.parameters()]
+
+    for a, b in zip(run(True), run(False), strict=True):
+        assert rel_err(a, b) < 1e-7

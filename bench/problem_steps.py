@@ -118,9 +118,10 @@ class ProblemCase:
         """Rows the network is evaluated at: every distinct point set once, pairs twice."""
         return sum(int(x.shape[0]) for x in self.point_sets)
 
-    def lbfgs(self, params: list[Tensor]) -> torch.optim.LBFGS:
-        """A fresh L-BFGS optimizer with the solver's settings."""
-        return torch.optim.LBFGS(params, lr=self.options.lr or 1.0, **LBFGS_SETTINGS)
+    def lbfgs(self, params: list[Tensor], cls: type = torch.optim.LBFGS) -> torch.optim.Optimizer:
+        """A fresh L-BFGS optimizer (torch.optim.LBFGS or fluxkern.optim.LBFGS) with the solver's
+        settings."""
+        return cls(params, lr=self.options.lr or 1.0, **LBFGS_SETTINGS)
 
     def describe(self) -> dict[str, Any]:
         """Sizes and settings, for the result rows."""
@@ -192,6 +193,9 @@ class Contender:
     name: str = ""
     kind: str = ""  # "fused", "twin" or "plain"
     params: list[Tensor]
+    # The L-BFGS its users run: fluxkern.solve's fluxkern.optim.LBFGS for fluxkern, torch's own
+    # for plain PyTorch (the same algorithm and settings; fluxkern's fuses the two-loop recursion).
+    optimizer: type = torch.optim.LBFGS
 
     def loss(self) -> Tensor:
         """The loss at the current parameters and multipliers (differentiable)."""
@@ -246,6 +250,8 @@ class FluxkernContender(Contender):
         case: The problem case.
         backend: "cpu" (fused) or "torch" (the pure-torch twin).
     """
+
+    optimizer = fk.optim.LBFGS
 
     def __init__(self, case: ProblemCase, backend: str) -> None:
         self.kind = "twin" if backend == "torch" else "fused"
@@ -593,13 +599,12 @@ def time_eval(c: Contender, min_time: float) -> float:
     return common.time_call(step, min_time=min_time, warmup=3)
 
 
-def run_epoch(c: Contender, make_opt: Callable[[list[Tensor]], torch.optim.Optimizer]) -> int:
-    """One epoch as the solver runs it: a fresh L-BFGS step(closure), then one dual update.
+def run_epoch(c: Contender, opt: torch.optim.Optimizer) -> int:
+    """One epoch as the solver runs it: one L-BFGS step(closure), then one dual update.
 
     Returns:
         The number of closure evaluations.
     """
-    opt = make_opt(c.params)
     count = 0
 
     def closure() -> Tensor:
@@ -618,12 +623,15 @@ def run_epoch(c: Contender, make_opt: Callable[[list[Tensor]], torch.optim.Optim
 def time_epochs(
     contenders: list[Contender],
     start: tuple[list[Tensor], dict[str, dict[str, Tensor]]],
-    make_opt: Callable[[list[Tensor]], torch.optim.Optimizer],
+    make_opt: Callable[[list[Tensor], type], torch.optim.Optimizer],
+    opt_state: dict[str, Any] | None,
     reps: int,
     warmup: int = 1,
 ) -> dict[str, dict[str, Any]]:
-    """Epochs from the same start (parameters, multipliers; fresh optimizer), round robin over
-    the contenders so that a disturbance of the machine hits all of them alike.
+    """Epochs from the same start (parameters, multipliers and the L-BFGS state of the warm
+    epochs, history included, as in a running solve), round robin over the contenders so that
+    a disturbance of the machine hits all of them alike. Each contender's optimizer (its
+    `optimizer` class) loads a copy of opt_state (torch.optim.LBFGS's format) before each epoch.
 
     Returns:
         {contender: {"s": median seconds, "evals": closure evaluations of each timed epoch,
@@ -635,8 +643,11 @@ def time_epochs(
     for rep in range(warmup + reps):
         for c in contenders:
             c.load_state(start)
+            opt = make_opt(c.params, c.optimizer)
+            if opt_state is not None:
+                opt.load_state_dict(copy.deepcopy(opt_state))
             t0 = time.perf_counter()
-            n = run_epoch(c, make_opt)
+            n = run_epoch(c, opt)
             t = time.perf_counter() - t0
             if rep >= warmup:
                 times[c.name].append(t)

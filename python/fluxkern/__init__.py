@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fluxkern import geometry, problems
+from fluxkern import geometry, optim, problems
 from fluxkern._ext import build_info
 from fluxkern.api import backends, jet
 from fluxkern.blocks import Constraint, Objective
@@ -42,6 +42,7 @@ __all__ = [
     "get_cuda_kernel",
     "get_matmul_precision",
     "geometry",
+    "optim",
     "problems",
     "solve",
     "inputs",

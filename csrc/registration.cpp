@@ -24,10 +24,12 @@ TORCH_LIBRARY(fluxkern, m) {
       "Tensor squared, Tensor red, int n_res, bool paired) -> (Tensor loss, Tensor C, "
       "Tensor[] grad_weights, Tensor[] grad_biases)");
   // The L-BFGS search direction -H grad by the two-loop recursion over a ring of curvature pairs
-  // (s, y [H, P], rho [H]; pair i of count, oldest first, in row (start + i) % H). CPU only.
+  // (s, y [H, P], rho [H]; pair i of count, oldest first, in row (start + i) % H), on the pairs'
+  // Gram matrices sy, yy [H, H], whose row and column new_row (a newly stored pair, or -1) it
+  // fills in. CPU only.
   m.def(
-      "lbfgs_direction(Tensor grad, Tensor s, Tensor y, Tensor rho, int start, int count, "
-      "float h_diag) -> Tensor");
+      "lbfgs_direction(Tensor grad, Tensor s, Tensor y, Tensor rho, Tensor(a!) sy, "
+      "Tensor(b!) yy, int start, int count, int new_row, float h_diag) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(fluxkern, CPU, m) {

@@ -50,24 +50,63 @@ def _dense(grad, s, y, rho, start, count, h_diag):
     return -(hm @ grad.double())
 
 
+def _gram(s, y):
+    return (s @ y.T).contiguous(), (y @ y.T).contiguous()
+
+
 @needs_ext
 @pytest.mark.parametrize("h,count,start", [(4, 0, 0), (4, 1, 3), (5, 5, 0), (5, 5, 3), (7, 4, 5)])
 def test_direction_matches_twin_and_dense_bfgs(h, count, start):
     grad, s, y, rho = _pairs(13, h, count, start)
-    fused = torch.ops.fluxkern.lbfgs_direction(grad, s, y, rho, start, count, 0.7)
-    twin = reference.lbfgs_direction(grad, s, y, rho, start, count, 0.7)
+    sy, yy = _gram(s, y)
+    fused = torch.ops.fluxkern.lbfgs_direction(grad, s, y, rho, sy, yy, start, count, -1, 0.7)
+    twin = reference.lbfgs_direction(grad, s, y, rho, *_gram(s, y), start, count, -1, 0.7)
     dense = _dense(grad, s, y, rho, start, count, 0.7)
     assert rel_err(fused, twin) < TOL[F64]
     assert rel_err(fused, dense) < TOL[F64]
 
 
 @needs_ext
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+def test_gram_matrices_kept_up_to_date_pair_by_pair(backend):
+    # pairs stored one at a time into a ring of 4 (wrapping twice): after each call the Gram
+    # entries of the stored pairs equal the full products and d equals the dense oracle
+    h, p = 4, 11
+    grad, s_all, y_all, rho_all = _pairs(p, 10, 10, 0, seed=3)
+    s, y = torch.zeros(h, p, dtype=F64), torch.zeros(h, p, dtype=F64)
+    rho, sy, yy = (
+        torch.zeros(h, dtype=F64),
+        torch.zeros(h, h, dtype=F64),
+        torch.zeros(h, h, dtype=F64),
+    )
+    fn = torch.ops.fluxkern.lbfgs_direction if backend == "cpu" else reference.lbfgs_direction
+    start, count = 0, 0
+    for k in range(10):
+        if count == h:
+            row, start = start, (start + 1) % h
+        else:
+            row, count = (start + count) % h, count + 1
+        s[row], y[row], rho[row] = s_all[k], y_all[k], rho_all[k]
+        d = fn(grad, s, y, rho, sy, yy, start, count, row, 1.1)
+        rows = [(start + i) % h for i in range(count)]
+        full_sy, full_yy = _gram(s, y)
+        for a in rows:
+            for b in rows:
+                assert abs(sy[a, b] - full_sy[a, b]) <= 1e-12 * full_sy.abs().max()
+                assert abs(yy[a, b] - full_yy[a, b]) <= 1e-12 * full_yy.abs().max()
+        assert rel_err(d, _dense(grad, s, y, rho, start, count, 1.1)) < TOL[F64]
+
+
+@needs_ext
 def test_direction_float32_and_opcheck():
     grad, s, y, rho = _pairs(9, 3, 3, 1, dtype=torch.float32)
-    d = ops.lbfgs_direction(grad, s, y, rho, 1, 3, 1.3)
-    ref = reference.lbfgs_direction(grad.double(), s.double(), y.double(), rho.double(), 1, 3, 1.3)
+    sy, yy = _gram(s, y)
+    d = ops.lbfgs_direction(grad, s, y, rho, sy, yy, 1, 3, -1, 1.3)
+    ref = _dense(grad, s, y, rho, 1, 3, 1.3)
     assert rel_err(d, ref) < TOL[torch.float32]
-    torch.library.opcheck(torch.ops.fluxkern.lbfgs_direction, (grad, s, y, rho, 1, 3, 1.3))
+    torch.library.opcheck(
+        torch.ops.fluxkern.lbfgs_direction, (grad, s, y, rho, sy, yy, 1, 3, 2, 1.3)
+    )
 
 
 @needs_ext
@@ -77,18 +116,33 @@ def test_direction_float32_and_opcheck():
         (lambda a: {**a, "s": a["s"][:, :-1]}, "s must be"),
         (lambda a: {**a, "y": a["y"][:-1]}, "y must be like s"),
         (lambda a: {**a, "rho": a["rho"][:-1]}, "rho must be"),
+        (lambda a: {**a, "sy": a["sy"][:-1]}, "sy and yy must be"),
         (lambda a: {**a, "count": 9}, "count"),
         (lambda a: {**a, "start": -1}, "start"),
+        (lambda a: {**a, "new_row": 3}, "new_row"),
         (lambda a: {**a, "y": a["y"].float()}, "dtype"),
         (lambda a: {**a, "grad": a["grad"][None]}, "grad must be 1-D"),
     ],
 )
 def test_direction_bad_arguments(change, match):
     grad, s, y, rho = _pairs(6, 3, 2, 0)
-    args = change({"grad": grad, "s": s, "y": y, "rho": rho, "start": 0, "count": 2})
+    sy, yy = _gram(s, y)
+    a = change(
+        {"grad": grad, "s": s, "y": y, "rho": rho, "sy": sy, "yy": yy, "start": 0, "count": 2}
+        | {"new_row": -1}
+    )
     with pytest.raises((ValueError, TypeError, RuntimeError), match=match):
         torch.ops.fluxkern.lbfgs_direction(
-            args["grad"], args["s"], args["y"], args["rho"], args["start"], args["count"], 1.0
+            a["grad"],
+            a["s"],
+            a["y"],
+            a["rho"],
+            a["sy"],
+            a["yy"],
+            a["start"],
+            a["count"],
+            a["new_row"],
+            1.0,
         )
 
 

@@ -1,11 +1,14 @@
 #include "kernels/lbfgs_cpu.h"
 
+#include <algorithm>
+
 namespace fluxkern {
 namespace {
 
+// Dot product with eight partial sums (vectorisable without reassociation flags).
 template <typename T>
 T dot(int64_t p, const T* __restrict__ a, const T* __restrict__ b) {
-  T acc[8] = {};  // eight partial sums: vectorisable without reassociation flags
+  T acc[8] = {};
   int64_t i = 0;
   for (; i + 8 <= p; i += 8) {
     for (int k = 0; k < 8; ++k) acc[k] += a[i + k] * b[i + k];
@@ -16,35 +19,69 @@ T dot(int64_t p, const T* __restrict__ a, const T* __restrict__ b) {
   return sum;
 }
 
-template <typename T>
-void axpy(int64_t p, T a, const T* __restrict__ x, T* __restrict__ y) {
-  for (int64_t i = 0; i < p; ++i) y[i] += a * x[i];
-}
-
 }  // namespace
 
 template <typename T>
-void lbfgs_two_loop_cpu(int64_t p, int64_t h, int64_t start, int64_t count, const T* g,
-                        const T* s, const T* y, const T* rho, T h_diag, T* alpha, T* d) {
-  for (int64_t i = 0; i < p; ++i) d[i] = -g[i];
-  for (int64_t i = count; i-- > 0;) {
-    const int64_t row = (start + i) % h;
-    alpha[i] = dot(p, s + row * p, d) * rho[row];
-    axpy(p, -alpha[i], y + row * p, d);
-  }
-  for (int64_t i = 0; i < p; ++i) d[i] *= h_diag;
+void lbfgs_two_loop_cpu(int64_t p, int64_t h, int64_t start, int64_t count, int64_t new_row,
+                         const T* g, const T* s, const T* y, const T* rho, T h_diag, T* sy, T* yy,
+                         T* work, T* d) {
+  T* sg = work;              // [count] s_i . g, by chronological index
+  T* yg = work + h;          // [count] y_i . g
+  T* alpha = work + 2 * h;   // [count]
+  T* coef_s = work + 3 * h;  // [count] alpha_i - beta_i
+  auto row = [&](int64_t i) { return (start + i) % h; };
+  // Pass 1: one read of every stored pair.
   for (int64_t i = 0; i < count; ++i) {
-    const int64_t row = (start + i) % h;
-    const T beta = dot(p, y + row * p, d) * rho[row];
-    axpy(p, alpha[i] - beta, s + row * p, d);
+    const int64_t r = row(i);
+    const T* si = s + r * p;
+    const T* yi = y + r * p;
+    sg[i] = dot(p, si, g);
+    yg[i] = dot(p, yi, g);
+    if (new_row >= 0) {
+      const T* sn = s + new_row * p;
+      const T* yn = y + new_row * p;
+      sy[r * h + new_row] = dot(p, si, yn);
+      sy[new_row * h + r] = dot(p, sn, yi);
+      yy[r * h + new_row] = yy[new_row * h + r] = dot(p, yi, yn);
+    }
+  }
+  // The recursion on the Gram entries (O(count^2), no vector reads).
+  for (int64_t i = count; i-- > 0;) {
+    const int64_t ri = row(i);
+    T acc = -sg[i];
+    for (int64_t j = i + 1; j < count; ++j) acc -= alpha[j] * sy[ri * h + row(j)];
+    alpha[i] = acc * rho[ri];
+  }
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t ri = row(i);
+    T yq = -yg[i];
+    for (int64_t j = 0; j < count; ++j) yq -= alpha[j] * yy[ri * h + row(j)];
+    T yr = h_diag * yq;
+    for (int64_t j = 0; j < i; ++j) yr += coef_s[j] * sy[row(j) * h + ri];
+    coef_s[i] = alpha[i] - yr * rho[ri];
+  }
+  // Pass 2: d = -gamma g + sum_j (-gamma alpha_j) y_j + (alpha_j - beta_j) s_j, in chunks that
+  // stay in L1 while every pair is added.
+  constexpr int64_t kChunk = 512;
+  for (int64_t k0 = 0; k0 < p; k0 += kChunk) {
+    const int64_t k1 = std::min(p, k0 + kChunk);
+    for (int64_t k = k0; k < k1; ++k) d[k] = -h_diag * g[k];
+    for (int64_t j = 0; j < count; ++j) {
+      const int64_t r = row(j);
+      const T cy = -h_diag * alpha[j], cs = coef_s[j];
+      const T* __restrict__ yj = y + r * p;
+      const T* __restrict__ sj = s + r * p;
+      for (int64_t k = k0; k < k1; ++k) d[k] += cy * yj[k] + cs * sj[k];
+    }
   }
 }
 
-template void lbfgs_two_loop_cpu<float>(int64_t, int64_t, int64_t, int64_t, const float*,
-                                        const float*, const float*, const float*, float, float*,
-                                        float*);
-template void lbfgs_two_loop_cpu<double>(int64_t, int64_t, int64_t, int64_t, const double*,
-                                         const double*, const double*, const double*, double,
-                                         double*, double*);
+template void lbfgs_two_loop_cpu<float>(int64_t, int64_t, int64_t, int64_t, int64_t, const float*,
+                                         const float*, const float*, const float*, float, float*,
+                                         float*, float*, float*);
+template void lbfgs_two_loop_cpu<double>(int64_t, int64_t, int64_t, int64_t, int64_t,
+                                          const double*, const double*, const double*,
+                                          const double*, double, double*, double*, double*,
+                                          double*);
 
 }  // namespace fluxkern

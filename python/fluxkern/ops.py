@@ -204,18 +204,29 @@ class _AttachGradients(torch.autograd.Function):
 
 
 def lbfgs_direction(
-    grad: Tensor, s: Tensor, y: Tensor, rho: Tensor, start: int, count: int, h_diag: float
+    grad: Tensor,
+    s: Tensor,
+    y: Tensor,
+    rho: Tensor,
+    sy: Tensor,
+    yy: Tensor,
+    start: int,
+    count: int,
+    new_row: int,
+    h_diag: float,
 ) -> Tensor:
     """The L-BFGS search direction -H grad (fused CPU op for CPU tensors, torch twin elsewhere).
 
-    Arguments as for :func:`fluxkern.reference.lbfgs_direction`.
+    Arguments as for :func:`fluxkern.reference.lbfgs_direction` (sy and yy are updated in place).
 
     Returns:
         The direction [P].
     """
     if grad.device.type == "cpu" and "cpu" in _BACKENDS:
-        return torch.ops.fluxkern.lbfgs_direction(grad, s, y, rho, start, count, float(h_diag))
-    return reference.lbfgs_direction(grad, s, y, rho, start, count, h_diag)
+        return torch.ops.fluxkern.lbfgs_direction(
+            grad, s, y, rho, sy, yy, start, count, new_row, float(h_diag)
+        )
+    return reference.lbfgs_direction(grad, s, y, rho, sy, yy, start, count, new_row, h_diag)
 
 
 def _register() -> None:
@@ -273,7 +284,7 @@ def _register() -> None:
     )
 
     @torch.library.register_fake("fluxkern::lbfgs_direction")
-    def _lbfgs_direction_fake(grad, s, y, rho, start, count, h_diag):
+    def _lbfgs_direction_fake(grad, s, y, rho, sy, yy, start, count, new_row, h_diag):
         return torch.empty_like(grad, memory_format=torch.contiguous_format)
 
     @torch.library.register_fake("fluxkern::block_loss")

@@ -155,17 +155,32 @@ def block_loss(
 
 
 def lbfgs_direction(
-    grad: Tensor, s: Tensor, y: Tensor, rho: Tensor, start: int, count: int, h_diag: float
+    grad: Tensor,
+    s: Tensor,
+    y: Tensor,
+    rho: Tensor,
+    sy: Tensor,
+    yy: Tensor,
+    start: int,
+    count: int,
+    new_row: int,
+    h_diag: float,
 ) -> Tensor:
-    """Pure-torch twin of the L-BFGS direction op: d = -H grad by the two-loop recursion.
+    """Pure-torch twin of the L-BFGS direction op: d = -H grad by the classic two-loop recursion.
+
+    (The fused op computes the same recursion on the Gram matrices of the pairs; this twin uses
+    the vectors directly, so it is also an independent check of that rewrite.)
 
     Args:
         grad: Flat gradient [P].
         s: Steps [H, P]; pair i of ``count`` (0 = oldest) is row (start + i) % H.
         y: Gradient changes [H, P], rows as s.
         rho: 1 / (y . s) per row [H].
+        sy: Gram matrix s_i . y_j by rows [H, H]; row and column ``new_row`` are filled in.
+        yy: Gram matrix y_i . y_j by rows [H, H]; likewise.
         start: Row of the oldest pair.
         count: Number of stored pairs (0..H).
+        new_row: Row of a pair stored since the last call, or -1.
         h_diag: Scale of the initial inverse Hessian (y . s / y . y of the newest pair).
 
     Returns:
@@ -173,6 +188,12 @@ def lbfgs_direction(
     """
     h = s.shape[0]
     rows = [(start + i) % h for i in range(count)]
+    if new_row >= 0 and count:
+        idx = torch.tensor(rows, device=s.device)
+        sy[idx, new_row] = s[idx] @ y[new_row]
+        sy[new_row, idx] = y[idx] @ s[new_row]
+        yy[idx, new_row] = y[idx] @ y[new_row]
+        yy[new_row, idx] = yy[idx, new_row]
     q = grad.neg()
     alpha = [0.0] * count
     for i in reversed(range(count)):

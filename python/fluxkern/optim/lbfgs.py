@@ -119,6 +119,8 @@ class LBFGS(Optimizer):
             state["s"] = like.new_zeros(h, like.numel())  # [H, P] steps
             state["y"] = like.new_zeros(h, like.numel())  # [H, P] gradient changes
             state["rho"] = like.new_zeros(h)  # [H] 1 / (y . s)
+            state["sy"] = like.new_zeros(h, h)  # [H, H] s_i . y_j by rows
+            state["yy"] = like.new_zeros(h, h)  # [H, H] y_i . y_j by rows
             state["start"], state["count"] = 0, 0
         return state
 
@@ -138,6 +140,9 @@ class LBFGS(Optimizer):
                     state["s"][i].copy_(si)
                     state["rho"][i] = float(ri)
                 state["start"], state["count"] = 0, len(dirs)
+                k = len(dirs)
+                state["sy"][:k, :k] = state["s"][:k] @ state["y"][:k].T
+                state["yy"][:k, :k] = state["y"][:k] @ state["y"][:k].T
             h_diag = state.pop("H_diag", 1.0)
             state["h_diag"] = float(h_diag)
             for key in ("t", "prev_loss"):
@@ -190,6 +195,7 @@ class LBFGS(Optimizer):
                 y = flat_grad.sub(prev_flat_grad)
                 s = d.mul(t)
                 ys = float(y.dot(s))
+                new_row = -1
                 if ys > 1e-10:  # curvature condition: keep the pair
                     if state["count"] == hist_size:  # full: drop the oldest
                         row = state["start"]
@@ -201,13 +207,17 @@ class LBFGS(Optimizer):
                     state["y"][row].copy_(y)
                     state["rho"][row] = 1.0 / ys
                     h_diag = ys / float(y.dot(y))
+                    new_row = row
                 d = ops.lbfgs_direction(
                     flat_grad,
                     state["s"],
                     state["y"],
                     state["rho"],
+                    state["sy"],
+                    state["yy"],
                     state["start"],
                     state["count"],
+                    new_row,
                     h_diag,
                 )
             if prev_flat_grad is None:

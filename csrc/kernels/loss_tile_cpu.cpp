@@ -77,8 +77,8 @@ TilePlan tile_plan(int64_t d, int64_t nt, int64_t m, int64_t hidden, const int64
 }
 
 template <typename T>
-bool one_direction_table(const int32_t* index, const T* coef, int64_t n_mono, int64_t m,
-                         int64_t d, T* dir, int32_t* index_out, T* coef_out, int64_t* n_out) {
+bool one_direction_table(const int32_t* index, const T* coef, int64_t n_mono, int64_t m, int64_t d,
+                         T* dir, int32_t* index_out, T* coef_out, int64_t* n_out) {
   struct Family {
     int32_t key[5];  // residual, column, the two other fields (sorted), output o
     T c[kTileMaxInputs];
@@ -223,8 +223,8 @@ void block_loss_tiles_cpu(const TilePlan& plan, Activation act, const T* shift, 
 }
 
 #define FK_TILE_INSTANTIATE(T)                                                                     \
-  template bool one_direction_table<T>(const int32_t*, const T*, int64_t, int64_t, int64_t, T*,     \
-                                       int32_t*, T*, int64_t*);                                     \
+  template bool one_direction_table<T>(const int32_t*, const T*, int64_t, int64_t, int64_t, T*,    \
+                                       int32_t*, T*, int64_t*);                                    \
   template void tile_pack<T>(const TilePlan&, const T* const*, const T* const*, T*);               \
   template void tile_unpack_grads<T>(const TilePlan&, const T*, T* const*, T* const*);             \
   template void block_loss_tiles_cpu<T>(const TilePlan&, Activation, const T*, const T*, const T*, \

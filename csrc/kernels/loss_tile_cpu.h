@@ -37,7 +37,7 @@ constexpr int64_t kTileMaxInputs = 8;   // input dimensions (as the ops allow)
 // scratch buffer of one call; computed once per call on the host by tile_plan().
 struct TilePlan {
   int64_t d = 0, m = 0, hidden = 0, n_cols = 0;
-  int64_t nt = 0;                   // tangent directions (d, or 1 with one_direction_table)
+  int64_t nt = 0;                 // tangent directions (d, or 1 with one_direction_table)
   int64_t pad = 1;                // vector length in elements (feature padding)
   int64_t width[kTileMaxHidden];  // W_l
   int64_t wpad[kTileMaxHidden];   // Wp_l
@@ -77,8 +77,8 @@ TilePlan tile_plan(int64_t d, int64_t nt, int64_t m, int64_t hidden, const int64
 // n_mono rows) into index_out [n_mono, 5] and coef_out [n_mono], sets *n_out, and returns true.
 // Otherwise (or when no monomial reads J) returns false. Host code.
 template <typename T>
-bool one_direction_table(const int32_t* index, const T* coef, int64_t n_mono, int64_t m,
-                         int64_t d, T* dir, int32_t* index_out, T* coef_out, int64_t* n_out);
+bool one_direction_table(const int32_t* index, const T* coef, int64_t n_mono, int64_t m, int64_t d,
+                         T* dir, int32_t* index_out, T* coef_out, int64_t* n_out);
 
 // Copies weights (row-major [out, in] each, hidden layers then the output layer) and biases into
 // the packed layout of the plan (zero padding included). packed: [plan.packed_size].

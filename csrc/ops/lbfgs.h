@@ -10,7 +10,7 @@ namespace fluxkern {
 // sy, yy [H, H] (updated in place for new_row, the row of a pair stored since the last call, or
 // -1).
 at::Tensor lbfgs_direction_cpu(const at::Tensor& grad, const at::Tensor& s, const at::Tensor& y,
-                               const at::Tensor& rho, at::Tensor& sy, at::Tensor& yy,
-                               int64_t start, int64_t count, int64_t new_row, double h_diag);
+                               const at::Tensor& rho, at::Tensor& sy, at::Tensor& yy, int64_t start,
+                               int64_t count, int64_t new_row, double h_diag);
 
 }  // namespace fluxkern

@@ -62,13 +62,12 @@ std::optional<BlockLossResult> block_loss_tile_cpu(const MlpShape& s, const at::
     const int64_t n_mono = st.table.size(0);
     at::Tensor table1 = at::empty({n_mono, kMonoCols}, st.table.options());  // [M', 5]
     at::Tensor coef1 = at::empty({n_mono}, st.coef.options());               // [M']
-    at::Tensor dirs = at::empty({s.d}, opts);                                 // [1, d]
+    at::Tensor dirs = at::empty({s.d}, opts);                                // [1, d]
     int64_t n_mono1 = 0;
-    const bool one_dir =
-        s.d >= 2 && one_direction_table<T>(st.table.data_ptr<int32_t>(), st.coef.data_ptr<T>(),
-                                           n_mono, s.m, s.d, dirs.data_ptr<T>(),
-                                           table1.data_ptr<int32_t>(), coef1.data_ptr<T>(),
-                                           &n_mono1);
+    const bool one_dir = s.d >= 2 && one_direction_table<T>(
+                                         st.table.data_ptr<int32_t>(), st.coef.data_ptr<T>(),
+                                         n_mono, s.m, s.d, dirs.data_ptr<T>(),
+                                         table1.data_ptr<int32_t>(), coef1.data_ptr<T>(), &n_mono1);
     const int64_t nt = one_dir ? 1 : s.d;
     const TilePlan plan = tile_plan(s.d, nt, s.m, hidden, s.widths.data(), st.cols.size(1),
                                     32 / static_cast<int64_t>(sizeof(T)));
@@ -88,13 +87,14 @@ std::optional<BlockLossResult> block_loss_tile_cpu(const MlpShape& s, const at::
     blk.x = xc.data_ptr<T>();
     blk.cols = st.cols.data_ptr<T>();
     blk.dirs = one_dir ? dirs.data_ptr<T>() : nullptr;
-    blk.table = MonomialTable<T>{one_dir ? table1.data_ptr<int32_t>() : st.table.data_ptr<int32_t>(),
-                                 one_dir ? coef1.data_ptr<T>() : st.coef.data_ptr<T>(),
-                                 one_dir ? n_mono1 : n_mono,
-                                 st.n_res,
-                                 st.cols.size(1),
-                                 s.m,
-                                 nt};
+    blk.table =
+        MonomialTable<T>{one_dir ? table1.data_ptr<int32_t>() : st.table.data_ptr<int32_t>(),
+                         one_dir ? coef1.data_ptr<T>() : st.coef.data_ptr<T>(),
+                         one_dir ? n_mono1 : n_mono,
+                         st.n_res,
+                         st.cols.size(1),
+                         s.m,
+                         nt};
     blk.loss = loss_spec<T>(st);
     blk.n = st.n;
     blk.paired = st.paired;

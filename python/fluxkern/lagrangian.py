@@ -65,10 +65,22 @@ class AugmentedLagrangian:
                 self._state[t.name] = self.rule.init_state(
                     shape, t.n_res, t.init, self.dtype, self.device
                 )
-        self.last_loss: float | None = None
+        self._last_loss: Tensor | float | None = None
         self._build_groups()
 
     # ------------------------------------------------------------------ state
+    @property
+    def last_loss(self) -> float | None:
+        """The loss of the last call (read from the device only when asked: calling the object
+        does not synchronise), or None before the first call."""
+        if isinstance(self._last_loss, Tensor):
+            self._last_loss = float(self._last_loss)
+        return self._last_loss
+
+    @last_loss.setter
+    def last_loss(self, value: float | None) -> None:
+        self._last_loss = value
+
     @property
     def multipliers(self) -> dict[str, Tensor]:
         """lambda per constraint: [N, R] (pointwise) or [R] (global)."""
@@ -212,7 +224,7 @@ class AugmentedLagrangian:
 
     def __call__(self) -> Tensor:
         total, _ = self._evaluate()
-        self.last_loss = float(total.detach())
+        self._last_loss = total.detach()
         return total
 
     def losses(self) -> dict[str, float]:

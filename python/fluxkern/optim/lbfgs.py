@@ -108,7 +108,7 @@ class LBFGS(Optimizer):
     ) -> tuple[float, Tensor]:
         self._add_grad(t, d)
         with torch.enable_grad():
-            loss = float(closure())
+            loss = float(closure().detach())
         flat_grad = self._flat_grad()
         self._set_params(x)
         return loss, flat_grad
@@ -170,7 +170,7 @@ class LBFGS(Optimizer):
 
         with torch.enable_grad():
             orig_loss = closure()
-        loss = float(orig_loss)
+        loss = float(orig_loss.detach())
         current_evals = 1
         state["func_evals"] += 1
         flat_grad = self._flat_grad()
@@ -251,7 +251,7 @@ class LBFGS(Optimizer):
                 opt_cond = False
                 if n_iter != max_iter:
                     with torch.enable_grad():
-                        loss = float(closure())
+                        loss = float(closure().detach())
                     flat_grad = self._flat_grad()
                     opt_cond = float(flat_grad.abs().max()) <= tol_grad
                     ls_evals = 1

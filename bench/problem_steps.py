@@ -22,7 +22,7 @@ on one point set share one jet). For convection there is also the plain loss wri
 (`HandConvection`), to show that the generic plain contender is not slower than hand-written code.
 
 Every contender can save and restore its parameters and dual state, so that each timed epoch
-starts from the same point with a fresh optimizer.
+starts from the same point (its optimizer loading the same saved L-BFGS state).
 """
 
 from __future__ import annotations

@@ -1028,3 +1028,24 @@ def test_load_state_dict_is_all_or_nothing():
         al.load_state_dict(sd)
     for k, v in before.items():
         assert torch.equal(al.multipliers[k], v), k
+
+
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+def test_calling_the_loss_compiles_fullgraph_and_backpropagates(backend):
+    # no host sync or other graph break in al(): the whole call traces as one graph, and the
+    # gradients through it equal the eager ones
+    if backend not in fluxkern.backends():
+        pytest.skip("needs the CPU build")
+    net, al = _tiny_poisson(backend)
+    params = list(net.parameters())
+
+    def loss_and_grads(fn):
+        loss = fn()
+        return loss.detach(), torch.autograd.grad(loss, params)
+
+    eager, g_eager = loss_and_grads(al)
+    compiled = torch.compile(lambda: al(), fullgraph=True, backend="aot_eager")
+    value, g_comp = loss_and_grads(compiled)
+    assert rel_err(value, eager) < TOL64
+    for a, b in zip(g_comp, g_eager, strict=True):
+        assert rel_err(a, b) < TOL64

@@ -40,10 +40,11 @@ class Convection(Problem):
         "n_initial": 512,
     }
     reference = {
-        "errors": {"u": 5.8e-5},
+        "errors": {"u": 8.5e-5},
         "wall_time_s": 21 * 60.0,
         "epochs": 10000,
-        "note": "reference code on a CPU",
+        "note": "reference code on a CPU; ordinary relative L2 of its saved model (PROBLEMS.md); "
+        "it printed the matrix 2-norm, 5.8e-5",
     }
 
     @property

@@ -1,6 +1,7 @@
 // CPU elementwise kernels of the jet: run-time choice between the baseline build and the AVX2 +
 // FMA build of jet_cpu_impl.h (the transcendental loops run about 3x faster with AVX2).
 #define FK_CPU_VARIANT baseline
+#include "kernels/cpu_features.h"
 #include "kernels/jet_cpu_impl.h"
 #undef FK_CPU_VARIANT
 
@@ -16,10 +17,7 @@ void jet_activation_backward_cpu(int64_t n, int64_t d, int64_t w, int64_t n0, in
                                  const T* layer, T* grad);
 }  // namespace avx2
 
-static bool use_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-}
+static bool use_avx2() { return cpu_use_avx2(); }
 #define FK_DISPATCH(fn, ...) (use_avx2() ? avx2::fn<T>(__VA_ARGS__) : baseline::fn<T>(__VA_ARGS__))
 #else
 #define FK_DISPATCH(fn, ...) baseline::fn<T>(__VA_ARGS__)

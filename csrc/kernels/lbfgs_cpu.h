@@ -23,7 +23,7 @@ namespace fluxkern {
 // History rows are a ring: pair i (0 = oldest) of `count` is row (start + i) % h of s [h, p]
 // (steps) and y [h, p] (gradient changes), with rho[row] = 1 / (y . s). sy [h, h] and yy [h, h]
 // hold the Gram entries by row; when new_row >= 0 the pair in that row was just stored and its
-// row and column of sy and yy are computed here (for every stored pair). work: scratch [7 h].
+// row and column of sy and yy are computed here (for every stored pair). work: scratch [4 h].
 // Writes d [p] = -H g with H the L-BFGS inverse-Hessian approximation scaled by h_diag.
 template <typename T>
 void lbfgs_two_loop_cpu(int64_t p, int64_t h, int64_t start, int64_t count, int64_t new_row,

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/cpu_features.h"
+
 namespace fluxkern {
 
 TilePlan tile_plan(int64_t d, int64_t nt, int64_t m, int64_t hidden, const int64_t* widths,
@@ -201,10 +203,7 @@ void block_loss_tiles_cpu(const TilePlan& plan, Activation act, const T* shift, 
                           T* grad, T* scratch);
 }  // namespace avx2
 
-static bool tile_use_avx2() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-}
+static bool tile_use_avx2() { return cpu_use_avx2(); }
 #endif
 
 template <typename T>

@@ -133,25 +133,83 @@ FK_TILE_INLINE ActivationValue<T> act_at(T z) {
   }
 }
 
+// Integer vector of the width and lane size of vec_t<T> (for bit operations).
+template <typename T>
+struct VecBits;
+template <>
+struct VecBits<double> {
+  typedef int64_t type __attribute__((vector_size(32)));
+  static constexpr int64_t kSign = INT64_MIN, kBias = 1023, kMantissa = 52;
+  static constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
+};
+template <>
+struct VecBits<float> {
+  typedef int32_t type __attribute__((vector_size(32)));
+  static constexpr int32_t kSign = INT32_MIN, kBias = 127, kMantissa = 23;
+  static constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+};
+
+// tanh and its first two derivatives on one vector, the same formula as tanh_eval
+// (activations.h) written on vectors so that the loop has no blends or spills: tanh z =
+// sign(z) (-em) / (2 + em), em = expm1(x), x = -2 |z| clamped at -40 (tanh is 1 to the last bit
+// beyond |z| = 20; NaN passes the clamp and propagates). x = k ln 2 + r with k rounded by the
+// 1.5 * 2^mantissa trick (its low bits are k as an integer), e^r - 1 by the Taylor polynomial
+// of exp_parts.
+template <typename T>
+FK_TILE_INLINE void tanh_vec(vec_t<T> z, vec_t<T>& s, vec_t<T>& ds, vec_t<T>& d2s) {
+  using V = vec_t<T>;
+  using B = VecBits<T>;
+  using I = typename B::type;
+  using E = ExpTraits<T>;
+  const I zb = reinterpret_cast<I>(z);
+  const I sign = zb & B::kSign;
+  V x = reinterpret_cast<V>(zb ^ sign) * T(-2);  // -2 |z|
+  x = x < T(-40) ? V{} + T(-40) : x;
+  const V t = x * T(1.4426950408889634) + B::kMagic;
+  const V k = t - B::kMagic;
+  const V r = (x - k * E::kLn2Hi) - k * E::kLn2Lo;
+  constexpr InvFactorials<T, E::kDegree> kInv{};
+  V q = V{} + kInv.c[E::kDegree];
+#pragma GCC unroll 16
+  for (int i = E::kDegree - 1; i >= 1; --i) q = q * r + kInv.c[i];
+  const I kbits = reinterpret_cast<I>(t) - reinterpret_cast<I>(V{} + B::kMagic);
+  const V two_k = reinterpret_cast<V>((kbits + B::kBias) << B::kMantissa);
+  const V em = two_k * (r * q) + (two_k - T(1));
+  const V th = -em / (em + T(2));
+  s = reinterpret_cast<V>(reinterpret_cast<I>(th) | sign);
+  ds = T(1) - s * s;
+  d2s = T(-2) * s * ds;
+}
+
 // Value rows of zz [P, Wp]: z + b -> s'(z); h [P, Wp] <- s(z); s2 [P, Wp] <- s''(z). Tangent
 // rows: h[(1 + j) P + p] = s'(z) * Zt (zz keeps Zt).
 template <Activation A, typename T>
 void activation_forward_tile(int64_t p_rows, int64_t dt, int64_t wp, const T* __restrict__ bias,
                              T* __restrict__ zz, T* __restrict__ s2, T* __restrict__ h) {
+  using V = vec_t<T>;
+  constexpr int64_t L = kLanes<T>;
   for (int64_t p = 0; p < p_rows; ++p) {
     T* __restrict__ z = zz + p * wp;
     T* __restrict__ hp = h + p * wp;
     T* __restrict__ s2p = s2 + p * wp;
+    if constexpr (A == Activation::Tanh) {
+      for (int64_t j = 0; j < wp; j += L) {
+        V sv, dsv, d2sv;
+        tanh_vec<T>(vload(z + j) + vload(bias + j), sv, dsv, d2sv);
+        vstore(hp + j, sv);
+        vstore(z + j, dsv);
+        vstore(s2p + j, d2sv);
+      }
+    } else {
 #pragma omp simd
-    for (int64_t j = 0; j < wp; ++j) {
-      const ActivationValue<T> v = act_at<A, T>(z[j] + bias[j]);
-      hp[j] = v.s;
-      z[j] = v.ds;
-      s2p[j] = v.d2s;
+      for (int64_t j = 0; j < wp; ++j) {
+        const ActivationValue<T> v = act_at<A, T>(z[j] + bias[j]);
+        hp[j] = v.s;
+        z[j] = v.ds;
+        s2p[j] = v.d2s;
+      }
     }
   }
-  using V = vec_t<T>;
-  constexpr int64_t L = kLanes<T>;
   for (int64_t dir = 0; dir < dt; ++dir) {
     for (int64_t p = 0; p < p_rows; ++p) {
       const T* ds = zz + p * wp;

@@ -43,7 +43,7 @@ at::Tensor lbfgs_direction_cpu(const at::Tensor& grad, const at::Tensor& s, cons
   const at::Tensor g = grad.contiguous(), sc = s.contiguous(), yc = y.contiguous();
   const at::Tensor rc = rho.contiguous();
   at::Tensor d = at::empty_like(g);                                         // [P]
-  at::Tensor work = at::empty({7 * std::max<int64_t>(h, 1)}, g.options());  // [7 H]
+  at::Tensor work = at::empty({4 * std::max<int64_t>(h, 1)}, g.options());  // [4 H]
   AT_DISPATCH_FLOATING_TYPES(g.scalar_type(), "lbfgs_direction_cpu", [&] {
     lbfgs_two_loop_cpu<scalar_t>(p, h, start, count, new_row, g.data_ptr<scalar_t>(),
                                  sc.data_ptr<scalar_t>(), yc.data_ptr<scalar_t>(),

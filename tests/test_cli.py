@@ -384,3 +384,10 @@ def test_config_file_errors(capsys, tmp_path, make, match):
     make(cfg)
     code, _, err = run(capsys, "solve", "poisson", "--config", str(cfg))
     assert_file_error(code, err, cfg, match)
+
+
+def test_readme_lists_the_config_keys():
+    readme = os.path.join(os.path.dirname(__file__), os.pardir, "README.md")
+    rows = [ln for ln in open(readme, encoding="utf-8") if ln.startswith("| `")]
+    listed = {ln.split("`")[1].strip("[]") for ln in rows}
+    assert listed == set(solver.option_names()) - {"out", "resume"}

@@ -127,7 +127,11 @@ def _add_solve_parser(sub: Any) -> None:
         choices=["float32", "float64"],
         help=f"float type of the network and the points ({own.format(d.dtype)})",
     )
-    s.add_argument("--device", choices=["cpu", "cuda"], help=f"(default: {d.device})")
+    s.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        help=f"device of the network and the points (default: {d.device})",
+    )
     s.add_argument(
         "--backend",
         choices=["torch", "cpu", "cuda"],

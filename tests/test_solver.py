@@ -194,3 +194,27 @@ def test_interrupt_names_the_last_checkpoint_and_resume_continues(tmp_path):
         plots=False,
     )
     assert res["epochs"] == 6
+
+
+def test_file_errors_are_run_file_errors_and_keep_the_files(tmp_path):
+    out = tmp_path / "run"
+    solver.solve(small_poisson(), epochs=1, progress=False, out=str(out), plots=False)
+    ck = out / solver.CHECKPOINT
+    ck.write_bytes(ck.read_bytes()[:100])  # truncated
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    with pytest.raises(solver.RunFileError, match="not a readable checkpoint") as info:
+        solver.solve(small_poisson(), epochs=2, progress=False, out=str(out), resume=True)
+    assert isinstance(info.value, ValueError) and info.value.path == str(ck)
+    assert str(info.value) == f"{ck}: {info.value.reason}"
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    with pytest.raises(solver.RunFileError, match="the output folder is an existing file"):
+        solver.solve(small_poisson(), epochs=1, progress=False, out=str(ck))
+
+
+def test_effective_options_are_what_solve_uses():
+    opts = solver.effective_options(small_poisson(), epochs=7, lr=0.5)
+    assert opts.epochs == 7 and opts.lr == 0.5 and opts.dual_options["eta"] == 1.0
+    with pytest.raises(ValueError, match="dual_options: dual rule 'pecann'"):
+        solver.effective_options("poisson", dual="pecann")
+    cfg = {"mu": 1.0}
+    assert solver.effective_options("poisson", dual="pecann", dual_options=cfg).dual == "pecann"

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -36,9 +38,11 @@ def _load_config(path: str) -> dict[str, Any]:
         with open(path, "rb") as fh:
             cfg = tomllib.load(fh)
     except OSError as exc:
-        raise UsageError(f"config {path}: {exc.strerror}") from None
+        raise UsageError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"config {path}: not valid TOML ({exc})") from None
+        raise UsageError(f"{path}: config: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: config: not valid TOML (not UTF-8 text)") from None
     valid = [n for n in option_names() if n not in ("out", "resume")]
     types = {
         "epochs": int,
@@ -58,16 +62,16 @@ def _load_config(path: str) -> dict[str, Any]:
     }
     for key, val in cfg.items():
         if key not in valid:
-            raise UsageError(f"config {path}: unknown key {key!r}; valid keys: {', '.join(valid)}")
+            raise UsageError(f"{path}: config: unknown key {key!r}; valid keys: {', '.join(valid)}")
         want = types.get(key)
         if want is not None and (
             not isinstance(val, want) or (want is int and isinstance(val, bool))
         ):
             names = want.__name__ if isinstance(want, type) else "number"
-            raise UsageError(f"config {path}: {key!r} must be {names}, got {val!r}")
+            raise UsageError(f"{path}: config: {key!r} must be {names}, got {val!r}")
         if key in SolveOptions.CHOICES and val not in SolveOptions.CHOICES[key]:
             choices = ", ".join(str(c) for c in SolveOptions.CHOICES[key] if c is not None)
-            raise UsageError(f"config {path}: {key} must be one of {choices}; got {val!r}")
+            raise UsageError(f"{path}: config: {key} must be one of {choices}; got {val!r}")
     return cfg
 
 
@@ -75,29 +79,109 @@ def _build_parser() -> _Parser:
     p = _Parser(prog="fluxkern", description="Physics-constrained neural PDE solver (flux form).")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     sub.add_parser("list", help="list the problems, one line each")
-    s = sub.add_parser("solve", help="solve a problem")
+    _add_solve_parser(sub)
+    _add_diagnose_parser(sub)
+    return p
+
+
+_SOLVE_EPILOG = """\
+A problem's own defaults replace the defaults named above (the built-in problems set epochs,
+optimizer, dtype, dual and dual_options); --config FILE.toml replaces both, the command line
+all three. --print-config shows the result and where each value comes from; a config file takes
+the same keys (out and resume are command line only). A bad option, config or file (config,
+output folder, checkpoint, results) ends the run with one line on stderr and exit code 2.
+"""
+
+
+def _add_solve_parser(sub: Any) -> None:
+    """The `solve` subcommand; every option's help names its default."""
+    from fluxkern.solver import SolveOptions
+
+    d = SolveOptions()
+    own = "default: from the problem; {} if it sets none"
+    s = sub.add_parser(
+        "solve",
+        help="solve a problem",
+        description="Train a problem's network; write results, checkpoint, model and plots.",
+        epilog=_SOLVE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("name", help="problem name (see `fluxkern list`)")
-    s.add_argument("--epochs", type=int)
-    s.add_argument("--optimizer", choices=["adam", "lbfgs"])
-    s.add_argument("--lr", type=float)
-    s.add_argument("--dtype", choices=["float32", "float64"])
-    s.add_argument("--device", choices=["cpu", "cuda"])
-    s.add_argument("--backend", choices=["torch", "cpu", "cuda"])
-    s.add_argument("--seed", type=int)
-    s.add_argument("--formulation", choices=["flux", "pinn"])
-    s.add_argument("--dual", choices=["rmsprop", "pecann", "capu"])
+    s.add_argument(
+        "--epochs",
+        type=int,
+        metavar="N",
+        help=f"outer iterations: a primal step and a dual update each ({own.format(d.epochs)})",
+    )
+    s.add_argument(
+        "--optimizer",
+        choices=["adam", "lbfgs"],
+        help="primal optimizer; lbfgs: strong Wolfe, max_iter 20, history 100 "
+        f"({own.format(d.optimizer)})",
+    )
+    s.add_argument(
+        "--lr", type=float, help="learning rate (default: 1.0 for lbfgs, 0.001 for adam)"
+    )
+    s.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        help=f"float type of the network and the points ({own.format(d.dtype)})",
+    )
+    s.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        help=f"device of the network and the points (default: {d.device})",
+    )
+    s.add_argument(
+        "--backend",
+        choices=["torch", "cpu", "cuda"],
+        help="backend of the fused ops (default: the fastest available for the device)",
+    )
+    s.add_argument(
+        "--seed", type=int, help=f"seed of the network and the points (default: {d.seed})"
+    )
+    s.add_argument(
+        "--formulation",
+        choices=["flux", "pinn"],
+        help="flux (augmented Lagrangian) or pinn (second-order, plain penalties) "
+        f"(default: {d.formulation})",
+    )
+    s.add_argument(
+        "--dual",
+        choices=["rmsprop", "pecann", "capu"],
+        help=f"dual update rule; its options: [dual_options] in --config ({own.format(d.dual)})",
+    )
     s.add_argument(
         "--matmul-precision",
         choices=["ieee", "tf32"],
-        help="float32 GEMMs of the fused ops on CUDA: ieee (default) or tf32 (no effect on CPU)",
+        help="float32 GEMMs of the fused ops on CUDA; no effect on CPU "
+        f"(default: {d.matmul_precision})",
     )
-    s.add_argument("--config", metavar="FILE.toml", help="solve options as TOML keys")
-    s.add_argument("--out", metavar="DIR", help="output folder (default runs/NAME-FORMULATION)")
-    s.add_argument("--resume", action="store_true", help="continue from DIR/checkpoint.pt")
-    s.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    s.add_argument("--no-plots", action="store_true", help="write no PNG plots")
-    _add_diagnose_parser(sub)
-    return p
+    s.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="solve options as TOML keys, below the command line's (default: none)",
+    )
+    s.add_argument("--out", metavar="DIR", help="output folder (default: runs/NAME-FORMULATION)")
+    s.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from DIR/checkpoint.pt (default: off, start anew)",
+    )
+    s.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress line on stderr (default: a progress line)",
+    )
+    s.add_argument(
+        "--no-plots", action="store_true", help="write no PNG plots (default: plots written)"
+    )
+    s.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective options as TOML for --config and exit, solving nothing "
+        "(default: off)",
+    )
 
 
 def _add_diagnose_parser(sub: Any) -> None:
@@ -126,6 +210,97 @@ def _cmd_list() -> int:
     return 0
 
 
+_COMMAND_LINE_OPTIONS = (
+    "epochs",
+    "optimizer",
+    "lr",
+    "dtype",
+    "device",
+    "backend",
+    "seed",
+    "formulation",
+    "dual",
+    "matmul_precision",
+)
+
+
+def _command_line_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The solve options given on the command line (out and resume aside)."""
+    if args.epochs is not None and args.epochs < 0:
+        raise UsageError(f"--epochs must be >= 0, got {args.epochs}")
+    opts = {k: getattr(args, k) for k in _COMMAND_LINE_OPTIONS if getattr(args, k) is not None}
+    if args.no_progress:
+        opts["progress"] = False
+    if args.no_plots:
+        opts["plots"] = False
+    return opts
+
+
+def _toml_value(val: Any) -> str:
+    """A TOML scalar: bool, int, float (repr: 1e-08, inf and nan are TOML too) or string."""
+    if isinstance(val, bool):
+        return "true" if val else "false"
+    if isinstance(val, int):
+        return str(val)
+    if isinstance(val, float):
+        return repr(val)
+    if isinstance(val, str):
+        return json.dumps(val)  # JSON's escapes are a subset of a TOML basic string's
+    raise UsageError(f"cannot write {val!r} as a TOML value")
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
+
+
+def _config_toml(problem: Any, opts: Any, sources: dict[str, str], out: str) -> str:
+    """The effective options as a TOML config (what --config accepts), with their sources."""
+    from fluxkern.duals import RULES
+
+    lines = [
+        f"# fluxkern solve {problem.name}: the effective options (the problem's defaults, then",
+        "# --config, then the command line); give this file back with --config FILE.toml.",
+        f"# Command line only: --out {out}",
+    ]
+    notes = {
+        "lr": "not set: lbfgs uses 1.0, adam 0.001",
+        "backend": "not set: the fastest available for the device",
+    }
+    for key, val in vars(opts).items():
+        if key in ("out", "resume", "dual_options"):
+            continue
+        if val is None:
+            lines.append(f"# {key}: {notes.get(key, 'not set')}")
+        else:
+            source = sources.get(key, "default").replace("\n", " ")
+            lines.append(f"{key} = {_toml_value(val)}  # {source}")
+    source = sources.get("dual_options", "default").replace("\n", " ")
+    lines.append(f"\n[dual_options]  # {source}")
+    lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in opts.dual_options.items()]
+    unset = {k: v for k, v in RULES[opts.dual].DEFAULTS.items() if k not in opts.dual_options}
+    if unset:
+        shown = ", ".join(f"{k} = {v!r}" for k, v in unset.items())
+        lines.append(f"# not set, the {opts.dual} rule's defaults: {shown}")
+    return "\n".join(lines) + "\n"
+
+
+def _print_config(problem: Any, layers: list[tuple[str, dict[str, Any]]], out: str) -> int:
+    """Writes the effective options of a solve as TOML on stdout; solves nothing."""
+    from fluxkern import solver
+
+    sources = {k: "problem" for k in problem.defaults}
+    merged: dict[str, Any] = {}
+    for name, layer in layers:
+        sources.update({k: name for k in layer})
+        merged.update(layer)
+    try:
+        opts = solver.effective_options(problem, **merged)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    sys.stdout.write(_config_toml(problem, opts, sources, out))
+    return 0
+
+
 def _cmd_solve(args: argparse.Namespace) -> int:
     from fluxkern import problems, solver
 
@@ -133,34 +308,19 @@ def _cmd_solve(args: argparse.Namespace) -> int:
         raise UsageError(
             f"unknown problem {args.name!r}; choose from {', '.join(problems.names())}"
         )
-    opts: dict[str, Any] = _load_config(args.config) if args.config else {}
-    for key in (
-        "epochs",
-        "optimizer",
-        "lr",
-        "dtype",
-        "device",
-        "backend",
-        "seed",
-        "formulation",
-        "dual",
-        "matmul_precision",
-    ):
-        val = getattr(args, key)
-        if val is not None:
-            opts[key] = val
-    if args.epochs is not None and args.epochs < 0:
-        raise UsageError(f"--epochs must be >= 0, got {args.epochs}")
-    if args.no_progress:
-        opts["progress"] = False
-    if args.no_plots:
-        opts["plots"] = False
+    problem = problems.get(args.name)
+    config: dict[str, Any] = _load_config(args.config) if args.config else {}
+    command_line = _command_line_options(args)
+    opts = {**config, **command_line}
     formulation = opts.get("formulation", "flux")
-    opts["out"] = args.out or f"runs/{args.name}-{formulation}"
-    opts["resume"] = args.resume
+    out = args.out or f"runs/{args.name}-{formulation}"
+    if args.print_config:
+        layers = [(f"config {args.config}", config), ("command line", command_line)]
+        return _print_config(problem, layers, out if args.out else f"{out} (the default)")
+    opts["out"], opts["resume"] = out, args.resume
     try:
-        results = solver.solve(problems.get(args.name), **opts)
-    except ValueError as exc:
+        results = solver.solve(problem, **opts)
+    except ValueError as exc:  # RunFileError included: "PATH: what is wrong"
         raise UsageError(str(exc)) from None
     except solver.NonFiniteLossError as exc:
         print(f"fluxkern: {exc}", file=sys.stderr)

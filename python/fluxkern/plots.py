@@ -20,6 +20,24 @@ def _plt():
     return plt
 
 
+def _save(plt: Any, fig: Any, path: str) -> None:
+    """Writes fig as PNG to path atomically (a failed write leaves an older plot as it was).
+
+    Raises:
+        OSError: The file could not be written (the figure is closed all the same).
+    """
+    tmp = path + ".tmp"
+    try:
+        fig.savefig(tmp, dpi=110, format="png")
+        os.replace(tmp, path)
+    except OSError:
+        if os.path.isfile(tmp):
+            os.remove(tmp)
+        raise
+    finally:
+        plt.close(fig)
+
+
 def _field_panels(path: str, title: str, grid, values: dict[str, np.ndarray], names) -> None:
     plt = _plt()
     k = len(values)
@@ -41,8 +59,7 @@ def _field_panels(path: str, title: str, grid, values: dict[str, np.ndarray], na
         ax.set_title(name)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def write_all(
@@ -76,8 +93,7 @@ def write_all(
     ax.legend()
     ax.set_title(f"{problem.name}: loss and constraint history")
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "history.png"), dpi=110)
-    plt.close(fig)
+    _save(plt, fig, os.path.join(out, "history.png"))
 
     if al is None:
         return
@@ -99,5 +115,4 @@ def write_all(
         ax.set_title(f"lambda: {name}")
     fig.suptitle(f"{problem.name}: pointwise multipliers (sum over expressions)")
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "multipliers.png"), dpi=110)
-    plt.close(fig)
+    _save(plt, fig, os.path.join(out, "multipliers.png"))

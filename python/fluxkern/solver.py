@@ -8,23 +8,33 @@ import math
 import os
 import platform
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 import fluxkern
+from fluxkern.duals import make_rule
 from fluxkern.lagrangian import AugmentedLagrangian
 from fluxkern.nn import MLP
 from fluxkern.optim import LBFGS
 from fluxkern.problems.base import Problem
 from fluxkern.settings import MATMUL_PRECISIONS, matmul_precision
 
-__all__ = ["InterruptedRun", "NonFiniteLossError", "SolveOptions", "solve"]
+__all__ = [
+    "InterruptedRun",
+    "NonFiniteLossError",
+    "RunFileError",
+    "SolveOptions",
+    "effective_options",
+    "option_names",
+    "solve",
+]
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"  # the trained network and multipliers (small; no optimizer state)
@@ -36,6 +46,28 @@ class NonFiniteLossError(RuntimeError):
 
 class InterruptedRun(KeyboardInterrupt):
     """Ctrl-C during training; says where the last checkpoint is."""
+
+
+class RunFileError(ValueError):
+    """A file or folder of the run cannot be read or written; files written before are kept.
+
+    Attributes:
+        path: The file or folder.
+        reason: What is wrong with it (and what was kept), without the path.
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = path, reason
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of an exception's message (strerror for OSError)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    return first.split(". ", 1)[0]  # torch's long messages: their first sentence
 
 
 @dataclass
@@ -107,11 +139,16 @@ class SolveOptions:
             raise ValueError(f"lr must be a positive number; got {self.lr!r}")
         if self.resume and not self.out:
             raise ValueError("resume needs an output folder (out) holding checkpoint.pt")
+        try:
+            make_rule(self.dual, **self.dual_options)
+        except TypeError as exc:
+            raise ValueError(f"dual_options: {exc}") from None
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' asked for, but no CUDA device is available")
 
 
 def option_names() -> list[str]:
+    """The names of the SolveOptions fields, in declaration order."""
     return [f.name for f in dataclasses.fields(SolveOptions)]
 
 
@@ -125,6 +162,27 @@ def _make_options(problem: Problem, overrides: dict[str, Any]) -> SolveOptions:
             merged[k] = v
     opts = SolveOptions(**merged)
     opts.validate()
+    return opts
+
+
+def effective_options(problem: Problem | str, **options: Any) -> SolveOptions:
+    """The options solve(problem, **options) runs with: the problem's defaults, then options.
+
+    Args:
+        problem: A Problem or a registered name.
+        **options: Fields of SolveOptions.
+
+    Returns:
+        The validated options.
+
+    Raises:
+        ValueError: A bad option, or a PINN formulation for a problem without one.
+    """
+    if isinstance(problem, str):
+        problem = fluxkern.problems.get(problem)
+    opts = _make_options(problem, options)
+    if opts.formulation == "pinn" and not problem.has_pinn():
+        raise ValueError(f"problem {problem.name!r} has no PINN form")
     return opts
 
 
@@ -179,10 +237,86 @@ class _Progress:
             sys.stderr.flush()
 
 
-def _atomic_save(obj: Any, path: str) -> None:
+def _write_file(path: str, write: Callable[[IO[bytes]], None], kept: str) -> None:
+    """Writes path atomically through path.tmp: a failure leaves an older file as it was.
+
+    Raises:
+        RunFileError: The file could not be written; `kept` ends its message.
+    """
     tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch.save's writer raises RuntimeError
+        if os.path.isfile(tmp):
+            os.remove(tmp)
+        raise RunFileError(path, f"cannot write it ({_reason(exc)}); {kept}") from None
+
+
+def _atomic_save(obj: Any, path: str, kept: str = "an older file there is unchanged") -> None:
+    _write_file(path, lambda fh: torch.save(obj, fh), kept)
+
+
+def _prepare_out(out: str) -> None:
+    """Creates the output folder and checks that files can be written in it.
+
+    Raises:
+        RunFileError: out is a file, cannot be created or is not writable.
+    """
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise RunFileError(out, "the output folder is an existing file; name a folder")
+    try:
+        os.makedirs(out, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".fluxkern-", suffix=".tmp", dir=out)
+    except OSError as exc:
+        raise RunFileError(out, f"cannot write in the output folder ({_reason(exc)})") from None
+    os.close(fd)
+    os.remove(probe)
+
+
+_CHECKPOINT_KEYS = (
+    "problem",
+    "formulation",
+    "epoch",
+    "elapsed_s",
+    "model",
+    "optimizer",
+    "dual",
+    "history",
+    "rng",
+)
+
+
+def _read_checkpoint(path: str, problem: Problem, opts: SolveOptions) -> dict[str, Any]:
+    """Loads and checks a checkpoint to resume from; never changes the file.
+
+    Raises:
+        RunFileError: Missing, unreadable, damaged, of another run, or past opts.epochs.
+    """
+    if not os.path.exists(path):
+        raise RunFileError(path, "resume: no checkpoint here; run without resume to start anew")
+    try:
+        ck = torch.load(path, weights_only=False)
+    except Exception as exc:  # torch.load raises many types on damaged files
+        raise RunFileError(
+            path, f"resume: not a readable checkpoint ({_reason(exc)}); the file is left as it is"
+        ) from None
+    if not isinstance(ck, dict) or any(k not in ck for k in _CHECKPOINT_KEYS):
+        raise RunFileError(path, "resume: not a fluxkern checkpoint; the file is left as it is")
+    if ck["problem"] != problem.name or ck["formulation"] != opts.formulation:
+        raise RunFileError(
+            path,
+            f"resume: the checkpoint is of a {ck['problem']}/{ck['formulation']} run, "
+            f"not {problem.name}/{opts.formulation}",
+        )
+    if ck["epoch"] > opts.epochs:
+        raise RunFileError(
+            path,
+            f"resume: the checkpoint is at epoch {ck['epoch']}, past epochs={opts.epochs}; "
+            f"ask for {ck['epoch']} epochs or more",
+        )
+    return ck
 
 
 def build_model(
@@ -232,13 +366,15 @@ def solve(
 
     Raises:
         ValueError: A bad option.
+        RunFileError: A file or folder of the run cannot be read or written (a ValueError;
+            what was written before stays: a failing resume changes no file, a failing
+            checkpoint keeps the previous one, failing results or plots keep checkpoint.pt and
+            model.pt).
         NonFiniteLossError: The loss became non-finite (the last good checkpoint is kept).
     """
     if isinstance(problem, str):
         problem = fluxkern.problems.get(problem)
-    opts = _make_options(problem, options)
-    if opts.formulation == "pinn" and not problem.has_pinn():
-        raise ValueError(f"problem {problem.name!r} has no PINN form")
+    opts = effective_options(problem, **options)
     with matmul_precision(opts.matmul_precision):
         return _run(problem, opts, callback)
 
@@ -282,20 +418,21 @@ def _run(
     start_epoch, elapsed_before = 0, 0.0
     ckpt_path = os.path.join(opts.out, CHECKPOINT) if opts.out else None
     if opts.out:
-        os.makedirs(opts.out, exist_ok=True)
+        _prepare_out(opts.out)
     if opts.resume:
-        if not os.path.exists(ckpt_path):
-            raise ValueError(f"resume: no checkpoint at {ckpt_path}")
-        ck = torch.load(ckpt_path, weights_only=False)
-        if ck["problem"] != problem.name or ck["formulation"] != opts.formulation:
-            raise ValueError(f"resume: {ckpt_path} is a {ck['problem']}/{ck['formulation']} run")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        if al is not None:
-            al.load_state_dict(ck["dual"])
-        history = ck["history"]
-        start_epoch, elapsed_before = ck["epoch"], ck["elapsed_s"]
-        torch.set_rng_state(ck["rng"])
+        ck = _read_checkpoint(ckpt_path, problem, opts)
+        try:
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            if al is not None:
+                al.load_state_dict(ck["dual"])
+            history = ck["history"]
+            start_epoch, elapsed_before = ck["epoch"], ck["elapsed_s"]
+            torch.set_rng_state(ck["rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise RunFileError(
+                ckpt_path, f"resume: the checkpoint does not fit this run ({_reason(exc)})"
+            ) from None
 
     def checkpoint(epoch: int, elapsed: float) -> None:
         if ckpt_path is None:
@@ -314,6 +451,7 @@ def _run(
                 "options": dataclasses.asdict(opts),
             },
             ckpt_path,
+            kept="the checkpoint there before, if any, is unchanged",
         )
 
     def closure() -> Tensor:
@@ -372,7 +510,11 @@ def _run(
             text += f" | max|C| {violation:.2e} | lambda [{lam_lo:.2g}, {lam_hi:.2g}]"
         progress.update(epoch + 1, text, force=epoch + 1 == opts.epochs)
         if (epoch + 1) % opts.checkpoint_every == 0:
-            checkpoint(epoch + 1, elapsed_before + time.perf_counter() - t0)
+            try:
+                checkpoint(epoch + 1, elapsed_before + time.perf_counter() - t0)
+            except RunFileError:
+                progress.close()
+                raise
             last_ckpt = epoch + 1
         if callback is not None and callback(epoch + 1, model):
             epochs_run, stopped = epoch + 1, True
@@ -380,6 +522,18 @@ def _run(
     progress.close()
     wall = elapsed_before + time.perf_counter() - t0
     checkpoint(epochs_run, wall)
+    if opts.out:  # the trained state first: a failure writing the results keeps it
+        _atomic_save(
+            {
+                "problem": problem.name,
+                "formulation": opts.formulation,
+                "options": dataclasses.asdict(opts),
+                "model": model.state_dict(),
+                "dual": al.state_dict() if al is not None else None,
+            },
+            os.path.join(opts.out, MODEL),
+            kept=f"the trained state is in {ckpt_path}",
+        )
 
     grid = problem.eval_grid(dtype, device)
     fields = predict(problem, model, opts.formulation, grid.points)
@@ -415,34 +569,47 @@ def _run(
     results.update(problem.extra_results(lambda x: predict(problem, model, opts.formulation, x)))
     if opts.out:
         _write_outputs(opts, problem, grid, fields, results, history, al)
-        _atomic_save(
-            {
-                "problem": problem.name,
-                "formulation": opts.formulation,
-                "options": dataclasses.asdict(opts),
-                "model": model.state_dict(),
-                "dual": al.state_dict() if al is not None else None,
-            },
-            os.path.join(opts.out, MODEL),
-        )
     return results
 
 
-def _write_outputs(opts, problem, grid, fields, results, history, al) -> None:
+def _write_outputs(
+    opts: SolveOptions,
+    problem: Problem,
+    grid: Any,
+    fields: dict[str, Tensor],
+    results: dict[str, Any],
+    history: dict[str, list[float]],
+    al: AugmentedLagrangian | None,
+) -> None:
+    """prediction.npz, history.json, results.json and the plots, each written atomically.
+
+    Raises:
+        RunFileError: A file could not be written (checkpoint.pt and model.pt are kept).
+    """
+    out = str(opts.out)
+    kept = (
+        f"the trained state is kept in {os.path.join(out, CHECKPOINT)} "
+        f"and {os.path.join(out, MODEL)}"
+    )
     arrays: dict[str, np.ndarray] = {}
     for j, name in enumerate(problem.input_names):
         arrays[name] = grid.points[:, j].reshape(grid.shape).cpu().numpy()
     for name, val in fields.items():
         arrays[name] = val.reshape(grid.shape).cpu().numpy()
     exact = problem.exact(grid.points)
-    np.savez(os.path.join(opts.out, "prediction.npz"), **arrays)
-    with open(os.path.join(opts.out, "history.json"), "w") as fh:
-        json.dump(history, fh)
-    tmp = os.path.join(opts.out, "results.json.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(results, fh, indent=2)
-    os.replace(tmp, os.path.join(opts.out, "results.json"))
+    _write_file(os.path.join(out, "prediction.npz"), lambda fh: np.savez(fh, **arrays), kept)
+    _write_file(os.path.join(out, "history.json"), lambda fh: _json(fh, history, None), kept)
+    _write_file(os.path.join(out, "results.json"), lambda fh: _json(fh, results, 2), kept)
     if opts.plots:
         from fluxkern import plots
 
-        plots.write_all(opts.out, problem, grid, fields, exact, history, al)
+        try:
+            plots.write_all(out, problem, grid, fields, exact, history, al)
+        except OSError as exc:
+            path = exc.filename if isinstance(exc.filename, str) else out
+            path = path[: -len(".tmp")] if path.endswith(".tmp") else path
+            raise RunFileError(path, f"cannot write the plot ({_reason(exc)}); {kept}") from None
+
+
+def _json(fh: IO[bytes], obj: Any, indent: int | None) -> None:
+    fh.write(json.dumps(obj, indent=indent).encode())

@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-
-def _load_geometry():
-    """Import fluxkern.geometry; fall back to the file if the package __init__ fails."""
-    try:
-        return importlib.import_module("fluxkern.geometry")
-    except Exception:  # the rest of the package may be unbuilt or mid-edit
-        path = Path(__file__).resolve().parents[1] / "python" / "fluxkern" / "geometry.py"
-        spec = importlib.util.spec_from_file_location("_fluxkern_geometry_file", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        return module
-
-
-geo = _load_geometry()
+geo = importlib.import_module("fluxkern.geometry")
 
 F64 = torch.float64
 EPS = 1e-7  # step along the normal for the inside / outside checks

@@ -1,4 +1,6 @@
-"""PNG plots of a run: solution, error, loss and constraint history, multiplier map."""
+"""All PNG plots: a run's solution, error, loss and constraint history and multiplier map, and
+the figures of fluxkern.diagnostics (gradient sensitivity, gradient histograms, loss landscapes).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-__all__ = ["write_all"]
+__all__ = ["plot_histograms", "plot_landscapes", "plot_sensitivity", "write_all"]
 
 
 def _plt():
@@ -116,3 +118,147 @@ def write_all(
     fig.suptitle(f"{problem.name}: pointwise multipliers (sum over expressions)")
     fig.tight_layout()
     _save(plt, fig, os.path.join(out, "multipliers.png"))
+
+
+# ---------------------------------------------------------------------------------------------
+# diagnostics (fluxkern.diagnostics)
+# ---------------------------------------------------------------------------------------------
+_COLORS = {0: "tab:green", 1: "tab:blue", 2: "tab:red"}
+_LABELS = {0: "order 0 (fit u)", 1: "order 1 (flux form)", 2: "order 2 (PINN)"}
+
+
+def _orders(result: dict[str, Any]) -> list[int]:
+    """The derivative orders measured in a gradient_sensitivity result, in its order."""
+    return [int(k) for k in result["orders"]]
+
+
+def plot_sensitivity(result: dict[str, Any], path: str) -> None:
+    """Writes sensitivity.png: relative gradient change against perturbation size, per order.
+
+    Args:
+        result: What fluxkern.diagnostics.gradient_sensitivity returns.
+        path: The PNG file to write.
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, xlabel in (
+        (axes[0], "weight_perturbation", "weight perturbation ||delta|| / ||W|| per tensor"),
+        (axes[1], "output_perturbation", "output perturbation eps (y + eps (smooth + rough))"),
+    ):
+        for order in _orders(result):
+            d = result["orders"][str(order)][key]
+            x = np.asarray(d["magnitudes"])
+            med, lo, hi = (np.asarray(d[k]) for k in ("median", "q25", "q75"))
+            ax.errorbar(
+                x,
+                med,
+                yerr=[med - lo, hi - med],
+                marker="o",
+                capsize=3,
+                color=_COLORS[order],
+                label=_LABELS[order],
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("||g(perturbed) - g|| / ||g||  (median, quartiles)")
+    axes[0].legend()
+    fig.suptitle(
+        f"{result['problem']}: gradient sensitivity at {result['at']} "
+        f"(seed {result['seed']}, K = {result['samples']})"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_histograms(
+    result: dict[str, Any],
+    grads: dict[int, Tensor],
+    masks: dict[int, Tensor],
+    slices: list[tuple[str, int, int]],
+    path: str,
+) -> None:
+    """Writes histograms.png: per layer, the distribution of the gradient entries per order.
+
+    Args:
+        result: What fluxkern.diagnostics.gradient_sensitivity returns.
+        grads: Per order, the flat parameter gradient on the first point draw.
+        masks: Per order, the gradient entries to show (output rows the loss reads).
+        slices: ``(layer name, start, stop)`` of each layer in the flat gradient.
+        path: The PNG file to write.
+    """
+    plt = _plt()
+    n = len(slices)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
+    for ax, (lname, a, b), li in zip(axes[0], slices, range(n), strict=True):
+        for order in _orders(result):
+            g = grads[order][a:b][masks[order][a:b]].double().cpu().numpy()
+            sd = g.std()
+            z = g / sd if sd > 0 else g
+            st = result["orders"][str(order)]["layers"][li]
+            ax.hist(
+                z,
+                bins=60,
+                range=(-8, 8),
+                density=True,
+                histtype="step",
+                color=_COLORS[order],
+                label=f"{order}: kurt {st['excess_kurtosis']:.1f}, "
+                f"cos {st['cosine_two_draws']:.2f}",
+            )
+        ax.set_yscale("log")
+        ax.set_title(lname, fontsize=9)
+        ax.set_xlabel("gradient entry / layer std")
+        ax.legend(fontsize=6, title="order", title_fontsize=6, loc="upper right")
+    fig.suptitle(
+        f"{result['problem']}: per-layer gradient entries at {result['at']} "
+        "(excess kurtosis; cosine between two point draws)",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_landscapes(panels: list[dict[str, Any]], path: str) -> None:
+    """Writes landscape.png: surface and contour plot of log10 L per run, side by side.
+
+    Args:
+        panels: fluxkern.diagnostics.loss_landscape results (the run, then the compared run).
+        path: The PNG file to write.
+    """
+    plt = _plt()
+    n = len(panels)
+    fig = plt.figure(figsize=(5.0 * n, 8.4))
+    for k, res in enumerate(panels):
+        a = np.asarray(res["alpha"])
+        b = np.asarray(res["beta"])
+        aa, bb = np.meshgrid(a, b, indexing="ij")
+        vals = np.asarray(res["loss"], dtype=float)
+        z = np.log10(vals + res["log_shift"])
+        label = "log10 L" if not res["log_shift"] else f"log10(L + {res['log_shift']:.3g})"
+        title = f"{res['problem']} / {res['formulation']}"
+        ax = fig.add_subplot(2, n, k + 1, projection="3d")
+        ax.plot_surface(aa, bb, z, cmap="viridis", linewidth=0, antialiased=False)
+        ax.set_xlabel("alpha")
+        ax.set_ylabel("beta")
+        ax.set_zlabel(label)
+        ax.set_title(f"{title}\nL(0) = {res['origin_loss']:.3g}", fontsize=10)
+        ax2 = fig.add_subplot(2, n, n + k + 1)
+        cs = ax2.contourf(aa, bb, z, levels=30, cmap="viridis")
+        ax2.contour(aa, bb, z, levels=15, colors="k", linewidths=0.3)
+        ax2.plot([0], [0], "r+", ms=10)
+        fig.colorbar(cs, ax=ax2, label=label)
+        ax2.set_xlabel("alpha")
+        ax2.set_ylabel("beta")
+        ax2.set_aspect("equal")
+        ax2.set_title(
+            f"{title}: {res['local_minima']} local minima, roughness {res['roughness']:.2g}",
+            fontsize=9,
+        )
+    fig.suptitle("loss landscape (filter-normalised random directions, multipliers frozen)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

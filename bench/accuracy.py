@@ -112,7 +112,8 @@ def deepxde_case(name: str, dtype: torch.dtype) -> dx.DeepXDECase:
     prob = problems.get(name)
     dev = torch.device("cpu")
     if name == "poisson":
-        return dx.poisson_for_deepxde(poisson_case.PoissonPoints(*prob._points(0, dtype, dev)))
+        pts = prob.points(0, dtype, dev)
+        return dx.poisson_for_deepxde(poisson_case.PoissonPoints(pts["interior"], pts["boundary"]))
     if name == "composite_heat":
         xi, xl, xr, x0 = prob._points(0, dtype, dev)
         conds = [(p, prob.exact(p)["u"]) for p in (xl, xr, x0)]

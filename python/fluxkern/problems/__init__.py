@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+from fluxkern.problems import poisson
 from fluxkern.problems.base import EvalGrid, Problem, relative_l2
 from fluxkern.problems.cavity import Cavity
 from fluxkern.problems.composite_heat import CompositeHeat
@@ -14,7 +15,6 @@ from fluxkern.problems.declared import DeclaredProblem, problem
 from fluxkern.problems.helmholtz import Helmholtz
 from fluxkern.problems.loader import ProblemLoadError, resolve
 from fluxkern.problems.points import Points, Sample
-from fluxkern.problems.poisson import Poisson
 from fluxkern.problems.stokes import Stokes
 
 __all__ = [
@@ -67,7 +67,7 @@ def get(name: str) -> Problem:
     return copy.deepcopy(entry) if isinstance(entry, Problem) else entry()
 
 
-register(Poisson)
+register(poisson.problem)
 register(CompositeHeat)
 register(Convection)
 register(ConvectionDiffusion)

@@ -129,10 +129,10 @@ def _cmd_list() -> int:
 def _cmd_solve(args: argparse.Namespace) -> int:
     from fluxkern import problems, solver
 
-    if args.name not in problems.names():
-        raise UsageError(
-            f"unknown problem {args.name!r}; choose from {', '.join(problems.names())}"
-        )
+    try:  # a registered name, a problem file FILE.py[:ATTR] or MODULE:ATTR
+        problem = problems.resolve(args.name)
+    except problems.ProblemLoadError as exc:
+        raise UsageError(str(exc)) from None
     opts: dict[str, Any] = _load_config(args.config) if args.config else {}
     for key in (
         "epochs",
@@ -156,10 +156,10 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     if args.no_plots:
         opts["plots"] = False
     formulation = opts.get("formulation", "flux")
-    opts["out"] = args.out or f"runs/{args.name}-{formulation}"
+    opts["out"] = args.out or f"runs/{problem.name}-{formulation}"
     opts["resume"] = args.resume
     try:
-        results = solver.solve(problems.get(args.name), **opts)
+        results = solver.solve(problem, **opts)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     except solver.NonFiniteLossError as exc:

@@ -220,7 +220,8 @@ def solve(
     """Trains the problem's network and returns the results (also written to `out`).
 
     Args:
-        problem: A Problem or a registered name.
+        problem: A Problem (e.g. from fluxkern.problem), a registered name, a problem file
+            "path/to/file.py[:ATTR]" or "package.module:ATTR" (fluxkern.problems.resolve).
         callback: Called after every epoch as callback(epoch, model) (epoch counts from 1);
             returning True ends the run there (results then give the epochs actually run, and
             "stopped_by_callback": true). Its own time counts in the wall time; callers that
@@ -231,11 +232,15 @@ def solve(
         The results dict (what results.json holds).
 
     Raises:
-        ValueError: A bad option.
+        ValueError: A bad option, or a problem that cannot be found or loaded
+            (fluxkern.problems.ProblemLoadError).
+        TypeError: `problem` is not a Problem.
         NonFiniteLossError: The loss became non-finite (the last good checkpoint is kept).
     """
     if isinstance(problem, str):
-        problem = fluxkern.problems.get(problem)
+        problem = fluxkern.problems.resolve(problem)
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem must be a fluxkern Problem or a name, got {problem!r}")
     opts = _make_options(problem, options)
     if opts.formulation == "pinn" and not problem.has_pinn():
         raise ValueError(f"problem {problem.name!r} has no PINN form")

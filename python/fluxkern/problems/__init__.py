@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import copy
 
-from fluxkern.problems import poisson
+from fluxkern.problems import composite_heat, poisson
 from fluxkern.problems.base import EvalGrid, Problem, relative_l2
 from fluxkern.problems.cavity import Cavity
-from fluxkern.problems.composite_heat import CompositeHeat
 from fluxkern.problems.convection import Convection
 from fluxkern.problems.convection_diffusion import ConvectionDiffusion
 from fluxkern.problems.declared import DeclaredProblem, problem
@@ -68,7 +67,7 @@ def get(name: str) -> Problem:
 
 
 register(poisson.problem)
-register(CompositeHeat)
+register(composite_heat.problem)
 register(Convection)
 register(ConvectionDiffusion)
 register(Stokes)

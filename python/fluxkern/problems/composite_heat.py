@@ -9,6 +9,7 @@ conditions at x = -1 and x = 1, and the initial condition at t = 0. Declared wit
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -65,7 +66,7 @@ def terms(pts: Points) -> list[Block]:
     ]
 
 
-def pinn_loss(model: nn.Module, pts: Points):
+def pinn_loss(model: nn.Module, pts: Points) -> Callable[[], Tensor]:
     xi, xl, xr, x0 = pts["interior"], pts["left"], pts["right"], pts["initial"]
     f, k = source(xi), conductivity(xi)
     gl, gr, g0 = exact(xl)["u"], exact(xr)["u"], exact(x0)["u"]

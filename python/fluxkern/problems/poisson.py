@@ -6,11 +6,13 @@ Declared with :func:`fluxkern.problem` (this file is also a problem file for `fl
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 import fluxkern as fk
+from fluxkern.blocks import Block
 from fluxkern.geometry import Rectangle
 from fluxkern.problems.declared import problem as declare
 from fluxkern.problems.pinn import laplacian, penalty_loss
@@ -32,7 +34,7 @@ def exact(x: Tensor) -> dict[str, Tensor]:
     }
 
 
-def terms(pts: Points) -> list[fk.Objective | fk.Constraint]:
+def terms(pts: Points) -> list[Block]:
     xi, xb = pts["interior"], pts["boundary"]
     x, y = fk.inputs("x y")
     u, q1, q2 = fk.outputs("u q1 q2")
@@ -44,7 +46,7 @@ def terms(pts: Points) -> list[fk.Objective | fk.Constraint]:
     ]
 
 
-def pinn_loss(model: torch.nn.Module, pts: Points):
+def pinn_loss(model: torch.nn.Module, pts: Points) -> Callable[[], Tensor]:
     xi, xb = pts["interior"], pts["boundary"]
     f = source(xi)
 

@@ -21,6 +21,7 @@ from torch import Tensor
 import deepxde_steps as dx
 import poisson_case
 from fluxkern import problems, solver
+from fluxkern.problems import composite_heat
 from fluxkern.problems.base import relative_l2
 
 __all__ = ["Trace", "deepxde_case", "deepxde_time_to_accuracy", "fluxkern_time_to_accuracy"]
@@ -112,16 +113,18 @@ def deepxde_case(name: str, dtype: torch.dtype) -> dx.DeepXDECase:
     prob = problems.get(name)
     dev = torch.device("cpu")
     if name == "poisson":
-        return dx.poisson_for_deepxde(poisson_case.PoissonPoints(*prob._points(0, dtype, dev)))
+        pts = prob.points(0, dtype, dev)
+        return dx.poisson_for_deepxde(poisson_case.PoissonPoints(pts["interior"], pts["boundary"]))
     if name == "composite_heat":
-        xi, xl, xr, x0 = prob._points(0, dtype, dev)
+        pts = prob.points(0, dtype, dev)
+        xi, xl, xr, x0 = (pts[k] for k in ("interior", "left", "right", "initial"))
         conds = [(p, prob.exact(p)["u"]) for p in (xl, xr, x0)]
 
         def k_of(x: Tensor) -> Tensor:
             return torch.where(x[:, 0:1] < 0, 1.0, 3.0 * math.pi).to(x.dtype)
 
         def f_of(x: Tensor) -> Tensor:
-            return prob.source(x)[:, None]
+            return composite_heat.source(x)[:, None]
 
         def pde_pinn(x: Tensor, y: Tensor) -> Tensor:
             dde = dx.import_deepxde()

@@ -72,6 +72,17 @@ def test_one_name_gives_one_symbol_several_give_a_tuple():
     assert isinstance(t, Symbol) and t.name == "t"
 
 
+def test_a_trailing_comma_gives_a_tuple_and_unpacking_one_symbol_says_how():
+    (x,) = fluxkern.inputs("x,")
+    assert isinstance(x, Symbol) and x.name == "x"
+    u, v = fluxkern.outputs("u, v,")
+    assert (u.index, v.index) == (0, 1)
+    with pytest.raises(TypeError, match=r"write x = fluxkern.inputs\('x'\), or"):
+        (x,) = fluxkern.inputs("x")
+    with pytest.raises(TypeError, match=r"fluxkern.data\('f,'\) for a tuple of one"):
+        (f,) = fluxkern.data("f")
+
+
 @pytest.mark.parametrize(
     "fn,names,match",
     [

@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from fluxkern import problems, solver
-from fluxkern.problems.poisson import Poisson
 
 
-def small_poisson(**defaults) -> Poisson:
+def small_poisson(**defaults) -> problems.Problem:
     p = problems.get("poisson")
     p.defaults = {**p.defaults, "n_interior": 64, "n_boundary": 32, **defaults}
     p.width, p.depth = 8, 2
@@ -115,35 +114,37 @@ def test_pinn_form_runs():
     assert res["formulation"] == "pinn" and np.isfinite(res["errors"]["u"])
 
 
-class FailAfter(Poisson):
-    """PINN loss that fails after a number of evaluations: turns NaN, or raises
+def fail_after(good_calls: int, failure: str = "nan") -> problems.Problem:
+    """poisson with a PINN loss that fails after a number of evaluations: turns NaN, or raises
     KeyboardInterrupt (as Ctrl-C would)."""
+    p = problems.get("poisson")
+    p.defaults = {**p.defaults, "n_interior": 32, "n_boundary": 16}
+    p.width, p.depth = 6, 1
+    pinn_loss = p.pinn_loss
 
-    def __init__(self, good_calls: int, failure: str = "nan"):
-        self.good_calls, self.failure = good_calls, failure
-        self.defaults = {**Poisson.defaults, "n_interior": 32, "n_boundary": 16}
-        self.width, self.depth = 6, 1
-
-    def pinn_loss(self, model, seed, dtype, device):
-        inner = super().pinn_loss(model, seed, dtype, device)
+    def failing_pinn_loss(model, seed, dtype, device):
+        inner = pinn_loss(model, seed, dtype, device)
         calls = {"n": 0}
 
         def loss():
             calls["n"] += 1
-            if calls["n"] <= self.good_calls:
+            if calls["n"] <= good_calls:
                 return inner()
-            if self.failure == "interrupt":
+            if failure == "interrupt":
                 raise KeyboardInterrupt
             return inner() * float("nan")
 
         return loss
+
+    p.pinn_loss = failing_pinn_loss
+    return p
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     out = str(tmp_path / "nan")
     with pytest.raises(solver.NonFiniteLossError, match="non-finite loss at epoch 3"):
         solver.solve(
-            FailAfter(good_calls=2),
+            fail_after(good_calls=2),
             epochs=10,
             optimizer="adam",
             formulation="pinn",
@@ -175,7 +176,7 @@ def test_interrupt_names_the_last_checkpoint_and_resume_continues(tmp_path):
     out = str(tmp_path / "int")
     with pytest.raises(solver.InterruptedRun, match=r"epoch 5; the last checkpoint \(epoch 4\)"):
         solver.solve(
-            FailAfter(good_calls=4, failure="interrupt"),
+            fail_after(good_calls=4, failure="interrupt"),
             epochs=10,
             optimizer="adam",
             formulation="pinn",
@@ -184,7 +185,7 @@ def test_interrupt_names_the_last_checkpoint_and_resume_continues(tmp_path):
             checkpoint_every=2,
         )
     res = solver.solve(
-        FailAfter(good_calls=100),
+        fail_after(good_calls=100),
         epochs=6,
         optimizer="adam",
         formulation="pinn",

@@ -9,6 +9,7 @@ from fluxkern.blocks import Constraint, Objective
 from fluxkern.expr import cos, data, exp, inputs, outputs, sin, tanh
 from fluxkern.lagrangian import AugmentedLagrangian
 from fluxkern.nn import MLP, Sin
+from fluxkern.problems import Sample, problem
 from fluxkern.settings import (
     cpu_kernel,
     cuda_kernel,
@@ -29,6 +30,7 @@ __all__ = [
     "AugmentedLagrangian",
     "Constraint",
     "Objective",
+    "Sample",
     "Sin",
     "__version__",
     "backends",
@@ -43,6 +45,7 @@ __all__ = [
     "get_matmul_precision",
     "geometry",
     "optim",
+    "problem",
     "problems",
     "solve",
     "inputs",

@@ -106,7 +106,13 @@ def _add_solve_parser(sub: Any) -> None:
         epilog=_SOLVE_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    s.add_argument("name", help="problem name (see `fluxkern list`)")
+    s.add_argument(
+        "name",
+        help=(
+            "a registered problem name (see `fluxkern list`), a problem file FILE.py[:ATTR] "
+            "or MODULE:ATTR (README: Your own problem)"
+        ),
+    )
     s.add_argument(
         "--epochs",
         type=int,
@@ -304,16 +310,15 @@ def _print_config(problem: Any, layers: list[tuple[str, dict[str, Any]]], out: s
 def _cmd_solve(args: argparse.Namespace) -> int:
     from fluxkern import problems, solver
 
-    if args.name not in problems.names():
-        raise UsageError(
-            f"unknown problem {args.name!r}; choose from {', '.join(problems.names())}"
-        )
-    problem = problems.get(args.name)
+    try:  # a registered name, a problem file FILE.py[:ATTR] or MODULE:ATTR
+        problem = problems.resolve(args.name)
+    except problems.ProblemLoadError as exc:
+        raise UsageError(str(exc)) from None
     config: dict[str, Any] = _load_config(args.config) if args.config else {}
     command_line = _command_line_options(args)
     opts = {**config, **command_line}
     formulation = opts.get("formulation", "flux")
-    out = args.out or f"runs/{args.name}-{formulation}"
+    out = args.out or f"runs/{problem.name}-{formulation}"
     if args.print_config:
         layers = [(f"config {args.config}", config), ("command line", command_line)]
         return _print_config(problem, layers, out if args.out else f"{out} (the default)")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Mapping
+from typing import NoReturn
 
 import torch
 from torch import Tensor
@@ -286,6 +287,15 @@ class Symbol(Expr):
     def __repr__(self) -> str:
         return self.name
 
+    def __iter__(self) -> NoReturn:
+        # `x, = fk.inputs("x")` would otherwise fail with "cannot unpack non-iterable Symbol"
+        fn = {"input": "inputs", "output": "outputs", "data": "data"}[self.kind]
+        raise TypeError(
+            f"fluxkern.{fn}({self.name!r}) is one symbol, not a tuple: write "
+            f"{self.name} = fluxkern.{fn}({self.name!r}), or fluxkern.{fn}({self.name + ','!r}) "
+            "for a tuple of one"
+        )
+
 
 class _Derivative(Expr):
     """u.d(x): an expression whose .d() raises the 'derivative of a derivative' error."""
@@ -312,17 +322,22 @@ def _symbols(kind: str, names: str) -> Symbol | tuple[Symbol, ...]:
         if not p.isidentifier():
             raise ValueError(f"{kind} name {p!r} is not an identifier")
     syms = tuple(Symbol(kind, p, i) for i, p in enumerate(parts))
-    return syms[0] if len(syms) == 1 else syms
+    one_tuple = names.rstrip().endswith(",")  # "x," asks for a 1-tuple, as in sympy.symbols
+    return syms[0] if len(syms) == 1 and not one_tuple else syms
 
 
 def inputs(names: str) -> Symbol | tuple[Symbol, ...]:
     """Input-column symbols, in column order (like sympy.symbols: one name, one symbol).
 
+    ``x = inputs("x")`` gives one symbol and ``x, t = inputs("x t")`` a tuple; a trailing comma
+    asks for a tuple of one (``x, = inputs("x,")``). Unpacking a single symbol
+    (``x, = inputs("x")``) raises a TypeError that says so.
+
     Args:
         names: Space- or comma-separated names, e.g. "x y" or "x t".
 
     Returns:
-        One Symbol, or a tuple of them.
+        One Symbol (one name, no trailing comma), or a tuple of them.
     """
     return _symbols("input", names)
 

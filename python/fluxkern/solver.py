@@ -179,7 +179,7 @@ def effective_options(problem: Problem | str, **options: Any) -> SolveOptions:
         ValueError: A bad option, or a PINN formulation for a problem without one.
     """
     if isinstance(problem, str):
-        problem = fluxkern.problems.get(problem)
+        problem = fluxkern.problems.resolve(problem)
     opts = _make_options(problem, options)
     if opts.formulation == "pinn" and not problem.has_pinn():
         raise ValueError(f"problem {problem.name!r} has no PINN form")
@@ -354,7 +354,8 @@ def solve(
     """Trains the problem's network and returns the results (also written to `out`).
 
     Args:
-        problem: A Problem or a registered name.
+        problem: A Problem (e.g. from fluxkern.problem), a registered name, a problem file
+            "path/to/file.py[:ATTR]" or "package.module:ATTR" (fluxkern.problems.resolve).
         callback: Called after every epoch as callback(epoch, model) (epoch counts from 1);
             returning True ends the run there (results then give the epochs actually run, and
             "stopped_by_callback": true). Its own time counts in the wall time; callers that
@@ -365,15 +366,19 @@ def solve(
         The results dict (what results.json holds).
 
     Raises:
-        ValueError: A bad option.
+        ValueError: A bad option, or a problem that cannot be found or loaded
+            (fluxkern.problems.ProblemLoadError).
         RunFileError: A file or folder of the run cannot be read or written (a ValueError;
             what was written before stays: a failing resume changes no file, a failing
             checkpoint keeps the previous one, failing results or plots keep checkpoint.pt and
             model.pt).
+        TypeError: `problem` is not a Problem.
         NonFiniteLossError: The loss became non-finite (the last good checkpoint is kept).
     """
     if isinstance(problem, str):
-        problem = fluxkern.problems.get(problem)
+        problem = fluxkern.problems.resolve(problem)
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem must be a fluxkern Problem or a name, got {problem!r}")
     opts = effective_options(problem, **options)
     with matmul_precision(opts.matmul_precision):
         return _run(problem, opts, callback)

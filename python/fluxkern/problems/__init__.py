@@ -1,25 +1,51 @@
-"""The benchmark problems of PROBLEMS.md, each in flux form with its PINN baseline."""
+"""The benchmark problems of PROBLEMS.md, each in flux form with its PINN baseline, and the
+tools to declare and load a user's own problem (fluxkern.problem, Sample, resolve)."""
 
 from __future__ import annotations
 
+import copy
+
+from fluxkern.problems import composite_heat, poisson
 from fluxkern.problems.base import EvalGrid, Problem, relative_l2
 from fluxkern.problems.cavity import Cavity
-from fluxkern.problems.composite_heat import CompositeHeat
 from fluxkern.problems.convection import Convection
 from fluxkern.problems.convection_diffusion import ConvectionDiffusion
+from fluxkern.problems.declared import DeclaredProblem, problem
 from fluxkern.problems.helmholtz import Helmholtz
-from fluxkern.problems.poisson import Poisson
+from fluxkern.problems.loader import ProblemLoadError, resolve
+from fluxkern.problems.points import Points, Sample
 from fluxkern.problems.stokes import Stokes
 
-__all__ = ["EvalGrid", "Problem", "get", "names", "register", "relative_l2"]
+__all__ = [
+    "DeclaredProblem",
+    "EvalGrid",
+    "Points",
+    "Problem",
+    "ProblemLoadError",
+    "Sample",
+    "get",
+    "names",
+    "problem",
+    "register",
+    "relative_l2",
+    "resolve",
+]
 
-_REGISTRY: dict[str, type[Problem]] = {}
+_REGISTRY: dict[str, type[Problem] | Problem] = {}
 
 
-def register(cls: type[Problem]) -> type[Problem]:
-    """Adds a Problem subclass to the registry under cls.name."""
-    _REGISTRY[cls.name] = cls
-    return cls
+def register(entry: type[Problem] | Problem) -> type[Problem] | Problem:
+    """Adds a problem to the registry under its name.
+
+    Args:
+        entry: A Problem subclass (get() makes a fresh instance) or a Problem instance, e.g. one
+            made with fluxkern.problem (get() returns a deep copy).
+
+    Returns:
+        entry, so that this works as a class decorator.
+    """
+    _REGISTRY[entry.name] = entry
+    return entry
 
 
 def names() -> list[str]:
@@ -34,13 +60,14 @@ def get(name: str) -> Problem:
         KeyError: Unknown name (the message lists the valid ones).
     """
     try:
-        return _REGISTRY[name]()
+        entry = _REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown problem {name!r}; choose from {', '.join(names())}") from None
+    return copy.deepcopy(entry) if isinstance(entry, Problem) else entry()
 
 
-register(Poisson)
-register(CompositeHeat)
+register(poisson.problem)
+register(composite_heat.problem)
 register(Convection)
 register(ConvectionDiffusion)
 register(Stokes)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+import copy
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -49,9 +51,11 @@ class Problem(abc.ABC):
         pinn_output_names: Outputs of the PINN form's network, or () when there is none.
         error_fields: Output fields whose relative L2 error is reported.
         width, depth, activation: The network (PROBLEMS.md).
-        defaults: Solver options of a default run (see fluxkern.solver.SolveOptions).
+        defaults: Solver options of a default run (see fluxkern.solver.SolveOptions) and the
+            problem's own options (point counts, ...). Every instance gets its own deep copy of
+            the class's dict, so changing one instance's defaults never changes another's.
         reference: The method's reference code: {"errors": {field: rel L2}, "wall_time_s": s or
-            None, "epochs": n, "note": str}.
+            None, "epochs": n, "note": str} (copied per instance like defaults).
     """
 
     name: str = ""
@@ -63,8 +67,12 @@ class Problem(abc.ABC):
     width: int = 20
     depth: int = 4
     activation: str = "tanh"
-    defaults: dict[str, Any] = {}
-    reference: dict[str, Any] = {}
+    defaults: Mapping[str, Any] = MappingProxyType({})  # read-only: subclasses set their own
+    reference: Mapping[str, Any] = MappingProxyType({})
+
+    def __init__(self) -> None:
+        self.defaults = copy.deepcopy(dict(type(self).defaults))
+        self.reference = copy.deepcopy(dict(type(self).reference))
 
     @property
     @abc.abstractmethod

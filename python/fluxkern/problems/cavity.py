@@ -100,6 +100,7 @@ class Cavity(Problem):
     }
 
     def __init__(self) -> None:
+        super().__init__()
         self._predict_opts: tuple[torch.dtype, torch.device] = (torch.float64, torch.device("cpu"))
 
     @property

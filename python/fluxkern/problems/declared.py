@@ -1,0 +1,240 @@
+"""A problem described as data: ``fluxkern.problem(...)`` builds a Problem without subclassing."""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from fluxkern.blocks import Block
+from fluxkern.geometry import Box, Domain, Interval
+from fluxkern.geometry import grid as uniform_grid
+from fluxkern.problems.base import EvalGrid, Problem, relative_l2
+from fluxkern.problems.points import Points, PointSpec, Sample, draw_points
+
+__all__ = ["DeclaredProblem", "problem"]
+
+Terms = Callable[[Points], Sequence[Block]] | Sequence[Block]
+GridSpec = int | Sequence[int] | EvalGrid | Tensor | Callable[[torch.dtype, torch.device], EvalGrid]
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def _names(value: str | Sequence[str], what: str) -> tuple[str, ...]:
+    parts = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    if not all(isinstance(p, str) and p.isidentifier() for p in parts):
+        raise ValueError(f"{what} must be identifiers, e.g. 'x y', got {value!r}")
+    if len(set(parts)) != len(parts):
+        raise ValueError(f"duplicate {what} in {value!r}")
+    return tuple(parts)
+
+
+def _box_of(tensors: list[Tensor], d: int) -> Domain:
+    """The bounding box of explicit point sets (the network's input standardisation)."""
+    pts = torch.cat([t.detach().to("cpu", torch.float64).reshape(-1, d) for t in tensors])
+    lo, hi = pts.min(0).values, pts.max(0).values
+    if pts.shape[0] == 0 or bool((hi <= lo).any()):
+        raise ValueError("the point sets span no box (a coordinate is constant); give domain=")
+    return Interval(float(lo[0]), float(hi[0])) if d == 1 else Box(lo.tolist(), hi.tolist())
+
+
+def _resolve_domain(domain: Any, points: Mapping[str, PointSpec], terms: Terms, d: int) -> Domain:
+    if isinstance(domain, Domain):
+        dom = domain
+    elif isinstance(domain, tuple) and len(domain) == 2:
+        lo, hi = domain
+        num = isinstance(lo, (int, float))
+        dom = Interval(float(lo), float(hi)) if num else Box(list(lo), list(hi))
+    elif domain is None:
+        tensors = [t for spec in points.values() for t in _tensors(spec)]
+        if not callable(terms):
+            tensors += [b.points for b in terms]
+        if any(isinstance(s, Sample) or callable(s) for s in points.values()) or not tensors:
+            raise ValueError(
+                "give domain= (a fluxkern.geometry domain or (lo, hi)): sampled or computed point "
+                "sets need it, and its bounding box standardises the network's inputs"
+            )
+        dom = _box_of(tensors, d)
+    else:
+        raise TypeError(f"domain must be a fluxkern.geometry domain or (lo, hi), got {domain!r}")
+    if dom.dim != d:
+        raise ValueError(f"the domain has {dom.dim} coordinates but there are {d} inputs")
+    return dom
+
+
+def _tensors(spec: Any) -> list[Tensor]:
+    if isinstance(spec, Tensor):
+        return [spec]
+    if isinstance(spec, tuple):
+        return [t for t in spec if isinstance(t, Tensor)]
+    return []
+
+
+class DeclaredProblem(Problem):
+    """A problem given as data (``fluxkern.problem`` is this class).
+
+    Args:
+        name: The problem's name: results.json's "problem", the default output folder
+            runs/NAME-FORMULATION and the name a checkpoint must carry to be resumed.
+        inputs: Input names in column order, "x t" or ("x", "t").
+        outputs: Network outputs of the flux form, "u q".
+        terms: The flux form's Objective and Constraint blocks: a function of the point sets
+            (a :class:`Points` mapping, built anew for every run with its seed, dtype and
+            device) returning the blocks, or the blocks themselves (fixed points).
+        domain: A fluxkern.geometry domain or a (lo, hi) box. Its bounding box standardises the
+            network's inputs; :class:`Sample` point sets draw from it. Optional when every point
+            set is a tensor (the points' bounding box is used).
+        points: Point sets by name: ``Sample("interior", 1000)``, a [N, d] tensor (a pair of
+            them for paired blocks), or a function ``(seed, dtype, device) -> points``. The k-th
+            set is drawn with the run's seed + k.
+        exact: ``exact(x [N, d]) -> {field: [N]}``: exact values for the error report.
+        eval_grid: Where errors, prediction.npz and the plots are evaluated: points per axis
+            (int or tuple; a uniform grid over the domain's bounding box, default 101 per axis
+            in 1-D and 2-D, 21 above), an EvalGrid, a [G, d] tensor, or
+            ``(dtype, device) -> EvalGrid``.
+        error_fields: Fields whose relative L2 error is reported (default: every output that
+            ``exact`` returns).
+        summary: One line describing the problem.
+        width, depth, activation: The network (hidden width, hidden layers, "tanh" | "silu" |
+            "sin").
+        defaults: Solver options of a default run (epochs, optimizer, dual, dual_options, ...)
+            and the problem's own options (e.g. point counts named by Sample).
+        reference: Reference numbers copied into results.json.
+        pinn_outputs: Outputs of a second-order PINN form, with `pinn_loss`.
+        pinn_loss: ``pinn_loss(model, points) -> closure`` returning the PINN loss.
+
+    Raises:
+        ValueError: Bad names, a domain of the wrong dimension, or no domain where one is needed.
+        TypeError: `terms` is neither a function nor blocks.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        inputs: str | Sequence[str],
+        outputs: str | Sequence[str],
+        terms: Terms,
+        *,
+        domain: Domain | tuple[Any, Any] | None = None,
+        points: Mapping[str, PointSpec] | None = None,
+        exact: Callable[[Tensor], Mapping[str, Tensor]] | None = None,
+        eval_grid: GridSpec | None = None,
+        error_fields: str | Sequence[str] | None = None,
+        summary: str = "",
+        width: int = 20,
+        depth: int = 4,
+        activation: str = "tanh",
+        defaults: Mapping[str, Any] | None = None,
+        reference: Mapping[str, Any] | None = None,
+        pinn_outputs: str | Sequence[str] = (),
+        pinn_loss: Callable[[nn.Module, Points], Callable[[], Tensor]] | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"name must be letters, digits, '_', '.' or '-', got {name!r}")
+        if not callable(terms) and not (
+            isinstance(terms, Sequence) and all(isinstance(b, Block) for b in terms)
+        ):
+            raise TypeError("terms must be a function of the points or a list of blocks")
+        self.name, self.summary = name, summary
+        self.input_names = _names(inputs, "input names")
+        self.output_names = _names(outputs, "output names")
+        self.pinn_output_names = _names(pinn_outputs, "PINN output names") if pinn_outputs else ()
+        if bool(self.pinn_output_names) != (pinn_loss is not None):
+            raise ValueError("give pinn_outputs and pinn_loss together (or neither)")
+        self.width, self.depth, self.activation = width, depth, activation
+        self.defaults = copy.deepcopy(dict(defaults or {}))
+        self.reference = copy.deepcopy(dict(reference or {}))
+        self._points = dict(points or {})
+        self._terms, self._exact, self._pinn_loss, self._grid = terms, exact, pinn_loss, eval_grid
+        d = len(self.input_names)
+        self._domain = _resolve_domain(domain, self._points, terms, d)
+        self._errors_given = error_fields is not None
+        fields = self.output_names + tuple(
+            n for n in self.pinn_output_names if n not in self.output_names
+        )
+        self.error_fields = (
+            _names(error_fields, "error fields") if error_fields is not None else fields
+        )
+        unknown = set(self.error_fields) - set(fields)
+        if unknown:
+            raise ValueError(f"error fields {sorted(unknown)} are not outputs of the network")
+        if error_fields is not None and exact is None:
+            raise ValueError("error_fields need exact= (the values to compare with)")
+
+    def __repr__(self) -> str:
+        return f"fluxkern.problem({self.name!r})"
+
+    @property
+    def domain(self) -> Domain:
+        return self._domain
+
+    def points(self, seed: int, dtype: torch.dtype, device: torch.device) -> Points:
+        """The point sets of a run with this seed, dtype and device."""
+        return draw_points(self._points, self._domain, self.defaults, seed, dtype, device)
+
+    def flux_terms(self, seed: int, dtype: torch.dtype, device: torch.device) -> list[Block]:
+        if not callable(self._terms):
+            return list(self._terms)
+        blocks = self._terms(self.points(seed, dtype, device))
+        if not isinstance(blocks, Sequence) or not all(isinstance(b, Block) for b in blocks):
+            raise TypeError(
+                f"problem {self.name!r}: terms() must return a list of fluxkern.Objective and "
+                f"fluxkern.Constraint blocks, got {type(blocks).__name__}"
+            )
+        return list(blocks)
+
+    def pinn_loss(
+        self, model: nn.Module, seed: int, dtype: torch.dtype, device: torch.device
+    ) -> Callable[[], Tensor]:
+        if self._pinn_loss is None:
+            return super().pinn_loss(model, seed, dtype, device)
+        return self._pinn_loss(model, self.points(seed, dtype, device))
+
+    def exact(self, x: Tensor) -> dict[str, Tensor]:
+        if self._exact is None:
+            return {}
+        values = self._exact(x)
+        if not isinstance(values, Mapping):
+            raise TypeError(
+                f"problem {self.name!r}: exact() must return a dict {{field: tensor [N]}}, "
+                f"got {type(values).__name__}"
+            )
+        return {
+            k: v.reshape(-1) if v.dim() == 2 and v.shape[1] == 1 else v for k, v in values.items()
+        }
+
+    def errors(self, fields: dict[str, Tensor], grid: EvalGrid) -> dict[str, float]:
+        exact = self.exact(grid.points)
+        out = {}
+        for k in self.error_fields:
+            if k not in fields:
+                continue
+            if k not in exact:
+                if self._errors_given:
+                    raise ValueError(f"problem {self.name!r}: exact() gives no {k!r}")
+                continue
+            out[k] = relative_l2(fields[k], exact[k])
+        return out
+
+    def eval_grid(self, dtype: torch.dtype, device: torch.device) -> EvalGrid:
+        spec, d = self._grid, len(self.input_names)
+        if spec is None:
+            spec = (101,) * d if d <= 2 else (21,) * d
+        if isinstance(spec, EvalGrid):
+            return EvalGrid(spec.points.to(dtype=dtype, device=device), tuple(spec.shape))
+        if isinstance(spec, Tensor):
+            return EvalGrid(spec.to(dtype=dtype, device=device), (spec.shape[0],))
+        if callable(spec):
+            g = spec(dtype, device)
+            if not isinstance(g, EvalGrid):
+                raise TypeError(f"problem {self.name!r}: eval_grid() must return an EvalGrid")
+            return g
+        shape = (spec,) * d if isinstance(spec, int) else tuple(spec)
+        return EvalGrid(uniform_grid(self._domain, shape, dtype=dtype, device=device), shape)
+
+
+problem = DeclaredProblem

@@ -1,0 +1,147 @@
+"""Point sets of a declared problem: seeded samples of its domain, tensors, or functions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from fluxkern.geometry import Domain, TimeProduct
+
+__all__ = ["PointSet", "PointSpec", "Points", "Sample", "draw_points"]
+
+PointSet = Tensor | tuple[Tensor, Tensor]  # [N, d] points, or a pair for paired blocks
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Seeded points of the problem's domain, drawn when a run starts.
+
+    Attributes:
+        where: "interior", "boundary" (spread over all faces), "initial" (t = t0 of a
+            TimeProduct domain) or the name of one face of the domain ("left", "top", "x0+", ...).
+        n: The number of points, or the name of a key of the problem's defaults that holds it
+            (so a run can change it: ``Sample("interior", "n_interior")``).
+        method: "sobol" (scrambled Sobol, the default), "uniform", or "grid" (faces and boundary).
+    """
+
+    where: str
+    n: int | str
+    method: str = "sobol"
+
+    def count(self, options: Mapping[str, Any]) -> int:
+        """The number of points, looked up in `options` when `n` names a key."""
+        if not isinstance(self.n, str):
+            return self.n
+        if self.n not in options:
+            raise ValueError(f"Sample({self.where!r}, {self.n!r}): the defaults have no {self.n!r}")
+        return int(options[self.n])
+
+    def draw(
+        self,
+        domain: Domain,
+        options: Mapping[str, Any],
+        seed: int,
+        dtype: torch.dtype,
+        device: torch.device,
+    ) -> Tensor:
+        """The points [n, d] (normals, where the domain gives them, are dropped)."""
+        n = self.count(options)
+        kw: dict[str, Any] = {"method": self.method, "seed": seed, "dtype": dtype, "device": device}
+        if self.where == "interior":
+            return domain.sample_interior(n, **kw)
+        if self.where == "boundary":
+            return domain.sample_boundary(n, **kw)[0]
+        if self.where == "initial":
+            if not isinstance(domain, TimeProduct):
+                raise ValueError(
+                    f"Sample('initial', ...) needs a TimeProduct domain, got {domain!r}"
+                )
+            return domain.sample_initial(n, **kw)
+        return domain.sample_face(self.where, n, **kw)[0]
+
+
+PointSpec = PointSet | Sample | Callable[[int, torch.dtype, torch.device], PointSet]
+
+
+class Points(Mapping[str, PointSet]):
+    """The point sets of one run by name, with the run's seed, dtype, device and options.
+
+    Attributes:
+        seed: The run's seed.
+        dtype: The run's dtype.
+        device: The run's device.
+        options: The problem's defaults (point counts and other problem options).
+    """
+
+    def __init__(
+        self,
+        sets: dict[str, PointSet],
+        seed: int,
+        dtype: torch.dtype,
+        device: torch.device,
+        options: Mapping[str, Any],
+    ) -> None:
+        self._sets = sets
+        self.seed, self.dtype, self.device, self.options = seed, dtype, device, options
+
+    def __getitem__(self, name: str) -> PointSet:
+        try:
+            return self._sets[name]
+        except KeyError:
+            have = ", ".join(repr(k) for k in self._sets) or "none"
+            raise KeyError(f"no point set {name!r}; the problem declares {have}") from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sets)
+
+    def __len__(self) -> int:
+        return len(self._sets)
+
+
+def _check_set(value: Any, name: str, d: int, dtype: torch.dtype, device: torch.device) -> PointSet:
+    """`value` as [N, d] points (or a pair of them) of the run's dtype and device."""
+    if isinstance(value, tuple) and len(value) == 2:
+        return tuple(_check_set(v, name, d, dtype, device) for v in value)  # type: ignore[return-value]
+    if not isinstance(value, Tensor) or value.dim() != 2 or value.shape[1] != d:
+        got = list(value.shape) if isinstance(value, Tensor) else type(value).__name__
+        raise ValueError(
+            f"point set {name!r} must be a [N, {d}] tensor (or a pair of them), got {got}"
+        )
+    return value.to(dtype=dtype, device=device)
+
+
+def draw_points(
+    specs: Mapping[str, PointSpec],
+    domain: Domain,
+    options: Mapping[str, Any],
+    seed: int,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> Points:
+    """Every point set of a declared problem; the k-th set (in order) is drawn with seed + k.
+
+    Args:
+        specs: Point sets by name: Sample, tensors, or callables (seed, dtype, device) -> points.
+        domain: The problem's domain (Sample draws from it; every set has domain.dim columns).
+        options: The problem's defaults.
+        seed: The run's seed.
+        dtype: The points' dtype.
+        device: The points' device.
+
+    Returns:
+        The point sets, each [N, d] (or a pair of [N, d] for paired blocks).
+    """
+    sets: dict[str, PointSet] = {}
+    for k, (name, spec) in enumerate(specs.items()):
+        if isinstance(spec, Sample):
+            value: Any = spec.draw(domain, options, seed + k, dtype, device)
+        elif callable(spec):
+            value = spec(seed + k, dtype, device)
+        else:
+            value = spec
+        sets[name] = _check_set(value, name, domain.dim, dtype, device)
+    return Points(sets, seed, dtype, device, options)

@@ -16,6 +16,7 @@ import torch
 
 import fluxkern
 from fluxkern import _ext, ops, reference
+from fluxkern.program import split_op_args
 from matrix import TOL, rel_err
 
 HAVE_CUDA = "cuda" in fluxkern.backends()
@@ -423,8 +424,9 @@ def block_args_as(args, dtype=None, device=None):
 
 
 def block_run(args, backend):
-    """(loss, C, gradients w.r.t. weights and biases) of the op or its twin."""
-    loss, c = ops.block_loss(*args, backend=backend)
+    """(loss, C, gradients w.r.t. weights and biases) of the op or its twin, through
+    fluxkern.ops.block_loss (the positional op arguments unpacked into a program)."""
+    loss, c = ops.block_loss(*split_op_args(args), backend=backend)
     params = [*args[3], *args[4]]
     return loss, c, torch.autograd.grad(loss, params)
 

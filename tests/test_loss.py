@@ -14,13 +14,14 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass, field
 
 import pytest
 import torch
 
 import fluxkern
 from fluxkern import ops
+from fluxkern.program import split_op_args
 from matrix import TOL, device_backends, rel_err
 
 F64, F32 = torch.float64, torch.float32
@@ -797,7 +798,7 @@ def test_lbfgs_closure_decreases_the_loss(backend):
 
 def _record_op_args(monkeypatch, backend="cpu", system="poisson", **kw):
     """Builds a small float64 problem and records the arguments the AL passes to
-    fluxkern.ops.block_loss (so the test follows the op's schema as the library uses it)."""
+    fluxkern.ops.block_loss (so the test follows the op's arguments as the library uses it)."""
     net, terms, _ = SYSTEMS[system](
         kw.get("form", "squared"),
         kw.get("multiplier", "pointwise"),
@@ -820,22 +821,54 @@ def _record_op_args(monkeypatch, backend="cpu", system="poisson", **kw):
     return net, al, calls
 
 
-def _op_args(call):
-    """Positional arguments of torch.ops.fluxkern.block_loss from a recorded ops.block_loss call
-    (ops.block_loss = the op's schema plus a trailing backend)."""
+def _call_args(call):
+    """The arguments of a recorded ops.block_loss call without the backend, (program, x, shift,
+    scale, weights, biases, activation, lam, mu), with fresh leaf weights and biases."""
     args, kwargs = call
-    assert not kwargs
-    args = list(args[:-1])  # drop the backend
-    args[3] = [w.detach().clone().requires_grad_(True) for w in args[3]]
-    args[4] = [b.detach().clone().requires_grad_(True) for b in args[4]]
-    return args
+    assert set(kwargs) <= {"backend"}
+    program, x, shift, scale, weights, biases, activation, lam, mu = args[:9]
+    weights = [w.detach().clone().requires_grad_(True) for w in weights]
+    biases = [b.detach().clone().requires_grad_(True) for b in biases]
+    return program, x, shift, scale, weights, biases, activation, lam, mu
+
+
+def _op_args(call):
+    """Positional arguments of torch.ops.fluxkern.block_loss from a recorded ops.block_loss call."""
+    program, *rest = _call_args(call)
+    return program.op_args(*rest)
+
+
+def test_program_packs_the_op_schema_in_order(monkeypatch):
+    """ResidualProgram.op_args puts every argument where the registered schema names it, and
+    split_op_args is its inverse."""
+    _, _, calls = _record_op_args(monkeypatch)
+    program, x, shift, scale, weights, biases, activation, lam, mu = _call_args(calls[0])
+    args = program.op_args(x, shift, scale, weights, biases, activation, lam, mu)
+    names = [a.name for a in torch.ops.fluxkern.block_loss.default._schema.arguments]
+    per_call = {"x": x, "shift": shift, "scale": scale, "weights": weights, "biases": biases}
+    per_call.update(activation=activation, lam=lam, mu=mu)
+    assert len(args) == len(names)
+    for name, arg in zip(names, args, strict=True):
+        want = per_call[name] if name in per_call else getattr(program, name)
+        assert arg is want or arg == want, name
+    back, *rest = split_op_args(args)
+    for f in ("table", "coef", "cols", "squared", "red", "n_res", "paired"):  # the op's part
+        assert getattr(back, f) is getattr(program, f), f
+    assert rest == [x, shift, scale, weights, biases, activation, lam, mu]
+
+
+def test_program_is_immutable(monkeypatch):
+    _, al, _ = _record_op_args(monkeypatch)
+    program = al._groups[0].program
+    with pytest.raises(FrozenInstanceError):
+        program.n_res = 1
 
 
 @pytest.mark.parametrize("system", ["poisson", "periodic"])
 def test_opcheck_block_loss(monkeypatch, system):
     _, _, calls = _record_op_args(monkeypatch, system=system, multiplier="global")
-    if system == "periodic":  # the paired group (paired is the op's last argument)
-        calls = [c for c in calls if c[0][-2] is True]
+    if system == "periodic":  # the paired group
+        calls = [c for c in calls if c[0][0].paired]
         assert calls
     for call in calls[:1]:
         torch.library.opcheck(torch.ops.fluxkern.block_loss.default, tuple(_op_args(call)))
@@ -854,14 +887,14 @@ def test_op_gradient_is_for_weights_and_biases_only(monkeypatch):
 
 def test_torch_compile_fullgraph_round_trip(monkeypatch):
     _, _, calls = _record_op_args(monkeypatch, form="signed")
-    args = _op_args(calls[0])
-    ws, bs = args[3], args[4]
+    program, x, shift, scale, ws, bs, activation, lam, mu = _call_args(calls[0])
     k = len(ws)
 
     def fn(*params):
-        a = list(args)
-        a[3], a[4] = list(params[:k]), list(params[k:])
-        loss, c = ops.block_loss(*a, "cpu")
+        ws_, bs_ = list(params[:k]), list(params[k:])
+        loss, c = ops.block_loss(
+            program, x, shift, scale, ws_, bs_, activation, lam, mu, backend="cpu"
+        )
         return 3.0 * loss + 0.0 * c.sum(), c
 
     torch._dynamo.reset()
@@ -879,10 +912,10 @@ def test_torch_compile_fullgraph_round_trip(monkeypatch):
 def test_fused_and_torch_twin_agree_on_the_op(monkeypatch):
     _, _, calls = _record_op_args(monkeypatch, system="navier_stokes", reduction="sum")
     for call in calls:
-        args = _op_args(call)
-        ps = args[3] + args[4]
-        l_f, c_f = ops.block_loss(*args, "cpu")
-        l_t, c_t = ops.block_loss(*args, "torch")
+        args = _call_args(call)
+        ps = args[4] + args[5]
+        l_f, c_f = ops.block_loss(*args, backend="cpu")
+        l_t, c_t = ops.block_loss(*args, backend="torch")
         assert rel_err(l_f, l_t) <= TOL64 and rel_err(c_f, c_t) <= TOL64
         for a, b in zip(torch.autograd.grad(l_f, ps), torch.autograd.grad(l_t, ps), strict=True):
             assert rel_err(a, b) <= TOL64

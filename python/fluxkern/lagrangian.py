@@ -12,6 +12,7 @@ from fluxkern import ops
 from fluxkern.blocks import MAX_RESIDUALS, Block, BoundBlock, Constraint, Objective
 from fluxkern.duals import make_rule
 from fluxkern.nn import mlp_spec
+from fluxkern.program import compile_group, forms_and_reductions
 
 __all__ = ["AugmentedLagrangian"]
 
@@ -164,38 +165,33 @@ class AugmentedLagrangian:
         spec = mlp_spec(self.model)
         pieces = [self._lam_mu(b.block) for b in g.blocks]
         mu = torch.cat([p[1] for p in pieces])
-        if g.segmented:  # lam on each block's rows, 0 elsewhere (its residuals vanish there)
-            lam = torch.zeros(g.n, g.n_res, dtype=self.dtype, device=self.device)
-            for (lam_b, _), (_, r0, r1, c0, c1) in zip(pieces, g.slices, strict=True):
+        prog = g.program
+        if prog.segmented:  # lam on each block's rows, 0 elsewhere (its residuals vanish there)
+            lam = torch.zeros(g.n, prog.n_res, dtype=self.dtype, device=self.device)
+            for (lam_b, _), (_, r0, r1, c0, c1) in zip(pieces, prog.slices, strict=True):
                 lam[r0:r1, c0:c1] = lam_b
         elif any(p[0].dim() == 2 for p in pieces):
             lam = torch.cat([p[0].expand(g.n, -1) for p in pieces], -1)
         else:
             lam = torch.cat([p[0] for p in pieces])
         loss, c = ops.block_loss(
+            g.program,
             g.x,
             spec.shift,
             spec.scale,
             spec.weights,
             spec.biases,
             spec.activation,
-            g.cols,
-            g.table,
-            g.coef,
             lam,
             mu,
-            g.squared,
-            g.red,
-            g.n_res,
-            g.paired,
-            self.backend,
+            backend=self.backend,
         )
-        return loss, {name: c[r0:r1, c0:c1] for name, r0, r1, c0, c1 in g.slices}
+        return loss, {name: c[r0:r1, c0:c1] for name, r0, r1, c0, c1 in prog.slices}
 
     def _flags(self, t: Block) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """lam, mu, squared [R] and red [R] of one block (for the torch path)."""
         lam, mu = self._lam_mu(t)
-        sq, red = _squared_red(t, self.dtype, self.device)
+        sq, red = forms_and_reductions(t, self.dtype, self.device)
         return lam, mu, sq, red
 
     def _torch_block_loss(self, b: BoundBlock) -> tuple[Tensor, Tensor]:
@@ -258,79 +254,18 @@ class AugmentedLagrangian:
         return values
 
 
-def _squared_red(t: Block, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-    """squared [R] (1 for C = r^2) and red [R] (1/N for a mean, 1 for a sum) of one block."""
-    squared = isinstance(t, Objective) or t.form == "squared"
-    sq = torch.full((t.n_res,), 1.0 if squared else 0.0, dtype=dtype, device=device)
-    red = torch.full(
-        (t.n_res,), 1.0 / t.n if t.reduction == "mean" and t.n else 1.0, dtype=dtype, device=device
-    )
-    return sq, red
-
-
 class _Group:
-    """Fused blocks evaluated by one op call: one jet over the union of their point sets.
-
-    Blocks on different point sets share the call through their coefficient columns: each
-    block's columns (and an indicator column for its monomials that have none) are zero off its
-    own rows, so its residuals vanish there and add nothing to the loss or the gradient. A paired
-    group holds blocks on one paired point set only.
+    """Fused blocks evaluated by one op call: their points x [P, d] and their residual program.
 
     Attributes:
-        slices: (name, row0, row1, col0, col1) of each block in the op's C [N, R].
+        blocks: The bound blocks, in the order of the program's residuals.
+        x: The distinct point sets of the blocks, stacked [P, d].
+        program: The compiled residual program (see :func:`fluxkern.program.compile_group`).
+        n: The rows of the op's C: points, or pairs for a paired group.
     """
 
     def __init__(self, blocks: list[BoundBlock], dtype: torch.dtype, device: torch.device):
         self.blocks = blocks
-        self.paired = blocks[0].block.paired
-        sets: list[Tensor] = []
-        seg: list[int] = []
-        for b in blocks:
-            for i, pts in enumerate(sets):
-                if pts is b.x or (pts.shape == b.x.shape and torch.equal(pts, b.x)):
-                    seg.append(i)
-                    break
-            else:
-                sets.append(b.x)
-                seg.append(len(sets) - 1)
-        starts = [0]
-        for pts in sets:
-            starts.append(starts[-1] + pts.shape[0])
-        self.x = sets[0] if len(sets) == 1 else torch.cat(sets)
+        self.x, self.program = compile_group(blocks, dtype, device)
         rows = self.x.shape[0]
-        self.n = rows // 2 if self.paired else rows
-        self.segmented = len(sets) > 1
-        tables, coefs, cols, self.slices = [], [], [], []
-        sq, red = [], []
-        c0 = k0 = 0
-        for b, s in zip(blocks, seg, strict=True):
-            t = b.table.clone()
-            t[:, 0] += c0
-            k_b = b.cols.shape[1]
-            r0, r1 = (starts[s], starts[s + 1]) if self.segmented else (0, self.n)
-            if self.segmented:
-                full = b.cols.new_zeros(rows, k_b + 1)  # [P, K_b + 1], last: the indicator
-                full[r0:r1, :k_b] = b.cols
-                full[r0:r1, k_b] = 1
-                t[:, 1] = torch.where(
-                    t[:, 1] >= 0, t[:, 1] + k0, torch.full_like(t[:, 1], k0 + k_b)
-                )
-                cols.append(full)
-                k0 += k_b + 1
-            else:
-                t[:, 1] = torch.where(t[:, 1] >= 0, t[:, 1] + k0, t[:, 1])
-                cols.append(b.cols)
-                k0 += k_b
-            tables.append(t)
-            coefs.append(b.coef)
-            self.slices.append((b.block.name, r0, r1, c0, c0 + b.block.n_res))
-            q, r = _squared_red(b.block, dtype, device)
-            sq.append(q)
-            red.append(r)
-            c0 += b.block.n_res
-        self.table = torch.cat(tables)
-        self.coef = torch.cat(coefs)
-        self.cols = torch.cat(cols, 1)
-        self.squared = torch.cat(sq)
-        self.red = torch.cat(red)
-        self.n_res = c0
+        self.n = rows // 2 if self.program.paired else rows

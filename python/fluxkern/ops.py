@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from fluxkern import _ext, reference
+from fluxkern.program import ResidualProgram, split_op_args
 
 __all__ = [
     "BACKENDS",
@@ -124,57 +125,32 @@ def mlp_jet(
 
 
 def block_loss(
+    program: ResidualProgram,
     x: Tensor,
     shift: Tensor,
     scale: Tensor,
     weights: Sequence[Tensor],
     biases: Sequence[Tensor],
     activation: str,
-    cols: Tensor,
-    table: Tensor,
-    coef: Tensor,
     lam: Tensor,
     mu: Tensor,
-    squared: Tensor,
-    red: Tensor,
-    n_res: int,
-    paired: bool,
     backend: str | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """One point block of the augmented-Lagrangian loss (fused op or torch twin).
+    """Augmented-Lagrangian loss of one fused group of point blocks (fused op or torch twin).
 
     Arguments as for :func:`fluxkern.reference.block_loss`, plus the backend.
 
     Returns:
-        The block's loss (a scalar, differentiable with respect to weights and biases) and the
+        The group's loss (a scalar, differentiable with respect to weights and biases) and the
         constraint values C [N, R].
     """
     if resolve_backend(backend, x.device) == "torch":
-        return reference.block_loss(
-            x,
-            shift,
-            scale,
-            weights,
-            biases,
-            activation,
-            cols,
-            table,
-            coef,
-            lam,
-            mu,
-            squared,
-            red,
-            n_res,
-            paired,
-        )
-    args = (x, shift, scale, list(weights), list(biases), activation, cols, table, coef, lam, mu)
-    args += (squared, red, n_res, paired)
-    params = (*weights, *biases)
-    others = (x, shift, scale, cols, table, coef, lam, mu, squared, red)
+        return reference.block_loss(program, x, shift, scale, weights, biases, activation, lam, mu)
+    args = program.op_args(x, shift, scale, weights, biases, activation, lam, mu)
     if (
         torch.compiler.is_compiling()
         or not torch.is_grad_enabled()
-        or any(t.requires_grad for t in others)
+        or any(isinstance(a, Tensor) and a.requires_grad for a in args)  # not weights, biases
     ):
         # the op with its registered autograd formula (which refuses gradients for inputs
         # other than the parameters)
@@ -183,6 +159,7 @@ def block_loss(
     # Eager fast path: the op without autograd, then its eager parameter gradients attached by
     # one small autograd.Function. Same values and gradients as the registered formula, without
     # the per-call tensor-list flattening of torch.library's autograd wrapper (~0.3 ms a call).
+    params = (*weights, *biases)
     with torch.no_grad():
         loss, c, grad_w, grad_b = torch.ops.fluxkern.block_loss(*args)
     return _AttachGradients.apply(loss, len(params), *params, *grad_w, *grad_b), c
@@ -287,57 +264,32 @@ def _register() -> None:
     def _lbfgs_direction_fake(grad, s, y, rho, sy, yy, start, count, new_row, h_diag):
         return torch.empty_like(grad, memory_format=torch.contiguous_format)
 
+    # The op's argument names, from its registered schema (for error messages and to place the
+    # gradients of weights and biases among its positional arguments).
+    arg_names = [a.name for a in torch.ops.fluxkern.block_loss.default._schema.arguments]
+    params_at = (arg_names.index("weights"), arg_names.index("biases"))
+
     @torch.library.register_fake("fluxkern::block_loss")
-    def _block_loss_fake(
-        x,
-        shift,
-        scale,
-        weights,
-        biases,
-        activation,
-        cols,
-        table,
-        coef,
-        lam,
-        mu,
-        squared,
-        red,
-        n_res,
-        paired,
-    ):
-        n = x.shape[0] // 2 if paired else x.shape[0]
+    def _block_loss_fake(*args):
+        program, x, _, _, weights, biases, _, _, _ = split_op_args(args)
+        n = x.shape[0] // 2 if program.paired else x.shape[0]
         return (
             x.new_empty(()),
-            x.new_empty(n, n_res),
+            x.new_empty(n, program.n_res),
             [torch.empty_like(w, memory_format=torch.contiguous_format) for w in weights],
             [torch.empty_like(b) for b in biases],
         )
 
     def _setup_block(ctx, inputs, output):
-        ctx.n_layers = len(inputs[3])
+        ctx.n_layers = len(output[2])
         ctx.save_for_backward(*output[2], *output[3])
         ctx.mark_non_differentiable(output[1])
         ctx.set_materialize_grads(False)
         # inputs other than weights and biases get no gradient: say so instead of returning 0
-        names = (
-            "x",
-            "shift",
-            "scale",
-            None,
-            None,
-            None,
-            "cols",
-            "table",
-            "coef",
-            "lam",
-            "mu",
-            "squared",
-            "red",
-        )
         ctx.no_grad_for = [
             n
-            for n, t in zip(names, inputs, strict=False)
-            if n is not None and isinstance(t, Tensor) and t.requires_grad
+            for n, t in zip(arg_names, inputs, strict=True)
+            if isinstance(t, Tensor) and t.requires_grad
         ]
 
     def _block_backward(ctx, grad_loss, _grad_c, _gw, _gb):
@@ -347,12 +299,13 @@ def _register() -> None:
                 f"only; got inputs that require grad: {', '.join(ctx.no_grad_for)}. Use "
                 "backend='torch' for other gradients."
             )
-        saved = ctx.saved_tensors
+        grads: list[Any] = [None] * len(arg_names)
         if grad_loss is None:
-            return (None,) * 15
-        gw = [grad_loss * g for g in saved[: ctx.n_layers]]
-        gb = [grad_loss * g for g in saved[ctx.n_layers :]]
-        return (None, None, None, gw, gb) + (None,) * 10
+            return tuple(grads)
+        saved = ctx.saved_tensors
+        grads[params_at[0]] = [grad_loss * g for g in saved[: ctx.n_layers]]
+        grads[params_at[1]] = [grad_loss * g for g in saved[ctx.n_layers :]]
+        return tuple(grads)
 
     torch.library.register_autograd(
         "fluxkern::block_loss", _block_backward, setup_context=_setup_block

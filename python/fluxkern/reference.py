@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from fluxkern.program import ResidualProgram
+
 __all__ = [
     "ACTIVATIONS",
     "activation_and_derivative",
@@ -98,44 +100,34 @@ def mlp_jet(
 
 
 def block_loss(
+    program: ResidualProgram,
     x: Tensor,
     shift: Tensor,
     scale: Tensor,
     weights: Sequence[Tensor],
     biases: Sequence[Tensor],
     activation: str,
-    cols: Tensor,
-    table: Tensor,
-    coef: Tensor,
     lam: Tensor,
     mu: Tensor,
-    squared: Tensor,
-    red: Tensor,
-    n_res: int,
-    paired: bool,
 ) -> tuple[Tensor, Tensor]:
-    """Augmented-Lagrangian loss of the blocks on one point set, in plain torch (fused op's twin).
+    """Augmented-Lagrangian loss of one fused group, in plain torch (the fused op's twin).
 
     L = sum over points and residuals i of red_i (lam_i C_i + mu_i / 2 C_i^2), C_i = r_i^2 where
-    squared_i is 1, else r_i. An objective is lam = w, mu = 0, squared = 1.
+    squared_i is 1, else r_i (see :mod:`fluxkern.program` for the residuals and the table).
 
     Args:
-        x: Points [P, d]; for a paired block P = 2N and x = cat(a, b).
+        program: The group's residual program (table, coefficients, columns, forms, reductions,
+            residual count, pairing).
+        x: Points [P, d]; for a paired program P = 2N and x = cat(a, b).
         shift, scale, weights, biases, activation: The MLP, as for :func:`mlp_jet`.
-        cols: Per-point coefficient columns [P, K].
-        table: Monomial table [M, 5] int32: residual, coefficient column (-1: none), and three
-            field indices (-1: none; f < m: y_f; else element f - m of the row-major [m, d] J).
-        coef: Monomial coefficients [M].
         lam: Multipliers [N, R] (pointwise) or [R] (global).
         mu: Penalties [R].
-        squared: [R], 1 for C = r^2, 0 for C = r.
-        red: [R], the reduction factor: 1 / N for a "mean" block, 1 for "sum".
-        n_res: Number of residual expressions R.
-        paired: r = e(a) - e(b) over N pairs.
 
     Returns:
         The loss (a scalar) and C [N, R] (detached).
     """
+    cols, table, coef = program.cols, program.table, program.coef
+    squared, red, n_res, paired = program.squared, program.red, program.n_res, program.paired
     y, jac = mlp_jet(x, shift, scale, weights, biases, activation)
     p, m = y.shape
     fields = torch.cat(

@@ -18,55 +18,23 @@ namespace fluxkern {
 namespace FK_CPU_VARIANT {
 namespace {
 
-// One 32-byte vector of T: ymm registers with AVX2, pairs of xmm without.
-template <typename T>
-struct LbVec;
-template <>
-struct LbVec<double> {
-  typedef double type __attribute__((vector_size(32)));
-};
-template <>
-struct LbVec<float> {
-  typedef float type __attribute__((vector_size(32)));
-};
-template <typename T>
-using lbvec_t = typename LbVec<T>::type;
-template <typename T>
-constexpr int64_t kLbLanes = 32 / sizeof(T);
-
-template <typename T>
-inline __attribute__((always_inline)) lbvec_t<T> lb_load(const T* p) {
-  lbvec_t<T> v;
-  __builtin_memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-template <typename T>
-inline __attribute__((always_inline)) void lb_store(T* p, lbvec_t<T> v) {
-  __builtin_memcpy(p, &v, sizeof(v));
-}
-
-template <typename T>
-inline __attribute__((always_inline)) T lb_hsum(lbvec_t<T> v) {
-  T s = T(0);
-  for (int64_t i = 0; i < kLbLanes<T>; ++i) s += v[i];
-  return s;
-}
+#define FK_TILE_INLINE inline __attribute__((always_inline))
+#include "kernels/cpu_vec_impl.h"  // vec_t, kLanes, vload, vstore, hsum
 
 // out[j] = a_j . b_j for the N (a_j, b_j) pairs, in one pass over p elements.
 template <typename T, int N>
 void dots(int64_t p, const T* const (&a)[N], const T* const (&b)[N], T (&out)[N]) {
-  using V = lbvec_t<T>;
-  constexpr int64_t L = kLbLanes<T>;
+  using V = vec_t<T>;
+  constexpr int64_t L = kLanes<T>;
   V acc[N] = {};
   int64_t k = 0;
   for (; k + L <= p; k += L) {
 #pragma GCC unroll 8
-    for (int j = 0; j < N; ++j) acc[j] += lb_load(a[j] + k) * lb_load(b[j] + k);
+    for (int j = 0; j < N; ++j) acc[j] += vload(a[j] + k) * vload(b[j] + k);
   }
 #pragma GCC unroll 8
   for (int j = 0; j < N; ++j) {
-    T sum = lb_hsum<T>(acc[j]);
+    T sum = hsum<T>(acc[j]);
     for (int64_t r = k; r < p; ++r) sum += a[j][r] * b[j][r];
     out[j] = sum;
   }
@@ -76,12 +44,12 @@ void dots(int64_t p, const T* const (&a)[N], const T* const (&b)[N], T (&out)[N]
 template <typename T>
 void axpy4(int64_t p, const T* __restrict__ u0, T c0, const T* __restrict__ u1, T c1,
            const T* __restrict__ u2, T c2, const T* __restrict__ u3, T c3, T* __restrict__ d) {
-  using V = lbvec_t<T>;
-  constexpr int64_t L = kLbLanes<T>;
+  using V = vec_t<T>;
+  constexpr int64_t L = kLanes<T>;
   int64_t k = 0;
   for (; k + L <= p; k += L) {
-    lb_store(d + k, lb_load(d + k) + c0 * lb_load(u0 + k) + c1 * lb_load(u1 + k) +
-                        c2 * lb_load(u2 + k) + c3 * lb_load(u3 + k));
+    vstore(d + k, vload(d + k) + c0 * vload(u0 + k) + c1 * vload(u1 + k) + c2 * vload(u2 + k) +
+                      c3 * vload(u3 + k));
   }
   for (; k < p; ++k) d[k] += c0 * u0[k] + c1 * u1[k] + c2 * u2[k] + c3 * u3[k];
 }

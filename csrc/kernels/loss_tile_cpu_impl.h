@@ -15,40 +15,7 @@ namespace {
 
 #define FK_TILE_INLINE inline __attribute__((always_inline))
 
-// One 32-byte vector of T (4 doubles or 8 floats): ymm registers with AVX2, pairs of xmm without.
-template <typename T>
-struct Vec32;
-template <>
-struct Vec32<double> {
-  typedef double type __attribute__((vector_size(32)));
-};
-template <>
-struct Vec32<float> {
-  typedef float type __attribute__((vector_size(32)));
-};
-template <typename T>
-using vec_t = typename Vec32<T>::type;
-template <typename T>
-constexpr int64_t kLanes = 32 / sizeof(T);
-
-template <typename T>
-FK_TILE_INLINE vec_t<T> vload(const T* p) {
-  vec_t<T> v;
-  __builtin_memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-template <typename T>
-FK_TILE_INLINE void vstore(T* p, vec_t<T> v) {
-  __builtin_memcpy(p, &v, sizeof(v));
-}
-
-template <typename T>
-FK_TILE_INLINE T hsum(vec_t<T> v) {
-  T s = T(0);
-  for (int64_t i = 0; i < kLanes<T>; ++i) s += v[i];
-  return s;
-}
+#include "kernels/cpu_vec_impl.h"  // vec_t, kLanes, vload, vstore, hsum
 
 // C[i, 0:NR lanes-vectors] (+)= sum_k a(i, k) B[k, :] for i < MR, where a(i, k) = a[i * as + k *
 // ak]: an MR x NR block of vector accumulators held in registers over the whole k loop.

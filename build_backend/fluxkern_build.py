@@ -11,8 +11,12 @@ to the user's torch. This backend wraps ``scikit_build_core.build`` and changes 
   ``PYTHONPATH`` (a ``sitecustomize`` that hides site-packages) and ``PYTHONNOUSERSITE``; the
   target's torch is read by a subprocess of the same interpreter without those two variables.
   Without torch there, the build stops with one message: install torch first.
-* ``build_wheel`` / ``build_editable`` load the built extension with the target's torch (in a
-  subprocess) and fail the build, with the loader's message, when it does not load.
+* ``build_wheel`` / ``build_editable`` stop with the same message when the building Python has no
+  torch (``--no-build-isolation`` without torch), compile under pip's isolation in a fresh
+  temporary build folder (the build environment, and so torch's paths, are new every time; the
+  ``build/`` of a development install is left alone) unless ``-C build-dir=...`` is given, then
+  load the built extension with the target's torch (in a subprocess) and fail the build, with the
+  loader's message, when it does not load.
 
 Environment variables:
     FLUXKERN_BUILD_TORCH: a requirement (e.g. ``torch==2.13.0+cpu``) used instead of the
@@ -30,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
@@ -186,15 +191,33 @@ def _check_loads(wheel_path: str) -> None:
     )
 
 
+def _build(
+    build: Callable[[str, ConfigSettings, str | None], str],
+    wheel_directory: str,
+    config_settings: ConfigSettings,
+    metadata_directory: str | None,
+) -> str:
+    """Runs scikit-build-core's ``build`` (wheel or editable), then the load check."""
+    try:
+        metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        sys.exit(_NO_TORCH.format(python=sys.executable, env=TORCH_ENV))
+    settings = dict(config_settings or {})
+    with tempfile.TemporaryDirectory(prefix="fluxkern-build-") as tmp:
+        if _pip_isolated() and not any(k.endswith("build-dir") for k in settings):
+            settings["build-dir"] = tmp
+        name = build(wheel_directory, settings, metadata_directory)
+    _check_loads(os.path.join(wheel_directory, name))
+    return name
+
+
 def build_wheel(
     wheel_directory: str,
     config_settings: ConfigSettings = None,
     metadata_directory: str | None = None,
 ) -> str:
-    """scikit-build-core's wheel, then the load check."""
-    name = _skbuild.build_wheel(wheel_directory, config_settings, metadata_directory)
-    _check_loads(os.path.join(wheel_directory, name))
-    return name
+    """scikit-build-core's wheel, built against the target's torch and checked to load with it."""
+    return _build(_skbuild.build_wheel, wheel_directory, config_settings, metadata_directory)
 
 
 def build_editable(
@@ -202,10 +225,8 @@ def build_editable(
     config_settings: ConfigSettings = None,
     metadata_directory: str | None = None,
 ) -> str:
-    """scikit-build-core's editable wheel, then the load check."""
-    name = _skbuild.build_editable(wheel_directory, config_settings, metadata_directory)
-    _check_loads(os.path.join(wheel_directory, name))
-    return name
+    """scikit-build-core's editable wheel, built and checked like :func:`build_wheel`."""
+    return _build(_skbuild.build_editable, wheel_directory, config_settings, metadata_directory)
 
 
 if hasattr(_skbuild, "prepare_metadata_for_build_wheel"):

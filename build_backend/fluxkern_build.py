@@ -14,7 +14,8 @@ to the user's torch. This backend wraps ``scikit_build_core.build`` and changes 
 * ``build_wheel`` / ``build_editable`` stop with the same message when the building Python has no
   torch (``--no-build-isolation`` without torch), compile under pip's isolation in a fresh
   temporary build folder (the build environment, and so torch's paths, are new every time; the
-  ``build/`` of a development install is left alone) unless ``-C build-dir=...`` is given, then
+  ``build/`` of a development install is left alone) unless ``-C build-dir=...`` is given, and
+  point CMake at the build environment's torch (``Torch_DIR``), then
   load the built extension with the target's torch (in a subprocess) and fail the build, with the
   loader's message, when it does not load.
 
@@ -28,6 +29,7 @@ Environment variables:
 from __future__ import annotations
 
 import importlib.machinery
+import importlib.util
 import json
 import os
 import subprocess
@@ -191,6 +193,14 @@ def _check_loads(wheel_path: str) -> None:
     )
 
 
+def _torch_cmake_dir() -> str:
+    """The folder of TorchConfig.cmake of the torch this Python would import (not imported)."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit(_NO_TORCH.format(python=sys.executable, env=TORCH_ENV))
+    return os.path.join(list(spec.submodule_search_locations)[0], "share", "cmake", "Torch")
+
+
 def _build(
     build: Callable[[str, ConfigSettings, str | None], str],
     wheel_directory: str,
@@ -204,8 +214,14 @@ def _build(
         sys.exit(_NO_TORCH.format(python=sys.executable, env=TORCH_ENV))
     settings = dict(config_settings or {})
     with tempfile.TemporaryDirectory(prefix="fluxkern-build-") as tmp:
-        if _pip_isolated() and not any(k.endswith("build-dir") for k in settings):
-            settings["build-dir"] = tmp
+        if _pip_isolated():
+            if not any(k.endswith("build-dir") for k in settings):
+                settings["build-dir"] = tmp
+            # scikit-build-core puts the target's site-packages on CMAKE_PREFIX_PATH too, ahead of
+            # the build env's, so CMake would take torch's headers from the target's torch and its
+            # libraries from the build env's (the same version, but two copies): name one.
+            if not any(k.endswith("define.Torch_DIR") for k in settings):
+                settings["cmake.define.Torch_DIR"] = _torch_cmake_dir()
         name = build(wheel_directory, settings, metadata_directory)
     _check_loads(os.path.join(wheel_directory, name))
     return name

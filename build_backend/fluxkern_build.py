@@ -58,8 +58,8 @@ _NO_TORCH = (
     "fluxkern: torch is not installed in the Python that fluxkern is being installed into\n"
     "({python}).\nfluxkern's compiled extension must be built against that torch: install torch "
     "first, then fluxkern, e.g.\n"
-    "    pip install torch --index-url https://download.pytorch.org/whl/cpu   # CPU-only\n"
-    "    pip install .\n"
+    "    pip install torch --index-url https://download.pytorch.org/whl/cpu   # CPU only\n"
+    "    pip install . --extra-index-url https://download.pytorch.org/whl/cpu\n"
     "(README.md, section Install). With a frontend other than pip, build with its no-isolation "
     "option or set {env}=torch==<version>."
 )

@@ -3,6 +3,7 @@
 #   make test    setup, then the whole test suite
 #   make demo    setup, then the main job
 #   make lint    ruff and clang-format checks
+#   make install-check   pip install . and pip install --no-build-isolation . into fresh venvs
 PYTHON ?= python3
 VENV ?= .venv
 VPY := $(VENV)/bin/python
@@ -12,10 +13,10 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 DEPS := scikit-build-core pybind11 numpy scipy matplotlib pytest expecttest ninja ruff clang-format
 SOURCES := $(shell find csrc python -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' \)) \
-           CMakeLists.txt pyproject.toml
+           CMakeLists.txt pyproject.toml build_backend/fluxkern_build.py
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench bench-jet bench-loss problems lint format clean
+.PHONY: setup test demo bench bench-jet bench-loss problems lint format clean install-check
 
 setup: $(VENV)/.fluxkern-built
 
@@ -82,14 +83,20 @@ problems: setup
 	$(VPY) bench/run_problems.py
 
 lint: setup
-	$(VENV)/bin/ruff check python tests bench
-	$(VENV)/bin/ruff format --check python tests bench
+	$(VENV)/bin/ruff check python tests bench build_backend
+	$(VENV)/bin/ruff format --check python tests bench build_backend
 	$(VENV)/bin/clang-format --dry-run -Werror $$(find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh')
 
 format: setup
-	$(VENV)/bin/ruff format python tests bench
-	$(VENV)/bin/ruff check --fix python tests bench
+	$(VENV)/bin/ruff format python tests bench build_backend
+	$(VENV)/bin/ruff check --fix python tests bench build_backend
 	$(VENV)/bin/clang-format -i $$(find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh')
+
+# The two installs of README.md (section Install) into fresh venvs with the CPU torch, from a clean
+# copy of the tree, each compiling from scratch (about 10 minutes on 2 cores; tests/install_check.sh).
+install-check:
+	PYTHON="$(PYTHON)" TORCH_SPEC="$(TORCH_SPEC)" TORCH_PIP_ARGS="$(TORCH_PIP_ARGS)" \
+	  bash tests/install_check.sh
 
 clean:
 	rm -rf build build-cuda build-bench

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fluxkern import geometry, optim, problems
-from fluxkern._ext import build_info
+from fluxkern._ext import ExtensionLoadWarning, build_info
 from fluxkern.api import backends, jet
 from fluxkern.blocks import Constraint, Objective
 from fluxkern.expr import cos, data, exp, inputs, outputs, sin, tanh
@@ -29,6 +29,7 @@ __all__ = [
     "MLP",
     "AugmentedLagrangian",
     "Constraint",
+    "ExtensionLoadWarning",
     "Objective",
     "Sample",
     "Sin",

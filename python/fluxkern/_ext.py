@@ -1,21 +1,63 @@
-"""Loads the compiled extension, if it was built, and reports what it offers."""
+"""Loads the compiled extension, if it was built, and reports what it offers.
+
+Without a compiled file (a pure-torch install) fluxkern is silent and runs on the pure-torch
+backend. A compiled file that exists but does not load (built against another torch, another
+Python, or damaged) gives one :class:`ExtensionLoadWarning` at import, with the loader's message
+and how to rebuild; ``fluxkern.backends()`` is then ``["torch"]``.
+"""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import warnings
 from typing import Any
 
 import torch
 
-__all__ = ["available", "build_info", "load_error", "has_cuda_kernels", "module"]
+__all__ = [
+    "ExtensionLoadWarning",
+    "available",
+    "build_info",
+    "has_cuda_kernels",
+    "load_error",
+    "module",
+]
+
+
+class ExtensionLoadWarning(RuntimeWarning):
+    """fluxkern's compiled extension exists but did not load; the pure-torch backend is used."""
+
+
+REBUILD_HINT = (
+    "rebuild it against this torch from the source tree: `pip install --no-build-isolation -e .` "
+    "(development) or `pip install .` (README.md, section Install)"
+)
 
 _module: Any = None
 _error: str | None = None
 
-try:  # torch must be imported first: the extension links against libtorch.
-    _module = importlib.import_module("fluxkern._C")
-except ImportError as exc:  # pragma: no cover - exercised only without a build
-    _error = f"{type(exc).__name__}: {exc}"
+
+def _load() -> tuple[Any, str | None]:
+    """Imports ``fluxkern._C``: (module, None), or (None, why) when it is absent or broken."""
+    spec = importlib.util.find_spec("fluxkern._C")
+    if spec is None:  # no compiled file: a pure-torch install, silently
+        return None, "ModuleNotFoundError: fluxkern._C is not built (pure-torch install)"
+    try:  # torch is imported first (above): the extension links against libtorch.
+        return importlib.import_module("fluxkern._C"), None
+    except Exception as exc:  # ImportError from the loader; anything its initialisation raises
+        error = f"{type(exc).__name__}: {exc}"
+    warnings.warn(
+        f"fluxkern: the compiled extension {spec.origin} did not load with torch "
+        f"{torch.__version__} ({error}). The fused 'cpu'/'cuda' backends are off and every op "
+        f"runs on the slower pure-torch backend; {REBUILD_HINT}.",
+        ExtensionLoadWarning,
+        stacklevel=2,
+    )
+    return None, error
+
+
+_module, _error = _load()
 
 
 def available() -> bool:

@@ -85,7 +85,7 @@ def resolve_backend(backend: str | None, device: torch.device) -> str:
         raise ValueError(f"backend {backend!r} cannot run tensors on device {device}")
     if backend not in have:
         if not _ext.available():
-            why = f"the fluxkern extension is not built ({_ext.load_error()})"
+            why = f"the fluxkern extension is not loaded ({_ext.load_error()})"
         elif device.type == "cuda" and not _ext.has_cuda_kernels():
             why = "this fluxkern build has no CUDA kernels (it was compiled without CUDA)"
         else:

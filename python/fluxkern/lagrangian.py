@@ -71,18 +71,20 @@ class AugmentedLagrangian:
         Global multipliers (one per residual) and their penalties and statistics carry over.
         Pointwise multipliers belong to the old points, so they are meaningless on new ones:
         pointwise="reset" starts them (with their penalties and statistics) anew, as at
-        construction; pointwise="error" refuses.
+        construction; pointwise="error" refuses; pointwise="keep" keeps them (for the same points
+        drawn again, e.g. when a resumed run redraws the points its multipliers were saved on).
 
         Args:
             terms: The new Objective and Constraint blocks.
-            pointwise: "reset" or "error" (what happens to pointwise multipliers).
+            pointwise: "reset", "error" or "keep" (what happens to pointwise multipliers).
 
         Raises:
             ValueError: The blocks do not match the old ones, or pointwise="error" and a
-                constraint has pointwise multipliers (nothing is changed then).
+                constraint has pointwise multipliers, or pointwise="keep" and a constraint's
+                number of points changed (nothing is changed then).
         """
-        if pointwise not in ("reset", "error"):
-            raise ValueError(f"pointwise must be 'reset' or 'error'; got {pointwise!r}")
+        if pointwise not in ("reset", "error", "keep"):
+            raise ValueError(f"pointwise must be 'reset', 'error' or 'keep'; got {pointwise!r}")
         _check_terms(terms)
         old = {t.name: t for t in self.terms}
         if sorted(old) != sorted(t.name for t in terms):
@@ -96,11 +98,14 @@ class AugmentedLagrangian:
                 raise ValueError(
                     f"{t.name} has pointwise multipliers, which do not carry over to new points"
                 )
+            if pointwise == "keep" and getattr(t, "multiplier", None) == "pointwise":
+                if t.n != o.n:
+                    raise ValueError(f"{t.name}: {t.n} points, not {o.n}; cannot keep lambda")
         d, m = self._dims
         self.terms = list(terms)
         self.bound = {t.name: t.bind(d, m, self.dtype, self.device) for t in self.terms}
         for t in self.terms:
-            if isinstance(t, Constraint) and t.multiplier == "pointwise":
+            if isinstance(t, Constraint) and t.multiplier == "pointwise" and pointwise != "keep":
                 self._state[t.name] = self._init_state(t)
         self._build_groups()
 

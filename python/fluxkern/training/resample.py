@@ -18,7 +18,7 @@ class Resample(Callback):
     """Redraws the points every `every` epochs, on the schedule of a
     :class:`fluxkern.geometry.Resampler`: after epoch e (e divisible by `every`) the loss uses
     the draw of seed ``trainer.seed + e // every``, so a run is deterministic and a resumed one
-    continues on the draw it had (on_start redraws it).
+    continues on the draw it had (on_start redraws it, keeping the restored multipliers).
 
     With an AugmentedLagrangian the new blocks replace the old ones through
     :meth:`AugmentedLagrangian.set_terms`: global multipliers carry over; pointwise ones (the
@@ -69,19 +69,19 @@ class Resample(Callback):
         sampler = self.sampler or self._default_sampler(trainer)
         self.resampler = Resampler(sampler, self.every, seed=trainer.seed)
         if trainer.epoch >= self.every:  # a resumed run: the draw it trained on
-            self._redraw(trainer, trainer.epoch, reset_optimizer=False)
+            self._redraw(trainer, trainer.epoch, reset_optimizer=False, pointwise="keep")
 
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> bool | None:
         assert self.resampler is not None
         if self.resampler.redraws_at(record.epoch):
-            self._redraw(trainer, record.epoch, self.reset_optimizer)
+            self._redraw(trainer, record.epoch, self.reset_optimizer, self.pointwise)
         return None
 
-    def _redraw(self, trainer: Trainer, epoch: int, reset_optimizer: bool) -> None:
+    def _redraw(self, trainer: Trainer, epoch: int, reset_optimizer: bool, pointwise: str) -> None:
         assert self.resampler is not None
         new = self.resampler.points(epoch)
         if isinstance(trainer.al, AugmentedLagrangian):
-            trainer.al.set_terms(new, pointwise=self.pointwise)
+            trainer.al.set_terms(new, pointwise=pointwise)
         else:
             trainer.set_loss(new)
         if reset_optimizer:

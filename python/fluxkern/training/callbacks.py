@@ -16,7 +16,7 @@ from torch import nn
 
 from fluxkern.runfiles import atomic_save
 from fluxkern.training.history import EpochRecord
-from fluxkern.training.trainer import Trainer
+from fluxkern.training.trainer import StopTraining, Trainer
 
 __all__ = [
     "CSVLogger",
@@ -28,13 +28,6 @@ __all__ = [
     "StopTraining",
     "TimeBudget",
 ]
-
-
-class StopTraining(Exception):
-    """Raised by a callback's on_epoch_end to end the run after the epoch (like returning True).
-
-    Its message, if any, becomes the trainer's stop_reason.
-    """
 
 
 class Callback:

@@ -17,11 +17,18 @@ from fluxkern.training.history import EpochRecord, History
 if TYPE_CHECKING:
     from fluxkern.training.callbacks import Callback
 
-__all__ = ["NonFiniteLossError", "Trainer"]
+__all__ = ["NonFiniteLossError", "StopTraining", "Trainer"]
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class StopTraining(Exception):
+    """Raised by a callback's on_epoch_end to end the run after the epoch (like returning True).
+
+    Its message, if any, becomes the trainer's stop_reason.
+    """
 
 
 class Trainer:
@@ -158,8 +165,6 @@ class Trainer:
         Returns:
             The history.
         """
-        from fluxkern.training.callbacks import StopTraining
-
         cbs = list(callbacks)
         self.target_epochs, self.stopped, self.stop_reason = epochs, False, None
         self._t0 = time.perf_counter()

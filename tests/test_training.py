@@ -211,6 +211,33 @@ def test_resample_through_solve_and_resume_gives_the_uninterrupted_run(tmp_path)
     assert os.path.isfile(os.path.join(part, "checkpoint.pt"))
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_resume_from_a_checkpoint_written_before_a_redraw(tmp_path, optimizer):
+    common = dict(progress=False, plots=False, optimizer=optimizer, checkpoint_every=2)
+    full = fluxkern.solve(
+        small_poisson(), epochs=6, out=str(tmp_path / "full"), callbacks=[Resample(2)], **common
+    )
+
+    def interrupt_at_five(epoch, model):
+        if epoch == 5:
+            raise KeyboardInterrupt
+
+    part = str(tmp_path / "part")
+    with pytest.raises(solver.InterruptedRun, match=r"the last checkpoint \(epoch 4\)"):
+        fluxkern.solve(
+            small_poisson(),
+            epochs=6,
+            out=part,
+            callbacks=[Resample(2)],
+            callback=interrupt_at_five,
+            **common,
+        )
+    resumed = fluxkern.solve(
+        small_poisson(), epochs=6, out=part, resume=True, callbacks=[Resample(2)], **common
+    )
+    assert resumed["final_loss"] == full["final_loss"]
+
+
 def test_set_terms_refuses_blocks_of_another_kind():
     trainer = trainer_for()
     terms = trainer.problem.flux_terms(1, torch.float64, torch.device("cpu"))

@@ -69,7 +69,15 @@ class Resample(Callback):
         sampler = self.sampler or self._default_sampler(trainer)
         self.resampler = Resampler(sampler, self.every, seed=trainer.seed)
         if trainer.epoch >= self.every:  # a resumed run: the draw it trained on
-            self._redraw(trainer, trainer.epoch, reset_optimizer=False, pointwise="keep")
+            # At a redraw epoch the checkpoint may predate the redraw (Checkpoint ran first):
+            # redraw as the run did then; the resets are idempotent if it did not.
+            at_redraw = self.resampler.redraws_at(trainer.epoch)
+            self._redraw(
+                trainer,
+                trainer.epoch,
+                reset_optimizer=at_redraw and self.reset_optimizer,
+                pointwise=self.pointwise if at_redraw else "keep",
+            )
 
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> bool | None:
         assert self.resampler is not None

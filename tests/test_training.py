@@ -223,7 +223,7 @@ def test_resume_from_a_checkpoint_written_before_a_redraw(tmp_path, optimizer):
             raise KeyboardInterrupt
 
     part = str(tmp_path / "part")
-    with pytest.raises(solver.InterruptedRun, match=r"the last checkpoint \(epoch 4\)"):
+    with pytest.raises(solver.InterruptedRun, match=r"epoch 5; the last checkpoint \(epoch 4\)"):
         fluxkern.solve(
             small_poisson(),
             epochs=6,

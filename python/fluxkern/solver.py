@@ -343,7 +343,7 @@ def _fit(
             if ckpt is not None and ckpt.last_epoch is not None
             else "no checkpoint was written yet"
         )
-        raise InterruptedRun(f"interrupted in epoch {trainer.epoch + 1}; {where}") from None
+        raise InterruptedRun(f"interrupted in epoch {trainer.current_epoch}; {where}") from None
 
 
 def _run(problem: Problem, opts: SolveOptions, callbacks: list[Callback]) -> dict[str, Any]:

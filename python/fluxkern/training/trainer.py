@@ -51,6 +51,7 @@ class Trainer:
     Attributes:
         history: The records of the epochs run (also those before a resume).
         epoch: Epochs completed.
+        current_epoch: The epoch being run, or whose callbacks run (epoch + 1 between epochs).
         target_epochs: The epochs the current or last fit() asked for.
         stopped: Whether a callback ended the last fit() early.
         stop_reason: Why (a StopTraining message or the callback's class name), or None.
@@ -73,7 +74,7 @@ class Trainer:
         self.params = list(model.parameters())
         self.uses_closure = isinstance(optimizer, (LBFGS, torch.optim.LBFGS))
         self.history = History()
-        self.epoch, self.target_epochs = 0, 0
+        self.epoch, self.target_epochs, self.current_epoch = 0, 0, 1
         self.stopped, self.stop_reason = False, None
         self.elapsed_before = 0.0
         self._t0: float | None = None
@@ -167,11 +168,12 @@ class Trainer:
         """
         cbs = list(callbacks)
         self.target_epochs, self.stopped, self.stop_reason = epochs, False, None
-        self._t0 = time.perf_counter()
+        self._t0, self.current_epoch = time.perf_counter(), self.epoch + 1
         try:
             for cb in cbs:
                 cb.on_start(self)
             while self.epoch < epochs and not self.stopped:
+                self.current_epoch = self.epoch + 1
                 record = self.step()
                 for cb in cbs:
                     try:

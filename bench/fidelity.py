@@ -8,7 +8,7 @@ For one benchmark problem and several seeds this script runs
   flux-form loss in plain PyTorch autograd on a copy of the same initial network and the same
   points and multipliers, one ``torch.optim.LBFGS`` (lr 1, max_iter 20, history 100, strong
   Wolfe) kept for the whole run, one ``step(closure)`` then one dual update (the same rule) per
-  epoch, which is what ``fluxkern.solve`` does per epoch (solver.py, ``_run``),
+  epoch, which is what ``fluxkern.solve`` does per epoch (``fluxkern.training.Trainer.step``),
 
 and records every ``--every`` epochs the problem's errors on its evaluation grid
 (``problem.eval_grid``, ``fluxkern.solver.predict``, ``problem.errors``) for both. Where the
@@ -114,7 +114,7 @@ def make_case(name: str, seed: int, dtype: torch.dtype, device: str = "cpu") -> 
     """The problem as ``fluxkern.solve(name, seed=seed, dtype=dtype)`` builds it.
 
     problem_steps.make_case with the seed chosen: torch.manual_seed(seed), the network of
-    solver.build_model, then problem.flux_terms(seed, ...), in solver._run's order.
+    solver.build_model, then problem.flux_terms(seed, ...), in solver.make_trainer's order.
 
     Args:
         name: A registered problem.

@@ -61,7 +61,7 @@ __all__ = [
     "time_eval",
 ]
 
-# torch.optim.LBFGS settings of fluxkern.solver (solver.py, _run): lr is the run's lr or 1.
+# torch.optim.LBFGS settings of fluxkern.solver (solver.py, make_trainer): lr is the run's lr or 1.
 LBFGS_SETTINGS: dict[str, Any] = {
     "max_iter": 20,
     "history_size": 100,
@@ -170,7 +170,7 @@ def make_case(name: str, dtype: torch.dtype, device: str = "cpu") -> ProblemCase
     problem = fk.problems.get(name)
     options = solver._make_options(problem, {"dtype": str(dtype).replace("torch.", "")})
     dev = torch.device(device)
-    torch.manual_seed(options.seed)  # as solver._run: the seed, then the model, then the points
+    torch.manual_seed(options.seed)  # as solver.make_trainer: seed, model, points
     model = solver.build_model(problem, "flux", dtype, dev)
     terms = problem.flux_terms(options.seed, dtype, dev)
     sets: list[Tensor] = []

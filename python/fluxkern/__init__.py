@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fluxkern import geometry, optim, problems
+from fluxkern import geometry, optim, problems, training
 from fluxkern._ext import ExtensionLoadWarning, build_info
 from fluxkern.api import backends, jet
 from fluxkern.blocks import Constraint, Objective
@@ -22,17 +22,43 @@ from fluxkern.settings import (
     set_matmul_precision,
 )
 from fluxkern.solver import solve
+from fluxkern.training import (
+    Callback,
+    Checkpoint,
+    CSVLogger,
+    EarlyStopping,
+    EpochFunction,
+    EpochRecord,
+    History,
+    Progress,
+    Resample,
+    StopTraining,
+    TimeBudget,
+    Trainer,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "MLP",
     "AugmentedLagrangian",
+    "CSVLogger",
+    "Callback",
+    "Checkpoint",
     "Constraint",
+    "EarlyStopping",
+    "EpochFunction",
+    "EpochRecord",
     "ExtensionLoadWarning",
+    "History",
     "Objective",
+    "Progress",
+    "Resample",
     "Sample",
     "Sin",
+    "StopTraining",
+    "TimeBudget",
+    "Trainer",
     "__version__",
     "backends",
     "build_info",
@@ -58,4 +84,5 @@ __all__ = [
     "set_matmul_precision",
     "sin",
     "tanh",
+    "training",
 ]

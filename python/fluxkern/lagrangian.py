@@ -48,25 +48,65 @@ class AugmentedLagrangian:
         self.backend = ops.resolve_backend(backend, self.device)
         self.rule = make_rule(dual, **dual_options)
         self.dual = dual
-        for t in terms:
-            if not isinstance(t, (Objective, Constraint)):
-                raise TypeError(f"terms must be Objective or Constraint, got {type(t).__name__}")
-        names = [t.name for t in terms]
-        if len(set(names)) != len(names):
-            raise ValueError(f"block names must be unique, got {names}")
-        if not any(isinstance(t, (Objective, Constraint)) for t in terms):
-            raise ValueError("give at least one Objective or Constraint")
+        self._dims = (d, m)
+        _check_terms(terms)
         self.terms = list(terms)
         self.bound: dict[str, BoundBlock] = {}
         self._state: dict[str, dict[str, Any]] = {}
         for t in self.terms:
             self.bound[t.name] = t.bind(d, m, self.dtype, self.device)
             if isinstance(t, Constraint):
-                shape = (t.n, t.n_res) if t.multiplier == "pointwise" else (t.n_res,)
-                self._state[t.name] = self.rule.init_state(
-                    shape, t.n_res, t.init, self.dtype, self.device
-                )
+                self._state[t.name] = self._init_state(t)
         self._last_loss: Tensor | float | None = None
+        self._build_groups()
+
+    def _init_state(self, t: Constraint) -> dict[str, Any]:
+        shape = (t.n, t.n_res) if t.multiplier == "pointwise" else (t.n_res,)
+        return self.rule.init_state(shape, t.n_res, t.init, self.dtype, self.device)
+
+    def set_terms(self, terms: Sequence[Block], pointwise: str = "reset") -> None:
+        """Replaces the blocks by blocks of the same names, kinds and residual counts, e.g. on
+        resampled points; the loss then uses them.
+
+        Global multipliers (one per residual) and their penalties and statistics carry over.
+        Pointwise multipliers belong to the old points, so they are meaningless on new ones:
+        pointwise="reset" starts them (with their penalties and statistics) anew, as at
+        construction; pointwise="error" refuses; pointwise="keep" keeps them (for the same points
+        drawn again, e.g. when a resumed run redraws the points its multipliers were saved on).
+
+        Args:
+            terms: The new Objective and Constraint blocks.
+            pointwise: "reset", "error" or "keep" (what happens to pointwise multipliers).
+
+        Raises:
+            ValueError: The blocks do not match the old ones, or pointwise="error" and a
+                constraint has pointwise multipliers, or pointwise="keep" and a constraint's
+                number of points changed (nothing is changed then).
+        """
+        if pointwise not in ("reset", "error", "keep"):
+            raise ValueError(f"pointwise must be 'reset', 'error' or 'keep'; got {pointwise!r}")
+        _check_terms(terms)
+        old = {t.name: t for t in self.terms}
+        if sorted(old) != sorted(t.name for t in terms):
+            raise ValueError(f"new blocks {[t.name for t in terms]} do not match {sorted(old)}")
+        for t in terms:
+            o = old[t.name]
+            same = type(t) is type(o) and t.n_res == o.n_res
+            if not same or getattr(t, "multiplier", None) != getattr(o, "multiplier", None):
+                raise ValueError(f"{t.name}: the new block is not of the old one's kind")
+            if pointwise == "error" and getattr(t, "multiplier", None) == "pointwise":
+                raise ValueError(
+                    f"{t.name} has pointwise multipliers, which do not carry over to new points"
+                )
+            if pointwise == "keep" and getattr(t, "multiplier", None) == "pointwise":
+                if t.n != o.n:
+                    raise ValueError(f"{t.name}: {t.n} points, not {o.n}; cannot keep lambda")
+        d, m = self._dims
+        self.terms = list(terms)
+        self.bound = {t.name: t.bind(d, m, self.dtype, self.device) for t in self.terms}
+        for t in self.terms:
+            if isinstance(t, Constraint) and t.multiplier == "pointwise" and pointwise != "keep":
+                self._state[t.name] = self._init_state(t)
         self._build_groups()
 
     # ------------------------------------------------------------------ state
@@ -252,6 +292,19 @@ class AugmentedLagrangian:
                     c = c.mean(0) if t.reduction == "mean" else c.sum(0)
                 self.rule.update(state, c, total)
         return values
+
+
+def _check_terms(terms: Sequence[Block]) -> None:
+    """Raises TypeError or ValueError unless terms are Objective/Constraint blocks with unique
+    names."""
+    for t in terms:
+        if not isinstance(t, (Objective, Constraint)):
+            raise TypeError(f"terms must be Objective or Constraint, got {type(t).__name__}")
+    names = [t.name for t in terms]
+    if len(set(names)) != len(names):
+        raise ValueError(f"block names must be unique, got {names}")
+    if not any(isinstance(t, (Objective, Constraint)) for t in terms):
+        raise ValueError("give at least one Objective or Constraint")
 
 
 class _Group:

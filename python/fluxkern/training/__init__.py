@@ -1,0 +1,39 @@
+"""Training: :class:`Trainer` (one primal step and one dual update per epoch), its
+:class:`History` and the callbacks that :func:`fluxkern.solve` composes.
+
+Example:
+    >>> trainer = Trainer(model, al, optimizer)
+    >>> trainer.fit(500, [Resample(100), EarlyStopping(max_violation=1e-6), CSVLogger("h.csv")])
+"""
+
+from __future__ import annotations
+
+from fluxkern.training.callbacks import (
+    Callback,
+    Checkpoint,
+    CSVLogger,
+    EarlyStopping,
+    EpochFunction,
+    Progress,
+    StopTraining,
+    TimeBudget,
+)
+from fluxkern.training.history import EpochRecord, History
+from fluxkern.training.resample import Resample
+from fluxkern.training.trainer import NonFiniteLossError, Trainer
+
+__all__ = [
+    "CSVLogger",
+    "Callback",
+    "Checkpoint",
+    "EarlyStopping",
+    "EpochFunction",
+    "EpochRecord",
+    "History",
+    "NonFiniteLossError",
+    "Progress",
+    "Resample",
+    "StopTraining",
+    "TimeBudget",
+    "Trainer",
+]

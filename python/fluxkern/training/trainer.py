@@ -1,0 +1,226 @@
+"""The training loop's parts: :class:`Trainer` (one epoch per step) and its construction."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from fluxkern.lagrangian import AugmentedLagrangian
+from fluxkern.optim import LBFGS
+from fluxkern.training.history import EpochRecord, History
+
+if TYPE_CHECKING:
+    from fluxkern.training.callbacks import Callback
+
+__all__ = ["NonFiniteLossError", "StopTraining", "Trainer"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class StopTraining(Exception):
+    """Raised by a callback's on_epoch_end to end the run after the epoch (like returning True).
+
+    Its message, if any, becomes the trainer's stop_reason.
+    """
+
+
+class Trainer:
+    """Trains a network: each :meth:`step` is one primal step and (flux form) one dual update.
+
+    Example:
+        >>> trainer = Trainer(model, al, LBFGS(model.parameters(), line_search_fn="strong_wolfe"))
+        >>> history = trainer.fit(100, [EarlyStopping(loss=1e-8), CSVLogger("log.csv")])
+
+    Args:
+        model: The network (its parameters are what the optimizer changes).
+        loss: An AugmentedLagrangian (then each step ends with its dual update) or any callable
+            returning a differentiable scalar loss (e.g. a problem's PINN loss).
+        optimizer: A torch optimizer over the model's parameters; L-BFGS ones (fluxkern.optim
+            and torch.optim) are stepped with a closure, others once per epoch.
+        name: Names the run in error messages (e.g. "poisson (flux)").
+        problem: The problem being solved, if any (callbacks such as Resample use it).
+        seed: The seed the points were drawn with (Resample's draws continue from it).
+
+    Attributes:
+        history: The records of the epochs run (also those before a resume).
+        epoch: Epochs completed.
+        current_epoch: The epoch being run, or whose callbacks run (epoch + 1 between epochs).
+        target_epochs: The epochs the current or last fit() asked for.
+        stopped: Whether a callback ended the last fit() early.
+        stop_reason: Why (a StopTraining message or the callback's class name), or None.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: AugmentedLagrangian | Callable[[], Tensor],
+        optimizer: torch.optim.Optimizer,
+        *,
+        name: str = "",
+        problem: Any = None,
+        seed: int = 0,
+    ) -> None:
+        self.model, self.optimizer = model, optimizer
+        self.loss_fn: Callable[[], Tensor] = loss
+        self.al = loss if isinstance(loss, AugmentedLagrangian) else None
+        self.name, self.problem, self.seed = name, problem, seed
+        self.params = list(model.parameters())
+        self.uses_closure = isinstance(optimizer, (LBFGS, torch.optim.LBFGS))
+        self.history = History()
+        self.epoch, self.target_epochs, self.current_epoch = 0, 0, 1
+        self.stopped, self.stop_reason = False, None
+        self.elapsed_before = 0.0
+        self._t0: float | None = None
+        self._evals = 0
+
+    # ------------------------------------------------------------------ one epoch
+    def _closure(self) -> Tensor:
+        self._evals += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn()
+        loss.backward()
+        return loss
+
+    def set_loss(self, loss: AugmentedLagrangian | Callable[[], Tensor]) -> None:
+        """Trains on another loss from the next step on (e.g. one on resampled points)."""
+        self.loss_fn = loss
+        self.al = loss if isinstance(loss, AugmentedLagrangian) else None
+
+    def _dual_update(self, loss: float) -> tuple[float, float, float, float]:
+        """The flux form's dual update: loss, max |C|, smallest and largest multiplier."""
+        violation, lam_lo, lam_hi = math.nan, math.nan, math.nan
+        al = self.al
+        if al is None:
+            return loss, violation, lam_lo, lam_hi
+        values = al.update_multipliers()
+        loss = al.last_loss if al.last_loss is not None else loss
+        cons = [v.abs().max() for k, v in values.items() if k in al.multipliers and v.numel()]
+        violation = float(torch.stack(cons).max()) if cons else 0.0
+        lams = [v for v in al.multipliers.values() if v.numel()]
+        if lams:
+            lam_lo = float(min(v.min() for v in lams))
+            lam_hi = float(max(v.max() for v in lams))
+        return loss, violation, lam_lo, lam_hi
+
+    def step(self) -> EpochRecord:
+        """Runs one epoch: a primal step, then (flux form) the dual update; records it.
+
+        Returns:
+            The epoch's record (also appended to :attr:`history`).
+
+        Raises:
+            NonFiniteLossError: The loss or a parameter became NaN or infinite (the epoch is
+                not recorded).
+        """
+        t = time.perf_counter()
+        self._evals = 0
+        if self.uses_closure:
+            loss_t = self.optimizer.step(self._closure)
+        else:
+            loss_t = self._closure()
+            self.optimizer.step()
+        loss, violation, lam_lo, lam_hi = self._dual_update(float(loss_t.detach()))
+        finite_params = all(bool(torch.isfinite(p).all()) for p in self.params)
+        if not math.isfinite(loss) or not finite_params:
+            of = f" of {self.name}" if self.name else ""
+            raise NonFiniteLossError(f"non-finite loss at epoch {self.epoch + 1}{of}")
+        record = EpochRecord(
+            self.epoch + 1,
+            loss,
+            violation,
+            lam_lo,
+            lam_hi,
+            self._evals,
+            time.perf_counter() - t,
+        )
+        self.history.append(record)
+        self.epoch += 1
+        return record
+
+    # ------------------------------------------------------------------ the loop
+    @property
+    def elapsed(self) -> float:
+        """Seconds of training: those before a resume, then fit()'s so far (frozen after it)."""
+        running = time.perf_counter() - self._t0 if self._t0 is not None else 0.0
+        return self.elapsed_before + running
+
+    def fit(self, epochs: int, callbacks: Iterable[Callback] = ()) -> History:
+        """Steps until `epochs` epochs are complete or a callback stops the run.
+
+        Each callback's on_start runs first; after every epoch each callback's on_epoch_end
+        runs (all of them, in order), and the run ends there if one returned True or raised
+        StopTraining; then each on_end runs. On an exception (Ctrl-C included) each on_error
+        runs instead of on_end and the exception propagates.
+
+        Args:
+            epochs: The epoch to end at, counting those already run (after a resume).
+            callbacks: Callback objects.
+
+        Returns:
+            The history.
+        """
+        cbs = list(callbacks)
+        self.target_epochs, self.stopped, self.stop_reason = epochs, False, None
+        self._t0, self.current_epoch = time.perf_counter(), self.epoch + 1
+        try:
+            for cb in cbs:
+                cb.on_start(self)
+            while self.epoch < epochs and not self.stopped:
+                self.current_epoch = self.epoch + 1
+                record = self.step()
+                for cb in cbs:
+                    try:
+                        stop = bool(cb.on_epoch_end(self, record))
+                    except StopTraining as exc:
+                        stop = True
+                        self.stop_reason = self.stop_reason or str(exc) or type(cb).__name__
+                    if stop:
+                        self.stopped = True
+                        self.stop_reason = self.stop_reason or type(cb).__name__
+        except BaseException as exc:
+            self._freeze_time()
+            for cb in cbs:
+                cb.on_error(self, exc)
+            raise
+        self._freeze_time()
+        for cb in cbs:
+            cb.on_end(self)
+        return self.history
+
+    def _freeze_time(self) -> None:
+        self.elapsed_before, self._t0 = self.elapsed, None
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        """The state a checkpoint holds: epoch, elapsed_s, model, optimizer, dual, history, rng."""
+        return {
+            "epoch": self.epoch,
+            "elapsed_s": self.elapsed,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "dual": self.al.state_dict() if self.al is not None else None,
+            "history": self.history.to_dict(),
+            "rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores what :meth:`state_dict` saved (a checkpoint), to continue training.
+
+        Raises:
+            RuntimeError, ValueError, KeyError, TypeError: The state does not fit this trainer
+                (the model, optimizer or multipliers may then be partly restored).
+        """
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.al is not None:
+            self.al.load_state_dict(state["dual"])
+        self.history = History.from_dict(state["history"])
+        self.epoch, self.elapsed_before = state["epoch"], state["elapsed_s"]
+        torch.set_rng_state(state["rng"])

@@ -95,10 +95,6 @@ output folder, checkpoint, results) ends the run with one line on stderr and exi
 
 def _add_solve_parser(sub: Any) -> None:
     """The `solve` subcommand; every option's help names its default."""
-    from fluxkern.solver import SolveOptions
-
-    d = SolveOptions()
-    own = "default: from the problem; {} if it sets none"
     s = sub.add_parser(
         "solve",
         help="solve a problem",
@@ -113,6 +109,16 @@ def _add_solve_parser(sub: Any) -> None:
             "or MODULE:ATTR (README: Your own problem)"
         ),
     )
+    _add_training_options(s)
+    _add_run_options(s)
+
+
+def _add_training_options(s: argparse.ArgumentParser) -> None:
+    """solve's options of the training itself (SolveOptions fields)."""
+    from fluxkern.solver import SolveOptions
+
+    d = SolveOptions()
+    own = "default: from the problem; {} if it sets none"
     s.add_argument(
         "--epochs",
         type=int,
@@ -163,6 +169,10 @@ def _add_solve_parser(sub: Any) -> None:
         help="float32 GEMMs of the fused ops on CUDA; no effect on CPU "
         f"(default: {d.matmul_precision})",
     )
+
+
+def _add_run_options(s: argparse.ArgumentParser) -> None:
+    """solve's options of the run around the training: config, output folder, resume, output."""
     s.add_argument(
         "--config",
         metavar="FILE.toml",

@@ -208,6 +208,13 @@ def lbfgs_direction(
 
 def _register() -> None:
     """Registers fake kernels and autograd formulas for the compiled ops."""
+    _register_jet()
+    _register_lbfgs()
+    _register_block_loss()
+
+
+def _register_jet() -> None:
+    """mlp_jet and mlp_jet_backward: fake kernels; the jet's first-order autograd formula."""
 
     @torch.library.register_fake("fluxkern::mlp_jet")
     def _mlp_jet_fake(x, shift, scale, weights, biases, activation):
@@ -260,10 +267,17 @@ def _register() -> None:
         "fluxkern::mlp_jet_backward", _no_second_derivative, setup_context=_setup_nothing
     )
 
+
+def _register_lbfgs() -> None:
+    """lbfgs_direction: fake kernel (no autograd: it runs under no_grad)."""
+
     @torch.library.register_fake("fluxkern::lbfgs_direction")
     def _lbfgs_direction_fake(grad, s, y, rho, sy, yy, start, count, new_row, h_diag):
         return torch.empty_like(grad, memory_format=torch.contiguous_format)
 
+
+def _register_block_loss() -> None:
+    """block_loss: fake kernel and autograd formula (gradients for weights and biases only)."""
     # The op's argument names, from its registered schema (for error messages and to place the
     # gradients of weights and biases among its positional arguments).
     arg_names = [a.name for a in torch.ops.fluxkern.block_loss.default._schema.arguments]

@@ -149,6 +149,80 @@ class LBFGS(Optimizer):
                 if isinstance(state.get(key), Tensor):
                     state[key] = float(state[key])
 
+    # ------------------------------------------------------------------ pieces of a step
+    def _direction(
+        self,
+        state: dict[str, Any],
+        flat_grad: Tensor,
+        prev_flat_grad: Tensor,
+        d: Tensor,
+        t: float,
+        h_diag: float,
+    ) -> tuple[Tensor, float]:
+        """Stores the last step's pair if it passes the curvature test (dropping the oldest
+        when the ring is full) and returns the new direction -H g and H_diag."""
+        hist_size = self.param_groups[0]["history_size"]
+        y = flat_grad.sub(prev_flat_grad)
+        s = d.mul(t)
+        ys = float(y.dot(s))
+        new_row = -1
+        if ys > 1e-10:  # curvature condition: keep the pair
+            if state["count"] == hist_size:  # full: drop the oldest
+                row = state["start"]
+                state["start"] = (state["start"] + 1) % hist_size
+            else:
+                row = (state["start"] + state["count"]) % hist_size
+                state["count"] += 1
+            state["s"][row].copy_(s)
+            state["y"][row].copy_(y)
+            state["rho"][row] = 1.0 / ys
+            h_diag = ys / float(y.dot(y))
+            new_row = row
+        d = ops.lbfgs_direction(
+            flat_grad,
+            state["s"],
+            state["y"],
+            state["rho"],
+            state["sy"],
+            state["yy"],
+            state["start"],
+            state["count"],
+            new_row,
+            h_diag,
+        )
+        return d, h_diag
+
+    def _move(
+        self,
+        closure: Callable[[], Tensor],
+        loss: float,
+        flat_grad: Tensor,
+        t: float,
+        d: Tensor,
+        gtd: float,
+        last: bool,
+    ) -> tuple[float, Tensor, float, int]:
+        """Moves the parameters along d: by the strong-Wolfe line search, or by the fixed step
+        t (then re-evaluating unless this is the last iteration). Returns (loss, gradient, t,
+        evaluations); with 0 evaluations loss and gradient are the old ones."""
+        if self.param_groups[0]["line_search_fn"] == "strong_wolfe":
+            x_init = [p.clone(memory_format=torch.contiguous_format) for p in self._params]
+
+            def obj_func(x: list[Tensor], step: float, direction: Tensor) -> Any:
+                return self._directional_evaluate(closure, x, step, direction)
+
+            loss, flat_grad, t, ls_evals = _strong_wolfe_fn()(
+                obj_func, x_init, t, d, loss, flat_grad, gtd
+            )
+            self._add_grad(t, d)
+            return loss, flat_grad, t, ls_evals  # >= 1: its first trial evaluates
+        self._add_grad(t, d)
+        if last:
+            return loss, flat_grad, t, 0
+        with torch.enable_grad():
+            loss = float(closure().detach())
+        return loss, self._flat_grad(), t, 1
+
     # ------------------------------------------------------------------ step
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor]) -> Tensor:  # type: ignore[override]
@@ -163,7 +237,6 @@ class LBFGS(Optimizer):
         group = self.param_groups[0]
         lr, max_iter, max_eval = group["lr"], group["max_iter"], group["max_eval"]
         tol_grad, tol_change = group["tolerance_grad"], group["tolerance_change"]
-        hist_size = group["history_size"]
         state = self.state[self._params[0]]
         state.setdefault("func_evals", 0)
         state.setdefault("n_iter", 0)
@@ -192,34 +265,7 @@ class LBFGS(Optimizer):
                 state["start"], state["count"] = 0, 0
                 h_diag = 1.0
             else:
-                y = flat_grad.sub(prev_flat_grad)
-                s = d.mul(t)
-                ys = float(y.dot(s))
-                new_row = -1
-                if ys > 1e-10:  # curvature condition: keep the pair
-                    if state["count"] == hist_size:  # full: drop the oldest
-                        row = state["start"]
-                        state["start"] = (state["start"] + 1) % hist_size
-                    else:
-                        row = (state["start"] + state["count"]) % hist_size
-                        state["count"] += 1
-                    state["s"][row].copy_(s)
-                    state["y"][row].copy_(y)
-                    state["rho"][row] = 1.0 / ys
-                    h_diag = ys / float(y.dot(y))
-                    new_row = row
-                d = ops.lbfgs_direction(
-                    flat_grad,
-                    state["s"],
-                    state["y"],
-                    state["rho"],
-                    state["sy"],
-                    state["yy"],
-                    state["start"],
-                    state["count"],
-                    new_row,
-                    h_diag,
-                )
+                d, h_diag = self._direction(state, flat_grad, prev_flat_grad, d, t, h_diag)
             if prev_flat_grad is None:
                 prev_flat_grad = flat_grad.clone(memory_format=torch.contiguous_format)
             else:
@@ -234,27 +280,10 @@ class LBFGS(Optimizer):
             if gtd > -tol_change:  # not a descent direction
                 break
 
-            ls_evals = 0
-            if group["line_search_fn"] == "strong_wolfe":
-                x_init = [p.clone(memory_format=torch.contiguous_format) for p in self._params]
-
-                def obj_func(x: list[Tensor], step: float, direction: Tensor) -> Any:
-                    return self._directional_evaluate(closure, x, step, direction)
-
-                loss, flat_grad, t, ls_evals = _strong_wolfe_fn()(
-                    obj_func, x_init, t, d, loss, flat_grad, gtd
-                )
-                self._add_grad(t, d)
-                opt_cond = float(flat_grad.abs().max()) <= tol_grad
-            else:
-                self._add_grad(t, d)
-                opt_cond = False
-                if n_iter != max_iter:
-                    with torch.enable_grad():
-                        loss = float(closure().detach())
-                    flat_grad = self._flat_grad()
-                    opt_cond = float(flat_grad.abs().max()) <= tol_grad
-                    ls_evals = 1
+            loss, flat_grad, t, ls_evals = self._move(
+                closure, loss, flat_grad, t, d, gtd, last=n_iter == max_iter
+            )
+            opt_cond = ls_evals > 0 and float(flat_grad.abs().max()) <= tol_grad
             current_evals += ls_evals
             state["func_evals"] += ls_evals
 

@@ -15,6 +15,7 @@ import torch
 import fluxkern
 from fluxkern import ops, reference
 from fluxkern.optim import LBFGS
+from fluxkern.specs import LbfgsHistory
 from matrix import TOL, rel_err
 
 F64 = torch.float64
@@ -60,7 +61,9 @@ def test_direction_matches_twin_and_dense_bfgs(h, count, start):
     grad, s, y, rho = _pairs(13, h, count, start)
     sy, yy = _gram(s, y)
     fused = torch.ops.fluxkern.lbfgs_direction(grad, s, y, rho, sy, yy, start, count, -1, 0.7)
-    twin = reference.lbfgs_direction(grad, s, y, rho, *_gram(s, y), start, count, -1, 0.7)
+    twin = reference.lbfgs_direction(
+        grad, LbfgsHistory(s, y, rho, *_gram(s, y), start, count), -1, 0.7
+    )
     dense = _dense(grad, s, y, rho, start, count, 0.7)
     assert rel_err(fused, twin) < TOL[F64]
     assert rel_err(fused, dense) < TOL[F64]
@@ -79,7 +82,12 @@ def test_gram_matrices_kept_up_to_date_pair_by_pair(backend):
         torch.zeros(h, h, dtype=F64),
         torch.zeros(h, h, dtype=F64),
     )
-    fn = torch.ops.fluxkern.lbfgs_direction if backend == "cpu" else reference.lbfgs_direction
+
+    def fn(grad, *ring_and_rest):
+        if backend == "cpu":  # the raw op: the ring's fields positionally
+            return torch.ops.fluxkern.lbfgs_direction(grad, *ring_and_rest)
+        return reference.lbfgs_direction(grad, LbfgsHistory(*ring_and_rest[:7]), *ring_and_rest[7:])
+
     start, count = 0, 0
     for k in range(10):
         if count == h:
@@ -101,7 +109,7 @@ def test_gram_matrices_kept_up_to_date_pair_by_pair(backend):
 def test_direction_float32_and_opcheck():
     grad, s, y, rho = _pairs(9, 3, 3, 1, dtype=torch.float32)
     sy, yy = _gram(s, y)
-    d = ops.lbfgs_direction(grad, s, y, rho, sy, yy, 1, 3, -1, 1.3)
+    d = ops.lbfgs_direction(grad, LbfgsHistory(s, y, rho, sy, yy, 1, 3), -1, 1.3)
     ref = _dense(grad, s, y, rho, 1, 3, 1.3)
     assert rel_err(d, ref) < TOL[torch.float32]
     torch.library.opcheck(

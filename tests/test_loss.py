@@ -21,6 +21,7 @@ import torch
 
 import fluxkern
 from fluxkern import ops
+from fluxkern.nn import MlpSpec
 from fluxkern.program import split_op_args
 from matrix import TOL, device_backends, rel_err
 
@@ -822,14 +823,14 @@ def _record_op_args(monkeypatch, backend="cpu", system="poisson", **kw):
 
 
 def _call_args(call):
-    """The arguments of a recorded ops.block_loss call without the backend, (program, x, shift,
-    scale, weights, biases, activation, lam, mu), with fresh leaf weights and biases."""
+    """The arguments of a recorded ops.block_loss call without the backend, (program, x, net,
+    lam, mu), with fresh leaf weights and biases in net."""
     args, kwargs = call
     assert set(kwargs) <= {"backend"}
-    program, x, shift, scale, weights, biases, activation, lam, mu = args[:9]
-    weights = [w.detach().clone().requires_grad_(True) for w in weights]
-    biases = [b.detach().clone().requires_grad_(True) for b in biases]
-    return program, x, shift, scale, weights, biases, activation, lam, mu
+    program, x, net, lam, mu = args[:5]
+    weights = [w.detach().clone().requires_grad_(True) for w in net.weights]
+    biases = [b.detach().clone().requires_grad_(True) for b in net.biases]
+    return program, x, MlpSpec(net.shift, net.scale, weights, biases, net.activation), lam, mu
 
 
 def _op_args(call):
@@ -842,19 +843,24 @@ def test_program_packs_the_op_schema_in_order(monkeypatch):
     """ResidualProgram.op_args puts every argument where the registered schema names it, and
     split_op_args is its inverse."""
     _, _, calls = _record_op_args(monkeypatch)
-    program, x, shift, scale, weights, biases, activation, lam, mu = _call_args(calls[0])
-    args = program.op_args(x, shift, scale, weights, biases, activation, lam, mu)
+    program, x, net, lam, mu = _call_args(calls[0])
+    args = program.op_args(x, net, lam, mu)
     names = [a.name for a in torch.ops.fluxkern.block_loss.default._schema.arguments]
-    per_call = {"x": x, "shift": shift, "scale": scale, "weights": weights, "biases": biases}
-    per_call.update(activation=activation, lam=lam, mu=mu)
+    per_call = {"x": x, "shift": net.shift, "scale": net.scale}
+    per_call.update(weights=net.weights, biases=net.biases, activation=net.activation)
+    per_call.update(lam=lam, mu=mu)
     assert len(args) == len(names)
     for name, arg in zip(names, args, strict=True):
         want = per_call[name] if name in per_call else getattr(program, name)
         assert arg is want or arg == want, name
-    back, *rest = split_op_args(args)
+    back, x2, net2, lam2, mu2 = split_op_args(args)
     for f in ("table", "coef", "cols", "squared", "red", "n_res", "paired"):  # the op's part
         assert getattr(back, f) is getattr(program, f), f
-    assert rest == [x, shift, scale, weights, biases, activation, lam, mu]
+    assert x2 is x and lam2 is lam and mu2 is mu
+    assert net2.shift is net.shift and net2.scale is net.scale
+    assert net2.activation == net.activation
+    for f in ("weights", "biases"):
+        assert all(a is b for a, b in zip(getattr(net2, f), getattr(net, f), strict=True)), f
 
 
 def test_program_is_immutable(monkeypatch):
@@ -887,14 +893,14 @@ def test_op_gradient_is_for_weights_and_biases_only(monkeypatch):
 
 def test_torch_compile_fullgraph_round_trip(monkeypatch):
     _, _, calls = _record_op_args(monkeypatch, form="signed")
-    program, x, shift, scale, ws, bs, activation, lam, mu = _call_args(calls[0])
+    program, x, net, lam, mu = _call_args(calls[0])
+    ws, bs = net.weights, net.biases
     k = len(ws)
 
     def fn(*params):
         ws_, bs_ = list(params[:k]), list(params[k:])
-        loss, c = ops.block_loss(
-            program, x, shift, scale, ws_, bs_, activation, lam, mu, backend="cpu"
-        )
+        net_ = MlpSpec(net.shift, net.scale, ws_, bs_, net.activation)
+        loss, c = ops.block_loss(program, x, net_, lam, mu, backend="cpu")
         return 3.0 * loss + 0.0 * c.sum(), c
 
     torch._dynamo.reset()
@@ -913,7 +919,7 @@ def test_fused_and_torch_twin_agree_on_the_op(monkeypatch):
     _, _, calls = _record_op_args(monkeypatch, system="navier_stokes", reduction="sum")
     for call in calls:
         args = _call_args(call)
-        ps = args[4] + args[5]
+        ps = args[2].weights + args[2].biases
         l_f, c_f = ops.block_loss(*args, backend="cpu")
         l_t, c_t = ops.block_loss(*args, backend="torch")
         assert rel_err(l_f, l_t) <= TOL64 and rel_err(c_f, c_t) <= TOL64

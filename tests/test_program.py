@@ -14,7 +14,7 @@ import torch
 
 import fluxkern
 from fluxkern import ops, reference
-from fluxkern.nn import mlp_spec
+from fluxkern.nn import MlpSpec, mlp_spec
 from fluxkern.program import TABLE_COLUMNS, BlockSlice, compile_group, split_op_args
 
 F64 = torch.float64
@@ -79,7 +79,7 @@ def test_program_residuals_are_the_blocks_residuals(paired, backend):
     s = mlp_spec(net)
     lam, mu = torch.zeros(prog.n_res, dtype=F64), torch.zeros(prog.n_res, dtype=F64)
     net_args = (s.shift, s.scale, s.weights, s.biases, s.activation)
-    _, r = ops.block_loss(signed, x, *net_args, lam, mu, backend=backend)  # [N, R]
+    _, r = ops.block_loss(signed, x, s, lam, mu, backend=backend)  # [N, R]
     assert r.shape == (n, prog.n_res)
     for b, (name, r0, r1, c0, c1) in zip(bound, prog.slices, strict=True):
         assert name == b.block.name
@@ -96,11 +96,11 @@ def test_op_args_round_trip_without_the_extension():
     x, prog = compile_group(bound, F64, CPU)
     lam, mu = torch.ones(12, 4, dtype=F64), torch.ones(4, dtype=F64)
     shift, scale, w, b = (torch.zeros(2, dtype=F64) for _ in range(4))  # stand-ins
-    args = prog.op_args(x, shift, scale, (w,), (b,), "tanh", lam, mu)
+    args = prog.op_args(x, MlpSpec(shift, scale, (w,), (b,), "tanh"), lam, mu)
     assert len(args) == 15 and isinstance(args[3], list) and isinstance(args[4], list)
-    back, *rest = split_op_args(args)
-    assert all(a is e for a, e in zip(rest, [x, shift, scale], strict=False))
-    assert rest[3][0] is w and rest[4][0] is b and rest[5:] == ["tanh", lam, mu]
+    back, x2, net, lam2, mu2 = split_op_args(args)
+    assert x2 is x and net.shift is shift and net.scale is scale and lam2 is lam and mu2 is mu
+    assert net.weights[0] is w and net.biases[0] is b and net.activation == "tanh"
     for field in ("table", "coef", "cols", "squared", "red", "n_res", "paired"):
         assert getattr(back, field) is getattr(prog, field)
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -214,18 +214,7 @@ class AugmentedLagrangian:
             lam = torch.cat([p[0].expand(g.n, -1) for p in pieces], -1)
         else:
             lam = torch.cat([p[0] for p in pieces])
-        loss, c = ops.block_loss(
-            g.program,
-            g.x,
-            spec.shift,
-            spec.scale,
-            spec.weights,
-            spec.biases,
-            spec.activation,
-            lam,
-            mu,
-            backend=self.backend,
-        )
+        loss, c = ops.block_loss(g.program, g.x, spec, lam, mu, backend=self.backend)
         return loss, {name: c[r0:r1, c0:c1] for name, r0, r1, c0, c1 in prog.slices}
 
     def _flags(self, t: Block) -> tuple[Tensor, Tensor, Tensor, Tensor]:

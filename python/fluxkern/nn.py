@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from fluxkern import ops, reference
+from fluxkern.specs import MlpSpec
 
 __all__ = ["MLP", "Sin", "MlpSpec", "mlp_spec"]
 
@@ -19,32 +20,6 @@ class Sin(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.sin(x)
-
-
-class MlpSpec:
-    """The tensors and activation of an MLP, as the jet op takes them.
-
-    Attributes:
-        shift: Input shift [d].
-        scale: Input scale [d].
-        weights: Linear weights [W_1, d], ..., [m, W_L].
-        biases: Linear biases [W_1], ..., [m].
-        activation: "tanh", "sin" or "silu".
-    """
-
-    def __init__(
-        self,
-        shift: Tensor,
-        scale: Tensor,
-        weights: list[Tensor],
-        biases: list[Tensor],
-        activation: str,
-    ) -> None:
-        self.shift = shift
-        self.scale = scale
-        self.weights = weights
-        self.biases = biases
-        self.activation = activation
 
 
 def _check_range(name: str, value: int, lo: int, hi: int) -> None:

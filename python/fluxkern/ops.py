@@ -15,6 +15,7 @@ from torch import Tensor
 
 from fluxkern import _ext, reference
 from fluxkern.program import ResidualProgram, split_op_args
+from fluxkern.specs import LbfgsHistory, MlpSpec
 
 __all__ = [
     "BACKENDS",
@@ -127,11 +128,7 @@ def mlp_jet(
 def block_loss(
     program: ResidualProgram,
     x: Tensor,
-    shift: Tensor,
-    scale: Tensor,
-    weights: Sequence[Tensor],
-    biases: Sequence[Tensor],
-    activation: str,
+    net: MlpSpec,
     lam: Tensor,
     mu: Tensor,
     backend: str | None = None,
@@ -145,8 +142,8 @@ def block_loss(
         constraint values C [N, R].
     """
     if resolve_backend(backend, x.device) == "torch":
-        return reference.block_loss(program, x, shift, scale, weights, biases, activation, lam, mu)
-    args = program.op_args(x, shift, scale, weights, biases, activation, lam, mu)
+        return reference.block_loss(program, x, net, lam, mu)
+    args = program.op_args(x, net, lam, mu)
     if (
         torch.compiler.is_compiling()
         or not torch.is_grad_enabled()
@@ -159,7 +156,7 @@ def block_loss(
     # Eager fast path: the op without autograd, then its eager parameter gradients attached by
     # one small autograd.Function. Same values and gradients as the registered formula, without
     # the per-call tensor-list flattening of torch.library's autograd wrapper (~0.3 ms a call).
-    params = (*weights, *biases)
+    params = (*net.weights, *net.biases)
     with torch.no_grad():
         loss, c, grad_w, grad_b = torch.ops.fluxkern.block_loss(*args)
     return _AttachGradients.apply(loss, len(params), *params, *grad_w, *grad_b), c
@@ -180,18 +177,7 @@ class _AttachGradients(torch.autograd.Function):
         return (None, None, *[grad_loss * g for g in grads], *([None] * ctx.n))
 
 
-def lbfgs_direction(
-    grad: Tensor,
-    s: Tensor,
-    y: Tensor,
-    rho: Tensor,
-    sy: Tensor,
-    yy: Tensor,
-    start: int,
-    count: int,
-    new_row: int,
-    h_diag: float,
-) -> Tensor:
+def lbfgs_direction(grad: Tensor, history: LbfgsHistory, new_row: int, h_diag: float) -> Tensor:
     """The L-BFGS search direction -H grad (fused CPU op for CPU tensors, torch twin elsewhere).
 
     Arguments as for :func:`fluxkern.reference.lbfgs_direction` (sy and yy are updated in place).
@@ -200,10 +186,8 @@ def lbfgs_direction(
         The direction [P].
     """
     if grad.device.type == "cpu" and "cpu" in _BACKENDS:
-        return torch.ops.fluxkern.lbfgs_direction(
-            grad, s, y, rho, sy, yy, start, count, new_row, float(h_diag)
-        )
-    return reference.lbfgs_direction(grad, s, y, rho, sy, yy, start, count, new_row, h_diag)
+        return torch.ops.fluxkern.lbfgs_direction(grad, *history, new_row, float(h_diag))
+    return reference.lbfgs_direction(grad, history, new_row, h_diag)
 
 
 def _register() -> None:
@@ -285,13 +269,13 @@ def _register_block_loss() -> None:
 
     @torch.library.register_fake("fluxkern::block_loss")
     def _block_loss_fake(*args):
-        program, x, _, _, weights, biases, _, _, _ = split_op_args(args)
+        program, x, net, _, _ = split_op_args(args)
         n = x.shape[0] // 2 if program.paired else x.shape[0]
         return (
             x.new_empty(()),
             x.new_empty(n, program.n_res),
-            [torch.empty_like(w, memory_format=torch.contiguous_format) for w in weights],
-            [torch.empty_like(b) for b in biases],
+            [torch.empty_like(w, memory_format=torch.contiguous_format) for w in net.weights],
+            [torch.empty_like(b) for b in net.biases],
         )
 
     def _setup_block(ctx, inputs, output):

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from fluxkern.blocks import Block, BoundBlock, Objective
+from fluxkern.specs import MlpSpec
 
 __all__ = [
     "BlockSlice",
@@ -103,23 +104,12 @@ class ResidualProgram:
     segmented: bool = False
     slices: tuple[BlockSlice, ...] = ()
 
-    def op_args(
-        self,
-        x: Tensor,
-        shift: Tensor,
-        scale: Tensor,
-        weights: Sequence[Tensor],
-        biases: Sequence[Tensor],
-        activation: str,
-        lam: Tensor,
-        mu: Tensor,
-    ) -> list[Any]:
+    def op_args(self, x: Tensor, net: MlpSpec, lam: Tensor, mu: Tensor) -> list[Any]:
         """The positional arguments of ``torch.ops.fluxkern.block_loss`` (its schema's order).
 
         Args:
             x: Points [P, d].
-            shift, scale, weights, biases, activation: The MLP, as for
-                :func:`fluxkern.reference.mlp_jet`.
+            net: The MLP (fluxkern.nn.MlpSpec: shift, scale, weights, biases, activation).
             lam: Multipliers [N, R] (pointwise) or [R] (global).
             mu: Penalties [R].
 
@@ -129,11 +119,11 @@ class ResidualProgram:
         """
         return [
             x,
-            shift,
-            scale,
-            list(weights),
-            list(biases),
-            activation,
+            net.shift,
+            net.scale,
+            list(net.weights),
+            list(net.biases),
+            net.activation,
             self.cols,
             self.table,
             self.coef,
@@ -146,25 +136,22 @@ class ResidualProgram:
         ]
 
 
-def split_op_args(
-    args: Sequence[Any],
-) -> tuple[
-    ResidualProgram, Tensor, Tensor, Tensor, list[Tensor], list[Tensor], str, Tensor, Tensor
-]:
+def split_op_args(args: Sequence[Any]) -> tuple[ResidualProgram, Tensor, MlpSpec, Tensor, Tensor]:
     """The inverse of :meth:`ResidualProgram.op_args`.
 
     Args:
         args: The 15 positional arguments of ``torch.ops.fluxkern.block_loss``.
 
     Returns:
-        (program, x, shift, scale, weights, biases, activation, lam, mu): the arguments of
+        (program, x, net, lam, mu): the arguments of
         :func:`fluxkern.ops.block_loss` and :func:`fluxkern.reference.block_loss`. The program
         has no slices and is not segmented (the op does not need to know).
     """
     x, shift, scale, weights, biases, activation, cols, table, coef, lam, mu = args[:11]
     squared, red, n_res, paired = args[11:]
     program = ResidualProgram(table, coef, cols, squared, red, n_res, paired)
-    return program, x, shift, scale, list(weights), list(biases), activation, lam, mu
+    net = MlpSpec(shift, scale, list(weights), list(biases), activation)
+    return program, x, net, lam, mu
 
 
 def forms_and_reductions(

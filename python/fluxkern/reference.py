@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from fluxkern.program import ResidualProgram
+from fluxkern.specs import LbfgsHistory, MlpSpec
 
 __all__ = [
     "ACTIVATIONS",
@@ -102,11 +103,7 @@ def mlp_jet(
 def block_loss(
     program: ResidualProgram,
     x: Tensor,
-    shift: Tensor,
-    scale: Tensor,
-    weights: Sequence[Tensor],
-    biases: Sequence[Tensor],
-    activation: str,
+    net: MlpSpec,
     lam: Tensor,
     mu: Tensor,
 ) -> tuple[Tensor, Tensor]:
@@ -119,7 +116,7 @@ def block_loss(
         program: The group's residual program (table, coefficients, columns, forms, reductions,
             residual count, pairing).
         x: Points [P, d]; for a paired program P = 2N and x = cat(a, b).
-        shift, scale, weights, biases, activation: The MLP, as for :func:`mlp_jet`.
+        net: The MLP (shift, scale, weights, biases, activation, as for :func:`mlp_jet`).
         lam: Multipliers [N, R] (pointwise) or [R] (global).
         mu: Penalties [R].
 
@@ -128,7 +125,7 @@ def block_loss(
     """
     cols, table, coef = program.cols, program.table, program.coef
     squared, red, n_res, paired = program.squared, program.red, program.n_res, program.paired
-    y, jac = mlp_jet(x, shift, scale, weights, biases, activation)
+    y, jac = mlp_jet(x, net.shift, net.scale, net.weights, net.biases, net.activation)
     p, m = y.shape
     fields = torch.cat(
         [y, jac.reshape(p, m * x.shape[1]), y.new_ones(p, 1)], dim=1
@@ -146,18 +143,7 @@ def block_loss(
     return loss, c.detach()
 
 
-def lbfgs_direction(
-    grad: Tensor,
-    s: Tensor,
-    y: Tensor,
-    rho: Tensor,
-    sy: Tensor,
-    yy: Tensor,
-    start: int,
-    count: int,
-    new_row: int,
-    h_diag: float,
-) -> Tensor:
+def lbfgs_direction(grad: Tensor, history: LbfgsHistory, new_row: int, h_diag: float) -> Tensor:
     """Pure-torch twin of the L-BFGS direction op: d = -H grad by the classic two-loop recursion.
 
     (The fused op computes the same recursion on the Gram matrices of the pairs; this twin uses
@@ -165,19 +151,15 @@ def lbfgs_direction(
 
     Args:
         grad: Flat gradient [P].
-        s: Steps [H, P]; pair i of ``count`` (0 = oldest) is row (start + i) % H.
-        y: Gradient changes [H, P], rows as s.
-        rho: 1 / (y . s) per row [H].
-        sy: Gram matrix s_i . y_j by rows [H, H]; row and column ``new_row`` are filled in.
-        yy: Gram matrix y_i . y_j by rows [H, H]; likewise.
-        start: Row of the oldest pair.
-        count: Number of stored pairs (0..H).
+        history: The pairs (fluxkern.specs.LbfgsHistory); row and column ``new_row`` of its
+            Gram matrices sy and yy are filled in here.
         new_row: Row of a pair stored since the last call, or -1.
         h_diag: Scale of the initial inverse Hessian (y . s / y . y of the newest pair).
 
     Returns:
         The direction d [P].
     """
+    s, y, rho, sy, yy, start, count = history
     h = s.shape[0]
     rows = [(start + i) % h for i in range(count)]
     if new_row >= 0 and count:

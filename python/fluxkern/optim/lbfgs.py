@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from fluxkern import ops
+from fluxkern.specs import LbfgsHistory
 
 __all__ = ["LBFGS"]
 
@@ -178,18 +179,8 @@ class LBFGS(Optimizer):
             state["rho"][row] = 1.0 / ys
             h_diag = ys / float(y.dot(y))
             new_row = row
-        d = ops.lbfgs_direction(
-            flat_grad,
-            state["s"],
-            state["y"],
-            state["rho"],
-            state["sy"],
-            state["yy"],
-            state["start"],
-            state["count"],
-            new_row,
-            h_diag,
-        )
+        ring = [state[k] for k in ("s", "y", "rho", "sy", "yy", "start", "count")]
+        d = ops.lbfgs_direction(flat_grad, LbfgsHistory(*ring), new_row, h_diag)
         return d, h_diag
 
     def _move(

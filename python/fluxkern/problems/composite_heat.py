@@ -17,6 +17,7 @@ from torch import Tensor, nn
 import fluxkern as fk
 from fluxkern.blocks import Block
 from fluxkern.geometry import Interval, TimeProduct
+from fluxkern.problems.declared import METHOD_DEFAULTS
 from fluxkern.problems.declared import problem as declare
 from fluxkern.problems.pinn import grad, penalty_loss
 from fluxkern.problems.points import Points, Sample
@@ -102,11 +103,8 @@ problem = declare(
     width=20,
     depth=4,
     defaults={
+        **METHOD_DEFAULTS,
         "epochs": 10000,
-        "optimizer": "lbfgs",
-        "dtype": "float64",
-        "dual": "rmsprop",
-        "dual_options": {"eta": 1.0, "eps": 1e-8},
         "n_interior": 2028,
         "n_side": 512,
         "n_initial": 512,

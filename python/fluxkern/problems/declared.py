@@ -16,7 +16,16 @@ from fluxkern.geometry import grid as uniform_grid
 from fluxkern.problems.base import EvalGrid, Problem, relative_l2
 from fluxkern.problems.points import Points, PointSpec, Sample, draw_points
 
-__all__ = ["DeclaredProblem", "problem"]
+__all__ = ["METHOD_DEFAULTS", "DeclaredProblem", "problem"]
+
+# The method's settings of PROBLEMS.md (L-BFGS, float64, rmsprop dual rule with eta 1, eps 1e-8)
+# that the benchmark problems share; a problem's defaults extend or override them.
+METHOD_DEFAULTS: Mapping[str, Any] = {
+    "optimizer": "lbfgs",
+    "dtype": "float64",
+    "dual": "rmsprop",
+    "dual_options": {"eta": 1.0, "eps": 1e-8},
+}
 
 Terms = Callable[[Points], Sequence[Block]] | Sequence[Block]
 GridSpec = int | Sequence[int] | EvalGrid | Tensor | Callable[[torch.dtype, torch.device], EvalGrid]

@@ -14,6 +14,7 @@ from torch import Tensor
 import fluxkern as fk
 from fluxkern.blocks import Block
 from fluxkern.geometry import Rectangle
+from fluxkern.problems.declared import METHOD_DEFAULTS
 from fluxkern.problems.declared import problem as declare
 from fluxkern.problems.pinn import laplacian, penalty_loss
 from fluxkern.problems.points import Points, Sample
@@ -74,11 +75,8 @@ problem = declare(
     width=20,
     depth=3,
     defaults={
+        **METHOD_DEFAULTS,
         "epochs": 300,
-        "optimizer": "lbfgs",
-        "dtype": "float64",
-        "dual": "rmsprop",
-        "dual_options": {"eta": 1.0, "eps": 1e-8},
         "n_interior": 1024,
         "n_boundary": 256,
     },

@@ -4,9 +4,14 @@ Each run writes results.json (errors, wall time, versions, machine), prediction.
 The README table is made from these files by bench/results_table.py.
 
 Usage: python bench/run_problems.py [NAME ...] [--formulations flux pinn] [--epochs N]
-       [--time-budget SECONDS] [--out results]
+       [--time-budget SECONDS] [--stop-after SECONDS] [--trace-every N] [--out results]
 --epochs overrides every problem's default; --time-budget scales each problem's epochs down
-(never up) so that a run ends near that many seconds, from a short timed probe.
+(never up) so that a run ends near that many seconds, from a short timed probe; --stop-after
+ends a run after the first epoch past that many training seconds (fluxkern.training.TimeBudget;
+results then give the epochs actually run). --trace-every N records the errors every N epochs
+(bench/fidelity.py's Evaluator: relative L2, the reference's matrix 2-norm where it used one,
+cavity's centreline deviations) with the training seconds so far, the evaluation time left out,
+in results.json under "trajectory" (also written to trajectory.json as the run goes).
 """
 
 from __future__ import annotations
@@ -22,6 +27,50 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from fluxkern import problems, solver  # noqa: E402
+from fluxkern.training import Callback, EpochRecord, TimeBudget, Trainer  # noqa: E402
+
+
+class Trace(Callback):
+    """Records the errors every `every` epochs and at the end, with the training seconds so far.
+
+    Training seconds are the trainer's (fluxkern.training.Trainer.elapsed) less the time of
+    these evaluations and of writing trajectory.json.
+
+    Args:
+        problem: The problem being solved (flux formulation).
+        every: Epochs between evaluations.
+        out: Folder for trajectory.json.
+    """
+
+    def __init__(self, problem: problems.Problem, every: int, out: str) -> None:
+        from fidelity import Evaluator  # bench/fidelity.py
+
+        self.evaluator = Evaluator(problem, torch.float64)
+        self.every, self.out = every, out
+        self.points: list[dict] = []
+        self.excluded = 0.0
+
+    def record(self, trainer: Trainer) -> None:
+        t = time.perf_counter()
+        errors = self.evaluator(trainer.model)
+        self.points.append(
+            {"epoch": trainer.epoch, "train_s": trainer.elapsed - self.excluded, "errors": errors}
+        )
+        os.makedirs(self.out, exist_ok=True)
+        tmp = os.path.join(self.out, "trajectory.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(self.points, f, indent=1)
+        os.replace(tmp, os.path.join(self.out, "trajectory.json"))
+        self.excluded += time.perf_counter() - t
+
+    def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> bool | None:
+        if record.epoch % self.every == 0:
+            self.record(trainer)
+        return None
+
+    def on_end(self, trainer: Trainer) -> None:
+        if not self.points or self.points[-1]["epoch"] != trainer.epoch:
+            self.record(trainer)
 
 
 def main(argv=None) -> int:
@@ -32,6 +81,8 @@ def main(argv=None) -> int:
     p.add_argument("--time-budget", type=float, default=None)
     p.add_argument("--out", default="results")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--stop-after", type=float, default=None, help="training seconds per run")
+    p.add_argument("--trace-every", type=int, default=None, help="epochs between error records")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -50,17 +101,30 @@ def main(argv=None) -> int:
                 epochs = max(probe, min(epochs, int(args.time_budget / per_epoch)))
             out = os.path.join(args.out, name, form)
             print(f"== {name} ({form}): {epochs} epochs -> {out}", flush=True)
+            prob = problems.get(name)
+            traced = args.trace_every and form == "flux"
+            trace = Trace(prob, args.trace_every, out) if traced else None
+            cbs = [TimeBudget(args.stop_after)] if args.stop_after else []
+            cbs += [trace] if trace is not None else []
             try:
                 res = solver.solve(
-                    problems.get(name),
+                    prob,
                     epochs=epochs,
                     formulation=form,
                     out=out,
-                    checkpoint_every=max(1, epochs // 5),
+                    checkpoint_every=max(1, min(500, epochs // 5)),
+                    callbacks=cbs,
                 )
             except solver.NonFiniteLossError as exc:
                 print(f"   stopped: {exc}", flush=True)
                 continue
+            if trace is not None:
+                res["trajectory"] = trace.points
+                res["trace_eval_s"] = trace.excluded  # included in wall_time_s
+                tmp = os.path.join(out, "results.json.tmp")
+                with open(tmp, "w") as f:
+                    json.dump(res, f, indent=2)
+                os.replace(tmp, os.path.join(out, "results.json"))
             print(f"   errors {json.dumps(res['errors'])}, {res['wall_time_s']:.0f} s", flush=True)
             ckpt = os.path.join(out, solver.CHECKPOINT)
             if os.path.exists(ckpt):

@@ -18,6 +18,7 @@ import torch
 import fluxkern as fk
 from fluxkern.geometry import Rectangle, grid
 from fluxkern.problems.base import EvalGrid, Problem, relative_l2
+from fluxkern.problems.declared import method_defaults, reference_run
 from fluxkern.problems.pinn import grad, penalty_loss
 
 __all__ = ["GHIA_RE100_U", "GHIA_RE100_V", "Cavity"]
@@ -83,21 +84,13 @@ class Cavity(Problem):
     error_fields = ()  # no exact solution: see extra_results
     width = 20
     depth = 6
-    defaults = {
-        "epochs": 20000,
-        "optimizer": "lbfgs",
-        "dtype": "float64",
-        "dual": "rmsprop",
-        "dual_options": {"eta": 1e-2, "eps": 1e-8},
-        "n_interior": 2500,
-        "n_face": 128,
-    }
-    reference = {
-        "errors": {},
-        "wall_time_s": (3 * 60 + 40) * 60.0,
-        "epochs": 20000,
-        "note": "reference code on a CPU; compared with published centreline data only",
-    }
+    defaults = method_defaults(20000, eta=1e-2, n_interior=2500, n_face=128)
+    reference = reference_run(
+        {},
+        20000,
+        "reference code on a CPU; compared with published centreline data only",
+        wall_time_s=(3 * 60 + 40) * 60.0,
+    )
 
     def __init__(self) -> None:
         super().__init__()

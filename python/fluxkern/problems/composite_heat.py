@@ -17,7 +17,7 @@ from torch import Tensor, nn
 import fluxkern as fk
 from fluxkern.blocks import Block
 from fluxkern.geometry import Interval, TimeProduct
-from fluxkern.problems.declared import METHOD_DEFAULTS
+from fluxkern.problems.declared import method_defaults, reference_run
 from fluxkern.problems.declared import problem as declare
 from fluxkern.problems.pinn import grad, penalty_loss
 from fluxkern.problems.points import Points, Sample
@@ -102,22 +102,15 @@ problem = declare(
     eval_grid=(100, 100),
     width=20,
     depth=4,
-    defaults={
-        **METHOD_DEFAULTS,
-        "epochs": 10000,
-        "n_interior": 2028,
-        "n_side": 512,
-        "n_initial": 512,
-        # The reference code used the signed error u - u_ic for the initial condition (and the
-        # squared error for every other constraint); "squared" is the alternative.
-        "ic_form": "signed",
-    },
-    reference={
-        "errors": {"u": 4.2e-3, "sigma": 1.5e-3},
-        "wall_time_s": 63 * 60.0,
-        "epochs": 10000,
-        "note": "reference code on a CPU; signed error for the initial condition",
-    },
+    # The reference code used the signed error u - u_ic for the initial condition (and the
+    # squared error for every other constraint); ic_form "squared" is the alternative.
+    defaults=method_defaults(10000, n_interior=2028, n_side=512, n_initial=512, ic_form="signed"),
+    reference=reference_run(
+        {"u": 4.2e-3, "sigma": 1.5e-3},
+        10000,
+        "reference code on a CPU; signed error for the initial condition",
+        wall_time_s=63 * 60.0,
+    ),
     pinn_outputs="u",
     pinn_loss=pinn_loss,
 )

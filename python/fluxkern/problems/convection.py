@@ -14,6 +14,7 @@ import torch
 import fluxkern as fk
 from fluxkern.geometry import Interval, TimeProduct, grid, periodic_pairs
 from fluxkern.problems.base import EvalGrid, Problem
+from fluxkern.problems.declared import method_defaults, reference_run
 from fluxkern.problems.pinn import grad, penalty_loss
 
 __all__ = ["Convection"]
@@ -29,23 +30,14 @@ class Convection(Problem):
     beta = 40.0  # wave speed (an instance may override it, e.g. for a quick test)
     width = 50
     depth = 4
-    defaults = {
-        "epochs": 10000,
-        "optimizer": "lbfgs",
-        "dtype": "float64",
-        "dual": "rmsprop",
-        "dual_options": {"eta": 1.0, "eps": 1e-8},
-        "n_interior": 2048,
-        "n_pairs": 512,
-        "n_initial": 512,
-    }
-    reference = {
-        "errors": {"u": 8.5e-5},
-        "wall_time_s": 21 * 60.0,
-        "epochs": 10000,
-        "note": "reference code on a CPU; ordinary relative L2 of its saved model (PROBLEMS.md); "
+    defaults = method_defaults(10000, n_interior=2048, n_pairs=512, n_initial=512)
+    reference = reference_run(
+        {"u": 8.5e-5},
+        10000,
+        "reference code on a CPU; ordinary relative L2 of its saved model (PROBLEMS.md); "
         "it printed the matrix 2-norm, 5.8e-5",
-    }
+        wall_time_s=21 * 60.0,
+    )
 
     @property
     def domain(self) -> TimeProduct:

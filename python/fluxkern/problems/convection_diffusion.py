@@ -16,6 +16,7 @@ import torch
 import fluxkern as fk
 from fluxkern.geometry import Interval, grid
 from fluxkern.problems.base import EvalGrid, Problem
+from fluxkern.problems.declared import method_defaults, reference_run
 from fluxkern.problems.pinn import grad, penalty_loss
 
 __all__ = ["ConvectionDiffusion"]
@@ -34,20 +35,13 @@ class ConvectionDiffusion(Problem):
     alpha = 1e-6
     width = 20
     depth = 4
-    defaults = {
-        "epochs": 5000,
-        "optimizer": "lbfgs",
-        "dtype": "float64",
-        "dual": "rmsprop",
-        "dual_options": {"eta": 1e-2, "eps": 1e-10},
-        "n_interior": 2048,
-    }
-    reference = {
-        "errors": {"u": 3.1e-5},
-        "wall_time_s": 15 * 60.0,
-        "epochs": 5000,
-        "note": "reference code on a CPU; a saved model of it gives 1.7e-4",
-    }
+    defaults = method_defaults(5000, eta=1e-2, eps=1e-10, n_interior=2048)
+    reference = reference_run(
+        {"u": 3.1e-5},
+        5000,
+        "reference code on a CPU; a saved model of it gives 1.7e-4",
+        wall_time_s=15 * 60.0,
+    )
 
     @property
     def domain(self) -> Interval:

@@ -16,7 +16,7 @@ from fluxkern.geometry import grid as uniform_grid
 from fluxkern.problems.base import EvalGrid, Problem, relative_l2
 from fluxkern.problems.points import Points, PointSpec, Sample, draw_points
 
-__all__ = ["METHOD_DEFAULTS", "DeclaredProblem", "problem"]
+__all__ = ["METHOD_DEFAULTS", "DeclaredProblem", "method_defaults", "problem", "reference_run"]
 
 # The method's settings of PROBLEMS.md (L-BFGS, float64, rmsprop dual rule with eta 1, eps 1e-8)
 # that the benchmark problems share; a problem's defaults extend or override them.
@@ -26,6 +26,43 @@ METHOD_DEFAULTS: Mapping[str, Any] = {
     "dual": "rmsprop",
     "dual_options": {"eta": 1.0, "eps": 1e-8},
 }
+
+
+def method_defaults(
+    epochs: int, eta: float = 1.0, eps: float = 1e-8, **points: Any
+) -> dict[str, Any]:
+    """A benchmark problem's defaults: METHOD_DEFAULTS with its epochs, dual rule step and eps.
+
+    Args:
+        epochs: Outer epochs of a default run.
+        eta: The rmsprop dual rule's step.
+        eps: The rmsprop dual rule's eps.
+        **points: Point counts (n_interior=..., ...) and any other solver option.
+
+    Returns:
+        A new dict (solver options; see fluxkern.solver.SolveOptions).
+    """
+    out = {**METHOD_DEFAULTS, "epochs": epochs, "dual_options": {"eta": eta, "eps": eps}}
+    out.update(points)
+    return out
+
+
+def reference_run(
+    errors: Mapping[str, float], epochs: int | None, note: str, wall_time_s: float | None = None
+) -> dict[str, Any]:
+    """What the method's reference code reported for a problem (Problem.reference).
+
+    Args:
+        errors: Relative L2 error per field (empty where it reported none).
+        epochs: Its epoch count, or None.
+        note: Where the numbers come from.
+        wall_time_s: Its wall time in seconds, or None when not given.
+
+    Returns:
+        {"errors", "wall_time_s", "epochs", "note"}.
+    """
+    return {"errors": dict(errors), "wall_time_s": wall_time_s, "epochs": epochs, "note": note}
+
 
 Terms = Callable[[Points], Sequence[Block]] | Sequence[Block]
 GridSpec = int | Sequence[int] | EvalGrid | Tensor | Callable[[torch.dtype, torch.device], EvalGrid]

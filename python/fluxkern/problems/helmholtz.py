@@ -16,6 +16,7 @@ from torch import Tensor
 import fluxkern as fk
 from fluxkern.geometry import Rectangle, grid
 from fluxkern.problems.base import EvalGrid, Problem
+from fluxkern.problems.declared import method_defaults, reference_run
 from fluxkern.problems.pinn import laplacian, penalty_loss
 
 __all__ = ["Helmholtz"]
@@ -32,25 +33,16 @@ class Helmholtz(Problem):
     a1, a2, k2 = 1.0, 4.0, 1.0
     width = 30
     depth = 3
-    defaults = {
-        "epochs": 5000,
-        "optimizer": "lbfgs",
-        "dtype": "float64",
-        "dual": "rmsprop",
-        "dual_options": {"eta": 1.0, "eps": 1e-8},
-        # PROBLEMS.md's reference used 500 interior points (second-order form). The flux form's
-        # net (three outputs) fits 500 points while wrong between them: a 600-epoch run reached
-        # max |residual| ~ 0.2 at the points, ~600 on the 64 x 64 grid, rel. L2 of u 2.9; with
-        # 2000 points, 300 epochs gave 3.8e-2. fluxkern's default is therefore 2000 (both forms).
-        "n_interior": 2000,
-        "n_face": 64,
-    }
-    reference = {
-        "errors": {"u": 2.8e-4},
-        "wall_time_s": None,
-        "epochs": 5000,
-        "note": "mean of 10 trials; the reference solved the second-order form (net 2, 30x3, 1)",
-    }
+    # PROBLEMS.md's reference used 500 interior points (second-order form). The flux form's
+    # net (three outputs) fits 500 points while wrong between them: a 600-epoch run reached
+    # max |residual| ~ 0.2 at the points, ~600 on the 64 x 64 grid, rel. L2 of u 2.9; with
+    # 2000 points, 300 epochs gave 3.8e-2. fluxkern's default is therefore 2000 (both forms).
+    defaults = method_defaults(5000, n_interior=2000, n_face=64)
+    reference = reference_run(
+        {"u": 2.8e-4},
+        5000,
+        "mean of 10 trials; the reference solved the second-order form (net 2, 30x3, 1)",
+    )
 
     @property
     def domain(self) -> Rectangle:

@@ -14,7 +14,7 @@ from torch import Tensor
 import fluxkern as fk
 from fluxkern.blocks import Block
 from fluxkern.geometry import Rectangle
-from fluxkern.problems.declared import METHOD_DEFAULTS
+from fluxkern.problems.declared import method_defaults, reference_run
 from fluxkern.problems.declared import problem as declare
 from fluxkern.problems.pinn import laplacian, penalty_loss
 from fluxkern.problems.points import Points, Sample
@@ -74,18 +74,8 @@ problem = declare(
     eval_grid=(101, 101),
     width=20,
     depth=3,
-    defaults={
-        **METHOD_DEFAULTS,
-        "epochs": 300,
-        "n_interior": 1024,
-        "n_boundary": 256,
-    },
-    reference={
-        "errors": {},
-        "wall_time_s": None,
-        "epochs": None,
-        "note": "the demo; no reference run",
-    },
+    defaults=method_defaults(300, n_interior=1024, n_boundary=256),
+    reference=reference_run({}, None, "the demo; no reference run"),
     pinn_outputs="u",
     pinn_loss=pinn_loss,
 )

@@ -15,6 +15,7 @@ from torch import Tensor
 import fluxkern as fk
 from fluxkern.geometry import Rectangle, grid
 from fluxkern.problems.base import EvalGrid, Problem
+from fluxkern.problems.declared import method_defaults, reference_run
 from fluxkern.problems.pinn import grad, penalty_loss
 
 __all__ = ["Stokes"]
@@ -41,22 +42,13 @@ class Stokes(Problem):
     error_fields = ("u", "v", "p", "omega")
     width = 50
     depth = 4
-    defaults = {
-        "epochs": 10000,
-        "optimizer": "lbfgs",
-        "dtype": "float64",
-        "dual": "rmsprop",
-        "dual_options": {"eta": 1.0, "eps": 1e-8},
-        "n_interior": 2048,
-        "n_face": 512,
-    }
-    reference = {
-        "errors": {"u": 2.6e-3, "v": 1.8e-3, "p": 7.6e-4, "omega": 4.4e-3},
-        "wall_time_s": None,
-        "epochs": 10000,
-        "note": "reference code on a CPU; ordinary relative L2 of its saved model (PROBLEMS.md); "
+    defaults = method_defaults(10000, n_interior=2048, n_face=512)
+    reference = reference_run(
+        {"u": 2.6e-3, "v": 1.8e-3, "p": 7.6e-4, "omega": 4.4e-3},
+        10000,
+        "reference code on a CPU; ordinary relative L2 of its saved model (PROBLEMS.md); "
         "it printed the matrix 2-norm: u 2.2e-3, v 1.2e-3, p 1.0e-3, omega 4.1e-3",
-    }
+    )
 
     @property
     def domain(self) -> Rectangle:

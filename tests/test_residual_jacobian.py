@@ -8,6 +8,8 @@ groups; the fused op against the twin. Tolerances from tests/matrix.py.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -218,4 +220,174 @@ def test_chunks_give_the_same_result(backend, paired):
 def test_not_differentiable():
     model, x, program = small_group("tanh", 4)
     r, jac = ops.residual_jacobian(program, x.requires_grad_(True), model.spec())
+    assert not r.requires_grad and not jac.requires_grad
+
+
+# ------------------------------------------------------------------------------ the fused CPU op
+
+
+def op_args(program, x, net: MlpSpec) -> tuple:
+    """The positional arguments of torch.ops.fluxkern.residual_jacobian."""
+    return (
+        x,
+        net.shift,
+        net.scale,
+        list(net.weights),
+        list(net.biases),
+        net.activation,
+        program.cols,
+        program.table,
+        program.coef,
+        program.n_res,
+        program.paired,
+    )
+
+
+@needs_op
+@pytest.mark.parametrize(("name", "index"), GROUPS)
+def test_op_matches_twin_on_benchmark_problems(name, index):
+    model, groups = problem_groups(name)
+    g = groups[index]
+    net = model.spec()
+    r, jac = ops.residual_jacobian(g.program, g.x, net, backend="cpu")
+    r0, jac0 = reference.residual_jacobian(g.program, g.x, net)
+    assert jac.shape == jac0.shape and r.shape == r0.shape
+    assert rel_err(r, r0) < TOL[F64]
+    assert rel_err(jac, jac0) < TOL[F64]
+
+
+@needs_op
+@pytest.mark.parametrize("activation", ["tanh", "sin", "silu"])
+@pytest.mark.parametrize("paired", [False, True])
+@pytest.mark.parametrize("n", [0, 1, 7])
+def test_op_matches_twin_on_small_groups(activation, paired, n):
+    model, x, program = small_group(activation, n, paired)
+    net = model.spec()
+    r, jac = ops.residual_jacobian(program, x, net, backend="cpu")
+    r0, jac0 = reference.residual_jacobian(program, x, net)
+    assert r.shape == r0.shape == (n, 3) and jac.shape == jac0.shape
+    if n:
+        assert rel_err(r, r0) < TOL[F64]
+        assert rel_err(jac, jac0) < TOL[F64]
+
+
+@needs_op
+@pytest.mark.parametrize("name", ["convection", "stokes"])
+def test_op_float32_close_to_float64(name):
+    """Float32 op against the float64 twin at the same parameters and points (TOL: matrix.py)."""
+    model, groups = problem_groups(name)
+    for g in groups:
+        net = model.spec()
+        r0, jac0 = reference.residual_jacobian(g.program, g.x, net)
+        model32 = model.to(torch.float32)
+        prog32 = dataclasses.replace(
+            g.program, cols=g.program.cols.float(), coef=g.program.coef.float()
+        )
+        r, jac = ops.residual_jacobian(prog32, g.x.float(), model32.spec(), backend="cpu")
+        model.to(F64)
+        assert jac.dtype == torch.float32
+        assert rel_err(r, r0) < TOL[torch.float32]
+        assert rel_err(jac, jac0) < TOL[torch.float32]
+
+
+@needs_op
+@pytest.mark.parametrize("paired", [False, True])
+def test_opcheck(paired):
+    model, x, program = small_group("tanh", 5, paired)
+    torch.library.opcheck(
+        torch.ops.fluxkern.residual_jacobian.default, op_args(program, x, model.spec())
+    )
+
+
+@needs_op
+def test_opcheck_benchmark_group():
+    model, (g,) = problem_groups("poisson")
+    torch.library.opcheck(
+        torch.ops.fluxkern.residual_jacobian.default, op_args(g.program, g.x, model.spec())
+    )
+
+
+@needs_op
+def test_op_segmented_rows_vanish_off_their_block():
+    model, (g,) = problem_groups("stokes")
+    assert g.program.segmented
+    r, jac = ops.residual_jacobian(g.program, g.x, model.spec(), backend="cpu")
+    for _, r0, r1, c0, c1 in g.program.slices:
+        off = torch.ones(g.n, dtype=torch.bool)
+        off[r0:r1] = False
+        assert (jac[off][:, c0:c1] == 0).all() and (r[off][:, c0:c1] == 0).all()
+
+
+@needs_op
+def test_op_non_contiguous_inputs():
+    model, x, program = small_group("silu", 7, paired=True)
+    net = model.spec()
+    r0, jac0 = ops.residual_jacobian(program, x, net, backend="cpu")
+    xt = x.t().contiguous().t()  # same values, column-major
+    cols_t = program.cols.t().contiguous().t()
+    assert not xt.is_contiguous() and not cols_t.is_contiguous()
+    w0 = net.weights[0].detach().t().contiguous().t()
+    spec = MlpSpec(net.shift, net.scale, [w0, *net.weights[1:]], net.biases, net.activation)
+    r, jac = ops.residual_jacobian(
+        dataclasses.replace(program, cols=cols_t), xt, spec, backend="cpu"
+    )
+    assert torch.equal(r, r0) and torch.equal(jac, jac0)
+
+
+def _bad(args: tuple, **changes) -> tuple:
+    names = ["x", "shift", "scale", "weights", "biases", "activation", "cols", "table", "coef"]
+    names += ["n_res", "paired"]
+    out = list(args)
+    for k, v in changes.items():
+        out[names.index(k)] = v
+    return tuple(out)
+
+
+@needs_op
+def test_bad_inputs_name_the_argument():
+    model, x, program = small_group("tanh", 4)
+    args = op_args(program, x, model.spec())
+    op = torch.ops.fluxkern.residual_jacobian
+    table = program.table
+    bad_field = table.clone()
+    bad_field[2, 3] = 9  # m + m d = 9 fields
+    bad_res = table.clone()
+    bad_res[0, 0] = 3
+    bad_col = table.clone()
+    bad_col[1, 1] = 2
+    cases = [
+        ({"cols": program.cols[:-1]}, "cols must be"),
+        ({"table": table.long()}, "table must be int32"),
+        ({"table": table[:, :4]}, r"table must be \[M, 5\]"),
+        ({"coef": program.coef[:-1]}, "coef must be"),
+        ({"coef": program.coef.float()}, "cols and coef must have the dtype of x"),
+        ({"table": bad_field}, "table row 2 names field 9"),
+        ({"table": bad_res}, "table row 0 names residual 3"),
+        ({"table": bad_col}, "table row 1 names coefficient column 2"),
+        ({"n_res": 0}, "n_res must be at least 1"),
+        ({"activation": "relu"}, "relu"),
+        ({"x": x[:, :1]}, "x"),
+    ]
+    for change, message in cases:
+        with pytest.raises((ValueError, TypeError, RuntimeError), match=message):
+            op(*_bad(args, **change))
+    x_odd = torch.cat([x, x[:1]])
+    paired = dataclasses.replace(program, paired=True, cols=torch.cat([program.cols] * 2)[:5])
+    with pytest.raises(ValueError, match="even number of rows"):
+        op(*op_args(paired, x_odd, model.spec()))
+
+
+@needs_op
+def test_default_backend_is_the_fused_op():
+    model, x, program = small_group("tanh", 3)
+    r, jac = ops.residual_jacobian(program, x, model.spec())
+    r1, jac1 = ops.residual_jacobian(program, x, model.spec(), backend="cpu")
+    assert torch.equal(jac, jac1) and torch.equal(r, r1)
+
+
+@needs_op
+def test_raw_op_outputs_do_not_require_grad():
+    model, x, program = small_group("tanh", 3)
+    args = op_args(program, x.requires_grad_(True), model.spec())  # weights require grad too
+    r, jac = torch.ops.fluxkern.residual_jacobian(*args)
     assert not r.requires_grad and not jac.requires_grad

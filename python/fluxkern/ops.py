@@ -465,6 +465,16 @@ def _register_residual_jacobian() -> None:
         n_params = sum(w.numel() + b.numel() for w, b in zip(weights, biases, strict=True))
         return x.new_empty(n, n_res), x.new_empty(n, n_res, n_params)
 
+    # Not differentiable: its outputs never require grad (also when an input does), and a
+    # backward through it (which cannot happen through the outputs) would say so.
+    def _setup(ctx, inputs, output):
+        ctx.mark_non_differentiable(*output)
+
+    def _backward(ctx, *grads):
+        raise RuntimeError("fluxkern.residual_jacobian is not differentiable")
+
+    torch.library.register_autograd("fluxkern::residual_jacobian", _backward, setup_context=_setup)
+
 
 if _ext.available():
     _register()

@@ -391,3 +391,25 @@ def test_raw_op_outputs_do_not_require_grad():
     args = op_args(program, x.requires_grad_(True), model.spec())  # weights require grad too
     r, jac = torch.ops.fluxkern.residual_jacobian(*args)
     assert not r.requires_grad and not jac.requires_grad
+
+
+@pytest.mark.parametrize("backend", ["torch", *(["cpu"] if HAVE_CPU_OP else [])])
+def test_chunk_iterator_accumulates_gauss_newton_matrix(backend):
+    model, x, program = small_group("tanh", 7, paired=True)
+    net = model.spec()
+    r, jac = ops.residual_jacobian(program, x, net, backend=backend)
+    flat = jac.reshape(-1, jac.shape[2])  # [N R, n_params]
+    gram = torch.zeros(jac.shape[2], jac.shape[2], dtype=F64)
+    grad = torch.zeros(jac.shape[2], dtype=F64)
+    spans = []
+    for n0, n1, r_c, jac_c in ops.residual_jacobian_chunks(program, x, net, backend, chunk=3):
+        spans.append((n0, n1))
+        jc = jac_c.reshape(-1, jac_c.shape[2])
+        gram += jc.t() @ jc
+        grad += jc.t() @ r_c.reshape(-1)
+    assert spans == [(0, 3), (3, 6), (6, 7)]
+    assert rel_err(gram, flat.t() @ flat) < TOL[F64]
+    assert rel_err(grad, flat.t() @ r.reshape(-1)) < TOL[F64]
+    model, x, program = small_group("tanh", 0, paired=True)
+    empty = list(ops.residual_jacobian_chunks(program, x, model.spec(), backend))
+    assert len(empty) == 1 and empty[0][3].shape == (0, 3, jac.shape[2])

@@ -234,6 +234,8 @@ void residual_jacobian_cpu(const JacobianNet<T>& net, const JacobianBlock<T>& bl
   for (int64_t p = n0; p < n1; ++p) {
     T* r = block.r + p * n_res;  // [R]
     std::fill(r, r + n_res, T(0));
+    T* rows = block.jac + p * n_res * block.n_params;  // [R, n_params], accumulated below
+    std::fill(rows, rows + n_res * block.n_params, T(0));
     for (int side = 0; side < (block.paired ? 2 : 1); ++side) {
       const int64_t q = p + side * block.n;
       const T sign = side == 0 ? T(1) : T(-1);

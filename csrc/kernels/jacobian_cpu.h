@@ -41,14 +41,15 @@ struct JacobianBlock {
   bool paired = false;     //
   int64_t n_params = 0;    // sum of the weights' and biases' sizes
   T* r;                    // out [n, R]
-  T* jac;                  // out [n, R, n_params]; must be zero on entry (rows are accumulated)
+  T* jac;                  // out [n, R, n_params]
 };
 
 // Scratch elements one thread needs (one point's layers and adjoints).
 int64_t residual_jacobian_scratch(int64_t d, int64_t m, int64_t hidden, const int64_t* widths,
                                   int64_t n_res);
 
-// Points (pairs) [n0, n1) of the block: writes their rows of r and adds their rows of jac.
+// Points (pairs) [n0, n1) of the block: writes their rows of r and jac (each point's jac rows
+// are zeroed, then accumulated while they are in cache).
 // Residual rows whose seed dr_i/d(y, J) is zero at a point (e.g. another block's residuals in a
 // segmented group) are skipped, and so is the tangent part of the reverse pass where dr_i/dJ is
 // zero. scratch: [residual_jacobian_scratch(...)].

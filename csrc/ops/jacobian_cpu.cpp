@@ -71,7 +71,7 @@ std::tuple<at::Tensor, at::Tensor> residual_jacobian_cpu(
   for (size_t l = 0; l < weights.size(); ++l) n_params += weights[l].numel() + biases[l].numel();
   const at::TensorOptions opts = x.options();
   at::Tensor r = at::empty({n, n_res}, opts);              // [N, R]
-  at::Tensor jac = at::zeros({n, n_res, n_params}, opts);  // [N, R, n_params]
+  at::Tensor jac = at::empty({n, n_res, n_params}, opts);  // [N, R, n_params]
   if (n == 0) return {r, jac};
   const at::Tensor xc = x.contiguous();                                         // [P, d]
   const at::Tensor cols_c = cols.contiguous();                                  // [P, K]

@@ -34,7 +34,6 @@ TORCH_LIBRARY(fluxkern, m) {
   // The raw residuals r [N, R] of a fused group (as block_loss evaluates them, before squaring
   // and reduction) and their Jacobian [N, R, n_params] with respect to every weight and bias,
   // flattened as weights[0], biases[0], weights[1], ... (each row-major). Not differentiable.
-  // CPU only.
   m.def(
       "residual_jacobian(Tensor x, Tensor shift, Tensor scale, Tensor[] weights, "
       "Tensor[] biases, str activation, Tensor cols, Tensor table, Tensor coef, int n_res, "
@@ -56,6 +55,7 @@ TORCH_LIBRARY_IMPL(fluxkern, CUDA, m) {
   m.impl("mlp_jet", &fluxkern::mlp_jet_cuda);
   m.impl("mlp_jet_backward", &fluxkern::mlp_jet_backward_cuda);
   m.impl("block_loss", &fluxkern::block_loss_cuda);
+  m.impl("residual_jacobian", &fluxkern::residual_jacobian_cuda);
 }
 #else
 namespace {
@@ -72,5 +72,6 @@ TORCH_LIBRARY_IMPL(fluxkern, CUDA, m) {
   m.impl("mlp_jet", torch::CppFunction::makeFromBoxedFunction<&no_cuda_kernels>());
   m.impl("mlp_jet_backward", torch::CppFunction::makeFromBoxedFunction<&no_cuda_kernels>());
   m.impl("block_loss", torch::CppFunction::makeFromBoxedFunction<&no_cuda_kernels>());
+  m.impl("residual_jacobian", torch::CppFunction::makeFromBoxedFunction<&no_cuda_kernels>());
 }
 #endif

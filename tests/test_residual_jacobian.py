@@ -8,7 +8,11 @@ groups; the fused op against the twin. Tolerances from tests/matrix.py.
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import os
+import shutil
+import subprocess
 
 import pytest
 import torch
@@ -18,7 +22,7 @@ import fluxkern.problems as problems
 from fluxkern import ops, reference, solver
 from fluxkern.program import ResidualProgram
 from fluxkern.specs import MlpSpec
-from matrix import TOL, rel_err
+from matrix import DEVICES, DTYPES, TOL, rel_err
 
 F64 = torch.float64
 CPU = torch.device("cpu")
@@ -413,3 +417,115 @@ def test_chunk_iterator_accumulates_gauss_newton_matrix(backend):
     model, x, program = small_group("tanh", 0, paired=True)
     empty = list(ops.residual_jacobian_chunks(program, x, model.spec(), backend))
     assert len(empty) == 1 and empty[0][3].shape == (0, 3, jac.shape[2])
+
+
+# ------------------------------------------------- the CUDA kernel, emulated on the CPU (no GPU)
+
+EMULATED_SOURCE = os.path.join(os.path.dirname(__file__), "cpp", "jacobian_emulated.cpp")
+ACTIVATION_CODE = {"tanh": 0, "sin": 1, "silu": 2}  # fluxkern::Activation
+
+
+@pytest.fixture(scope="module")
+def emulated(tmp_path_factory):
+    """csrc/kernels/jacobian_cuda_kernel.cuh built by g++ through kernels/cuda_emulation.h."""
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is needed to build the emulated CUDA kernel")
+    out = str(tmp_path_factory.mktemp("jac") / "jacobian_emulated.so")
+    csrc = os.path.join(os.path.dirname(__file__), "..", "csrc")
+    cmd = ["g++", "-std=c++20", "-O1", "-fopenmp-simd", "-pthread", "-shared", "-fPIC", "-Wall"]
+    cmd += ["-Wextra", "-Werror", "-I", csrc, EMULATED_SOURCE, "-o", out]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return ctypes.CDLL(out)
+
+
+def run_emulated(lib, program, x, net: MlpSpec, threads: int):
+    """r, jac from the emulated CUDA kernel with `threads` threads (grid-stride over points)."""
+    n = x.shape[0] // 2 if program.paired else x.shape[0]
+    n_params = sum(w.numel() + b.numel() for w, b in zip(net.weights, net.biases, strict=True))
+    r = x.new_full((n, program.n_res), float("nan"))
+    jac = x.new_full((n, program.n_res, n_params), float("nan"))
+    keep = [t.contiguous() for t in (x, net.shift, net.scale, program.cols, program.coef)]
+    ws = [w.detach().contiguous() for w in net.weights]
+    bs = [b.detach().contiguous() for b in net.biases]
+    table = program.table.contiguous()
+    widths = (ctypes.c_int64 * (len(ws) - 1))(*[w.shape[0] for w in ws[:-1]])
+    wp = (ctypes.c_void_p * len(ws))(*[w.data_ptr() for w in ws])
+    bp = (ctypes.c_void_p * len(bs))(*[b.data_ptr() for b in bs])
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    rc = lib.fk_jacobian_emulated(
+        ctypes.c_int(1 if x.dtype == F64 else 0),
+        ctypes.c_int(ACTIVATION_CODE[net.activation]),
+        i64(n),
+        i64(x.shape[1]),
+        i64(ws[-1].shape[0]),
+        i64(len(ws) - 1),
+        widths,
+        *[ptr(t.data_ptr()) for t in keep[:3]],
+        wp,
+        bp,
+        ptr(keep[3].data_ptr()),
+        i64(program.cols.shape[1]),
+        ptr(table.data_ptr()),
+        ptr(keep[4].data_ptr()),
+        i64(table.shape[0]),
+        i64(program.n_res),
+        ctypes.c_int(int(program.paired)),
+        i64(threads),
+        ptr(r.data_ptr()),
+        ptr(jac.data_ptr()),
+    )
+    assert rc == 0
+    return r, jac
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sin", "silu"])
+@pytest.mark.parametrize("paired", [False, True])
+@pytest.mark.parametrize(("n", "threads"), [(1, 1), (7, 3), (7, 7), (130, 130)])
+def test_emulated_cuda_kernel_matches_twin(emulated, activation, paired, n, threads):
+    model, x, program = small_group(activation, n, paired)
+    net = model.spec()
+    r, jac = run_emulated(emulated, program, x, net, threads)
+    r0, jac0 = reference.residual_jacobian(program, x, net)
+    assert rel_err(r, r0) < TOL[F64]
+    assert rel_err(jac, jac0) < TOL[F64]
+
+
+@pytest.mark.parametrize(("name", "index"), [("stokes", 0), ("convection", 1), ("cavity", 0)])
+def test_emulated_cuda_kernel_on_benchmark_groups(emulated, name, index):
+    model, groups = problem_groups(name)
+    g = groups[index]
+    net = model.spec()
+    r, jac = run_emulated(emulated, g.program, g.x, net, threads=5)
+    r0, jac0 = reference.residual_jacobian(g.program, g.x, net)
+    assert rel_err(r, r0) < TOL[F64]
+    assert rel_err(jac, jac0) < TOL[F64]
+
+
+@pytest.mark.skipif("cuda" not in DEVICES, reason="no CUDA kernels or no GPU")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("name", "index"), GROUPS)
+def test_cuda_op_matches_twin(name, index, dtype):
+    """The CUDA kernel (backend="cuda", never the default) against the float64 twin on the CPU."""
+    model, groups = problem_groups(name)
+    g = groups[index]
+    r0, jac0 = reference.residual_jacobian(g.program, g.x, model.spec())
+    cuda = torch.device("cuda")
+    model = model.to(cuda, dtype)
+    program = dataclasses.replace(
+        g.program,
+        cols=g.program.cols.to(cuda, dtype),
+        coef=g.program.coef.to(cuda, dtype),
+        table=g.program.table.to(cuda),
+    )
+    x = g.x.to(cuda, dtype)
+    r, jac = ops.residual_jacobian(program, x, model.spec(), backend="cuda")
+    assert jac.device.type == "cuda" and jac.dtype == dtype
+    assert rel_err(r, r0) < TOL[dtype]
+    assert rel_err(jac, jac0) < TOL[dtype]
+    torch.library.opcheck(
+        torch.ops.fluxkern.residual_jacobian.default, op_args(program, x, model.spec())
+    )
+    # the default on a GPU is the twin
+    r_t, jac_t = ops.residual_jacobian(program, x, model.spec())
+    assert rel_err(jac_t, jac0) < TOL[dtype]

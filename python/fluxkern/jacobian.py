@@ -109,8 +109,8 @@ def residual_jacobian(
         program: The group's residual program.
         x: Points [P, d]; for a paired program P = 2N and x = cat(a, b).
         net: The MLP.
-        backend: None (the fused op where one serves x's device, else the twin), "torch", "cpu"
-            or "cuda".
+        backend: None (the fused op on the CPU, the twin elsewhere), "torch", "cpu" or "cuda"
+            (the CUDA kernel: one thread per point, never run on a GPU yet).
         chunk: Points (pairs) per pass; None picks the most whose jac block stays under
             JACOBIAN_CHUNK_BYTES.
 
@@ -153,6 +153,10 @@ def residual_jacobian_chunks(
     if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
         raise ValueError(f"residual_jacobian: chunk must be a positive integer, got {chunk!r}")
     name = _ops.resolve_backend(backend, x.device)
+    if backend is None and name == "cuda":
+        # The CUDA kernel is straightforward (one thread per point, uncoalesced) and has never run
+        # on a GPU; the twin's batched einsums are the default there. backend="cuda" asks for it.
+        name = "torch"
     if name != "torch" and not _jacobian_kernel(name):
         if backend is not None:
             raise RuntimeError(

@@ -258,6 +258,10 @@ def test_op_matches_twin_on_benchmark_problems(name, index):
     assert jac.shape == jac0.shape and r.shape == r0.shape
     assert rel_err(r, r0) < TOL[F64]
     assert rel_err(jac, jac0) < TOL[F64]
+    # and directly against torch.func (issue 13's criterion), measured ~6e-16
+    r1, jac1 = oracle(g.program, g.x, net)
+    assert rel_err(r, r1) < TOL[F64]
+    assert rel_err(jac, jac1) < TOL[F64]
 
 
 @needs_op

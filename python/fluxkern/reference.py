@@ -192,8 +192,8 @@ def _residual_field_gradient(program: ResidualProgram, y: Tensor, jac: Tensor) -
     nf = m + m * jac.shape[2]
     fields = torch.cat([y, jac.reshape(p, nf - m), y.new_ones(p, 1)], dim=1)  # [P, nf + 1]
     colx = torch.cat([program.cols, program.cols.new_ones(p, 1)], dim=1)  # [P, K + 1]
-    ix = table = program.table.long()  # [M, 5]
-    fx = torch.where(table[:, 2:] < 0, nf, table[:, 2:])  # [M, 3]; -1 -> the ones slot nf
+    ix = program.table.long()  # [M, 5]
+    fx = torch.where(ix[:, 2:] < 0, nf, ix[:, 2:])  # [M, 3]; -1 -> the ones slot nf
     f = fields[:, fx]  # [P, M, 3]
     base = program.coef * colx[:, ix[:, 1]]  # [P, M]
     partial = torch.stack(

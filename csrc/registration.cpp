@@ -1,6 +1,7 @@
 // The one TORCH_LIBRARY block: every fluxkern op schema and its CPU / CUDA implementations.
 #include <torch/library.h>
 
+#include "ops/jacobian.h"
 #include "ops/jet.h"
 #include "ops/lbfgs.h"
 #include "ops/loss.h"
@@ -30,6 +31,13 @@ TORCH_LIBRARY(fluxkern, m) {
   m.def(
       "lbfgs_direction(Tensor grad, Tensor s, Tensor y, Tensor rho, Tensor(a!) sy, "
       "Tensor(b!) yy, int start, int count, int new_row, float h_diag) -> Tensor");
+  // The raw residuals r [N, R] of a fused group (as block_loss evaluates them, before squaring
+  // and reduction) and their Jacobian [N, R, n_params] with respect to every weight and bias,
+  // flattened as weights[0], biases[0], weights[1], ... (each row-major). Not differentiable.
+  m.def(
+      "residual_jacobian(Tensor x, Tensor shift, Tensor scale, Tensor[] weights, "
+      "Tensor[] biases, str activation, Tensor cols, Tensor table, Tensor coef, int n_res, "
+      "bool paired) -> (Tensor r, Tensor jac)");
 }
 
 TORCH_LIBRARY_IMPL(fluxkern, CPU, m) {
@@ -37,6 +45,7 @@ TORCH_LIBRARY_IMPL(fluxkern, CPU, m) {
   m.impl("mlp_jet_backward", &fluxkern::mlp_jet_backward_cpu);
   m.impl("block_loss", &fluxkern::block_loss_cpu);
   m.impl("lbfgs_direction", &fluxkern::lbfgs_direction_cpu);
+  m.impl("residual_jacobian", &fluxkern::residual_jacobian_cpu);
 }
 
 // CUDA implementations. A build without CUDA kernels registers, for every op, one boxed function
@@ -46,6 +55,7 @@ TORCH_LIBRARY_IMPL(fluxkern, CUDA, m) {
   m.impl("mlp_jet", &fluxkern::mlp_jet_cuda);
   m.impl("mlp_jet_backward", &fluxkern::mlp_jet_backward_cuda);
   m.impl("block_loss", &fluxkern::block_loss_cuda);
+  m.impl("residual_jacobian", &fluxkern::residual_jacobian_cuda);
 }
 #else
 namespace {
@@ -62,5 +72,6 @@ TORCH_LIBRARY_IMPL(fluxkern, CUDA, m) {
   m.impl("mlp_jet", torch::CppFunction::makeFromBoxedFunction<&no_cuda_kernels>());
   m.impl("mlp_jet_backward", torch::CppFunction::makeFromBoxedFunction<&no_cuda_kernels>());
   m.impl("block_loss", torch::CppFunction::makeFromBoxedFunction<&no_cuda_kernels>());
+  m.impl("residual_jacobian", torch::CppFunction::makeFromBoxedFunction<&no_cuda_kernels>());
 }
 #endif

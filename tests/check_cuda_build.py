@@ -3,9 +3,9 @@
 Nothing can run on a GPU there, so this checks what can be seen without one: the build has its
 CUDA kernels for every wanted architecture (the device code of the fused tile kernel included),
 the CUDA implementations (not the no-CUDA stubs) are
-registered for every op (the jet ops and block_loss), the CUDA glue of each is reachable and checks
-its arguments, and the CPU kernels of the same build still compute the jet and the block loss
-right. Exits non-zero with the reasons otherwise.
+registered for every op (the jet ops, block_loss and residual_jacobian), the CUDA glue of each
+is reachable and checks its arguments, and the CPU kernels of the same build still compute the
+jet and the block loss right. Exits non-zero with the reasons otherwise.
 Not a pytest file (no test_ prefix): `make cuda-build` runs it with the CUDA venv's Python.
 
 Usage: python tests/check_cuda_build.py [ARCH ...]     (default: 80 90)
@@ -22,7 +22,7 @@ import fluxkern
 from fluxkern import reference
 from fluxkern.program import split_op_args
 
-OPS = ("mlp_jet", "mlp_jet_backward", "block_loss")
+OPS = ("mlp_jet", "mlp_jet_backward", "block_loss", "residual_jacobian")
 # Device code of the fused tile kernel: float and double times tanh, sin, SiLU.
 TILE_KERNEL_INSTANCES = 6
 
@@ -91,6 +91,13 @@ def problems(want_archs: list[str]) -> list[str]:
     except RuntimeError as exc:
         if "CUDA kernel was called with x on cpu" not in str(exc):
             out.append(f"the CUDA kernel of block_loss refused cpu tensors with: {exc}")
+    jac_args = args[:9] + args[13:]  # residual_jacobian takes block_loss's args less lam..red
+    try:
+        torch.ops.fluxkern.residual_jacobian.default.redispatch(keys, *jac_args)
+        out.append("the CUDA kernel of residual_jacobian accepted cpu tensors")
+    except RuntimeError as exc:
+        if "CUDA kernel was called with x on cpu" not in str(exc):
+            out.append(f"the CUDA kernel of residual_jacobian refused cpu tensors with: {exc}")
     # The CPU kernels of this build against the torch twin.
     y, jac, _ = torch.ops.fluxkern.mlp_jet(x, shift, scale, ws, bs, "tanh")
     y_ref, jac_ref = reference.mlp_jet(x, shift, scale, ws, bs, "tanh")

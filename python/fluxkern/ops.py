@@ -19,11 +19,16 @@ from fluxkern.specs import LbfgsHistory, MlpSpec
 
 __all__ = [
     "BACKENDS",
+    "JACOBIAN_CHUNK_BYTES",
+    "ParameterSlice",
     "SECOND_DERIVATIVE_ERROR",
     "backends",
     "lbfgs_direction",
     "block_loss",
     "mlp_jet",
+    "parameter_layout",
+    "residual_jacobian",
+    "residual_jacobian_chunks",
     "resolve_backend",
 ]
 
@@ -312,3 +317,12 @@ def _register_block_loss() -> None:
 
 if _ext.available():
     _register()
+
+# The residual Jacobian (issue 13) lives in fluxkern.jacobian; its public names are part of ops.
+from fluxkern.jacobian import (  # noqa: E402
+    JACOBIAN_CHUNK_BYTES,
+    ParameterSlice,
+    parameter_layout,
+    residual_jacobian,
+    residual_jacobian_chunks,
+)

@@ -2,7 +2,7 @@
 
 Usage: python dist_worker.py CASES.json, with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT
 set as torchrun sets them. Runs the cases in order on one process group; each is
-{"out", "options", "copy_from"?, "die_at"?, "stall_at"?}. A case that fails writes
+{"out", "options", "copy_from"?, "resample"?, "fault"?}. A case that fails writes
 out/error-RANK.txt and ends the worker with exit code 3.
 """
 
@@ -69,6 +69,8 @@ def run_case(case: dict, rank: int) -> None:
     if rank == 0 and case.get("copy_from"):
         shutil.copytree(case["copy_from"], out)
     callbacks = []
+    if case.get("resample"):
+        callbacks.append(fk.Resample(case["resample"]))
     fault = case.get("fault")
     if fault and fault["rank"] == rank:
         callbacks.append(_Fault(fault["epoch"], fault["kind"]))

@@ -1,13 +1,13 @@
 """Data-parallel training (fluxkern.distributed): 2 and 3 gloo CPU processes against one.
 
-The worker processes (tests/dist_worker.py) are started here with the environment torchrun
-sets. A distributed run and a single process on the same points differ only by the order of
-the sums over points (the ranks' partial sums are all-reduced); a distributed run on one rank
-is bitwise the single process. L-BFGS amplifies such rounding differences on the small test
-problem by ~10-50x per epoch, in one process as well (the fused CPU kernel against its torch
-twin: relative loss differences 9e-15, 9e-12, 2e-10, 2e-10, 3e-9, 2e-7 over epochs 1-6), so
-L-BFGS runs are compared over 2 epochs (40 iterations), where the measured difference is below
-2e-11, and Adam runs (measured ~2e-16 per epoch) over 20.
+The worker processes (tests/dist_worker.py) are started here with the environment torchrun sets. A
+distributed run and a single process on the same points differ only by the order of the sums over
+points (the ranks' partial sums are all-reduced); a distributed run on one rank with the rmsprop
+rule was measured bitwise equal to the single process. L-BFGS amplifies such rounding differences
+on the small test problem by ~10-50x per epoch, in one process as well (the fused CPU kernel
+against its torch twin: relative loss differences 9e-15, 9e-12, 2e-10, 2e-10, 3e-9, 2e-7 over
+epochs 1-6), so L-BFGS runs are compared over 2 epochs (40 iterations), where the measured
+difference is below 2e-11, and Adam runs (measured ~2e-16 per epoch) over 20.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from fluxkern import solver
 from fluxkern.blocks import Constraint
 from fluxkern.distributed import shard_block, shard_range
 from fluxkern.expr import outputs
+from fluxkern.training import Resample
 from matrix import TOL, rel_err
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dist_worker.py")
@@ -101,12 +102,15 @@ def runs(tmp_path_factory):
     two += [
         _case(d("w2-full-lbfgs"), **lb),
         _case(d("w2-part-lbfgs"), **(lb | {"epochs": 2})),
-        {"out": d("w2-resumed-lbfgs"), "copy_from": d("w2-part-lbfgs"), "options": lb},
+        {
+            "out": d("w2-resumed-lbfgs"),
+            "copy_from": d("w2-part-lbfgs"),
+            "options": lb | {"resume": True},
+        },
         _case(d("w2-full-adam"), **ad),
         _case(d("w2-part-adam"), **(ad | {"epochs": 10})),
+        {"out": d("w2-resample"), "options": _options("adam", "capu", 6), "resample": 2},
     ]
-    for c in two[-3:-2]:
-        c["options"] = c["options"] | {"resume": True}
     assert launch(2, two, root) == [0, 0], _errors(root)
     three = [_case(d(f"w3-{o}-{du}"), **_options(o, du)) for o, du in COMBOS]
     three.append(
@@ -119,6 +123,7 @@ def runs(tmp_path_factory):
     assert launch(3, three, root) == [0, 0, 0], _errors(root)
     for o, du in COMBOS:
         run_single(d(f"w1-{o}-{du}"), **_options(o, du))
+    run_single(d("w1-resample"), callbacks=[Resample(2)], **_options("adam", "capu", 6))
     shutil.copytree(d("w2-part-adam"), d("w1-resumed-adam"))
     run_single(d("w1-resumed-adam"), **(ad | {"resume": True}))
     return root
@@ -158,8 +163,12 @@ def assert_close_runs(a: str, b: str, tol: float) -> None:
     assert sa.keys() == sb.keys()
     for name in sa:
         for key, val in sa[name].items():
-            assert val.shape == sb[name][key].shape, (name, key)
-            assert rel_err(val, sb[name][key]) <= tol, (name, key)
+            other = sb[name][key]
+            assert val.shape == other.shape, (name, key)
+            if not torch.isfinite(val).all():  # e.g. capu's loss_prev of -inf after a reset
+                assert torch.equal(val, other), (name, key)
+            else:
+                assert rel_err(val, other) <= tol, (name, key)
 
 
 @pytest.mark.parametrize("world", [2, 3])
@@ -171,6 +180,11 @@ def test_distributed_run_equals_one_process(runs, world, optimizer, dual):
         assert json.load(fh).get("distributed") is None
     with open(os.path.join(runs, f"w{world}-{optimizer}-{dual}", "results.json")) as fh:
         assert json.load(fh)["distributed"] == {"world_size": world, "backend": "gloo"}
+
+
+def test_resampling_draws_the_whole_set_and_shards_it(runs):
+    """Resample on 2 ranks: each rank draws the new points and keeps its shard."""
+    assert_close_runs(os.path.join(runs, "w2-resample"), os.path.join(runs, "w1-resample"), TOL64)
 
 
 def test_resume_on_the_same_ranks_is_exact(runs):

@@ -69,10 +69,22 @@ def make_trainer(problem: Problem, opts: SolveOptions, comm: Comm) -> Distribute
     )
 
 
+def _cpu(obj: Any) -> Any:
+    """obj with every tensor in it (in dicts, lists, tuples) moved to the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj
+
+
 def _resume(trainer: DistributedTrainer, path: str, problem: Problem, opts: Any) -> None:
-    """Rank 0 reads the checkpoint and sends it to every rank; each loads its shard."""
+    """Rank 0 reads the checkpoint and sends it to every rank (through the CPU, so that no
+    rank gets tensors on another's GPU); each loads its shard."""
     ck = trainer.comm.on_root(
-        lambda: read_checkpoint(path, problem.name, opts.formulation, opts.epochs)
+        lambda: _cpu(read_checkpoint(path, problem.name, opts.formulation, opts.epochs))
     )
     try:
         trainer.load_state_dict(ck)

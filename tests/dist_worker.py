@@ -51,13 +51,16 @@ def mixed_problem() -> problems.Problem:
 
 
 class _Fault(fk.Callback):
-    """Kills (SIGKILL) or stalls this rank at the end of an epoch."""
+    """At the end of an epoch: kills (SIGKILL) this rank ("die"), stalls it ("stall") or asks
+    to stop the run on this rank only ("stop")."""
 
     def __init__(self, epoch: int, kind: str) -> None:
         self.epoch, self.kind = epoch, kind
 
     def on_epoch_end(self, trainer, record):  # noqa: ANN001, ANN201
         if record.epoch == self.epoch:
+            if self.kind == "stop":
+                return True
             if self.kind == "die":
                 os.kill(os.getpid(), signal.SIGKILL)
             time.sleep(3600)

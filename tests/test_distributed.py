@@ -110,6 +110,11 @@ def runs(tmp_path_factory):
         _case(d("w2-full-adam"), **ad),
         _case(d("w2-part-adam"), **(ad | {"epochs": 10})),
         {"out": d("w2-resample"), "options": _options("adam", "capu", 6), "resample": 2},
+        {
+            "out": d("w2-stop"),
+            "options": _options("adam", "rmsprop", 10),
+            "fault": {"rank": 1, "epoch": 3, "kind": "stop"},
+        },
     ]
     assert launch(2, two, root) == [0, 0], _errors(root)
     three = [_case(d(f"w3-{o}-{du}"), **_options(o, du)) for o, du in COMBOS]
@@ -185,6 +190,14 @@ def test_distributed_run_equals_one_process(runs, world, optimizer, dual):
 def test_resampling_draws_the_whole_set_and_shards_it(runs):
     """Resample on 2 ranks: each rank draws the new points and keeps its shard."""
     assert_close_runs(os.path.join(runs, "w2-resample"), os.path.join(runs, "w1-resample"), TOL64)
+
+
+def test_a_stop_on_one_rank_stops_every_rank(runs):
+    """A callback on rank 1 alone ends the run after epoch 3; rank 0 stops there too."""
+    with open(os.path.join(runs, "w2-stop", "results.json")) as fh:
+        res = json.load(fh)
+    assert res["epochs"] == 3 and res["stopped_by_callback"] is True
+    assert len(load(os.path.join(runs, "w2-stop"))[1]["loss"]) == 3
 
 
 def test_resume_on_the_same_ranks_is_exact(runs):

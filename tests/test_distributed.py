@@ -160,7 +160,8 @@ def assert_close_runs(a: str, b: str, tol: float) -> None:
     (ma, ha), (mb, hb) = load(a), load(b)
     assert list(ha) == list(hb) and len(ha["loss"]) == len(hb["loss"]) > 0
     for key in ha:
-        err = rel_err(torch.tensor(ha[key]), torch.tensor(hb[key]))
+        f64 = torch.float64  # (torch.tensor of floats would be float32)
+        err = rel_err(torch.tensor(ha[key], dtype=f64), torch.tensor(hb[key], dtype=f64))
         assert err <= tol, (key, err)
     for key, val in ma["model"].items():
         assert rel_err(val, mb["model"][key]) <= tol, key

@@ -224,6 +224,34 @@ else
   skip "bench jet" "no build"
 fi
 
+# ---- multi-GPU data-parallel smoke test (only where the machine has more than one GPU) ------
+# torchrun runs `fluxkern solve` on every GPU (NCCL); a one-GPU run of the same options must
+# give the same final loss (float64) to 1e-10 relative (README: Distributed training). Adam:
+# L-BFGS amplifies the rounding differences of the split sums over a few epochs.
+NGPU=$(nvidia-smi -L 2>/dev/null | wc -l)
+dist_check() {
+  "$PY" -m torch.distributed.run --standalone --nproc-per-node "$NGPU" -m fluxkern solve poisson \
+    --device cuda --optimizer adam --epochs 20 --no-plots --no-progress --out "$WORK/dist-n" \
+    || return 1
+  "$PY" -m fluxkern solve poisson --device cuda --optimizer adam --epochs 20 --no-plots \
+    --no-progress --out "$WORK/dist-1" || return 1
+  "$PY" - "$WORK/dist-n/results.json" "$WORK/dist-1/results.json" <<'PYEOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+err = abs(a["final_loss"] - b["final_loss"]) / abs(b["final_loss"])
+print("distributed", a["distributed"], "final loss", a["final_loss"], "one GPU", b["final_loss"],
+      "relative difference", err)
+sys.exit(err > 1e-10)
+PYEOF
+}
+if [[ "$DRY" != 1 ]] && ((built)) && ((NGPU > 1)); then
+  export -f dist_check
+  export PY WORK NGPU
+  step "distributed ($NGPU GPUs)" 120 "$BENCH_LOG" bash -c dist_check
+else
+  skip "distributed multi-GPU" "$NGPU GPU(s); needs more than one"
+fi
+
 # Informational, last: initcheck (reads of memory nothing wrote), when time is left.
 if [[ "$DRY" != 1 ]] && ((built)) && command -v compute-sanitizer >/dev/null; then
   sanitize initcheck 90

@@ -84,6 +84,9 @@ class Block:
                 raise ValueError(f"block {name!r}: points must be a [N, d] tensor, got {got}")
             self.points = points
         self.n = self.points.shape[0] // 2 if self.paired else self.points.shape[0]
+        # The points (pairs) of the whole block, which a "mean" divides by: n, unless this
+        # block is one rank's shard of a larger one (fluxkern.distributed.shard_block).
+        self.n_global = self.n
         self.data = dict(data or {})
         for key, val in self.data.items():
             if not isinstance(val, Tensor):

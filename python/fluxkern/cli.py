@@ -14,6 +14,7 @@ __all__ = ["main"]
 
 EXIT_USAGE = 2
 EXIT_NONFINITE = 3
+EXIT_DISTRIBUTED = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -59,6 +60,7 @@ def _load_config(path: str) -> dict[str, Any]:
         "matmul_precision": str,
         "progress": bool,
         "plots": bool,
+        "distributed": bool,
     }
     for key, val in cfg.items():
         if key not in valid:
@@ -193,6 +195,12 @@ def _add_run_options(s: argparse.ArgumentParser) -> None:
         "--no-plots", action="store_true", help="write no PNG plots (default: plots written)"
     )
     s.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over the ranks of torchrun (README: Distributed training) "
+        "(default: on under torchrun, which sets WORLD_SIZE; off otherwise)",
+    )
+    s.add_argument(
         "--print-config",
         action="store_true",
         help="print the effective options as TOML for --config and exit, solving nothing "
@@ -249,6 +257,8 @@ def _command_line_options(args: argparse.Namespace) -> dict[str, Any]:
         opts["progress"] = False
     if args.no_plots:
         opts["plots"] = False
+    if args.distributed or "WORLD_SIZE" in os.environ:  # torchrun sets WORLD_SIZE
+        opts["distributed"] = True
     return opts
 
 
@@ -319,6 +329,7 @@ def _print_config(problem: Any, layers: list[tuple[str, dict[str, Any]]], out: s
 
 def _cmd_solve(args: argparse.Namespace) -> int:
     from fluxkern import problems, solver
+    from fluxkern.distributed import DistributedError
 
     try:  # a registered name, a problem file FILE.py[:ATTR] or MODULE:ATTR
         problem = problems.resolve(args.name)
@@ -343,6 +354,15 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     except solver.InterruptedRun as exc:
         print(f"fluxkern: {exc} (--resume)", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except DistributedError as exc:  # a rank died or stalled
+        print(f"fluxkern: error: {exc}", file=sys.stderr)
+        return EXIT_DISTRIBUTED
+    if results.get("distributed") is not None:
+        from fluxkern.distributed import shutdown
+
+        shutdown()
+        if int(os.environ.get("RANK", "0")) != 0:
+            return 0  # rank 0 reports
     errs = ", ".join(f"{k} {v:.3e}" for k, v in results["errors"].items())
     print(
         f"{results['problem']} ({results['formulation']}): relative L2 {errs or 'n/a'}; "
@@ -427,7 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: Arguments (default sys.argv[1:]).
 
     Returns:
-        The exit code: 0 success, 2 bad usage or config, 3 non-finite loss, 130 interrupted.
+        The exit code: 0 success, 2 bad usage or config, 3 non-finite loss, 4 a distributed
+            run's rank died or stalled, 130 interrupted.
     """
     parser = _build_parser()
     try:

@@ -9,6 +9,7 @@ points by the block's reduction ([R]).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -23,6 +24,10 @@ class DualRule:
     name = "base"
     DEFAULTS: dict[str, float] = {}
     LAMBDA0 = 1.0
+    # Sums a tensor over the ranks of a distributed run (set by fluxkern.distributed); None in
+    # one process. A pointwise C [N, R] is then one rank's shard, and the norms and means over
+    # the points that a rule takes need every rank's part.
+    point_sum: Callable[[Tensor], Tensor] | None = None
 
     def __init__(self, **options: float) -> None:
         unknown = sorted(set(options) - set(self.DEFAULTS))
@@ -51,6 +56,20 @@ class DualRule:
     def update(self, state: dict[str, Any], c: Tensor, loss: float) -> None:
         """Updates one constraint's state in place from its C (shaped like lambda)."""
         raise NotImplementedError
+
+    def _norm(self, c: Tensor) -> Tensor:
+        """||C|| over all the constraint's points (every rank's shard) and expressions."""
+        if self.point_sum is None or c.dim() < 2:
+            return torch.linalg.vector_norm(c)
+        return torch.sqrt(self.point_sum((c * c).sum()))
+
+    def _mean_square(self, c: Tensor) -> Tensor:
+        """C^2 averaged over all the constraint's points (every rank's shard), [R]."""
+        c2 = (c * c).reshape(-1, c.shape[-1])  # [N, R]
+        if self.point_sum is None or c.dim() < 2:
+            return c2.mean(0)
+        total = self.point_sum(torch.cat([c2.sum(0), c2.new_full((1,), c2.shape[0])]))
+        return total[:-1] / total[-1]
 
 
 class RMSProp(DualRule):
@@ -90,7 +109,7 @@ class PECANN(DualRule):
 
     def update(self, state, c, loss):
         o = self.options
-        norm = torch.linalg.vector_norm(c)
+        norm = self._norm(c)
         if bool(norm >= 0.25 * state["c_prev_norm"]) and bool(norm > o["eps"]):
             state["mu"].copy_(torch.clamp(2 * state["mu"], max=o["mu_max"]))
             state["lam"].add_(state["mu"] * c)
@@ -118,7 +137,7 @@ class CAPU(DualRule):
 
     def update(self, state, c, loss):
         o = self.options
-        c2 = (c * c).reshape(-1, c.shape[-1]).mean(0)  # [R]
+        c2 = self._mean_square(c)  # [R]
         state["vbar"].mul_(o["zeta"]).add_((1 - o["zeta"]) * c2)
         if loss >= o["omega"] * float(state["loss_prev"]):
             state["lam"].add_(state["mu"] * c)

@@ -157,11 +157,16 @@ def split_op_args(args: Sequence[Any]) -> tuple[ResidualProgram, Tensor, MlpSpec
 def forms_and_reductions(
     t: Block, dtype: torch.dtype, device: torch.device
 ) -> tuple[Tensor, Tensor]:
-    """squared [R] (1 for C = r^2) and red [R] (1/N for a mean, 1 for a sum) of one block."""
+    """squared [R] (1 for C = r^2) and red [R] (1/N for a mean, 1 for a sum) of one block.
+
+    N is the block's global point count (t.n_global): a distributed rank's shard of a "mean"
+    block divides by the points of the whole block, so the ranks' losses add up to its loss.
+    """
     squared = isinstance(t, Objective) or t.form == "squared"
     sq = torch.full((t.n_res,), 1.0 if squared else 0.0, dtype=dtype, device=device)
+    n = t.n_global
     red = torch.full(
-        (t.n_res,), 1.0 / t.n if t.reduction == "mean" and t.n else 1.0, dtype=dtype, device=device
+        (t.n_res,), 1.0 / n if t.reduction == "mean" and n else 1.0, dtype=dtype, device=device
     )
     return sq, red
 

@@ -86,6 +86,9 @@ class SolveOptions:
         resume: Continue from out/checkpoint.pt.
         progress: Show a progress line on stderr.
         plots: Write PNG plots into `out`.
+        distributed: Data-parallel over the ranks of a torch.distributed process group (one
+            started by torchrun, or by the caller): each rank trains on its shard of the
+            points, rank 0 writes the files (fluxkern.distributed; flux formulation only).
     """
 
     epochs: int = 1000
@@ -104,6 +107,7 @@ class SolveOptions:
     resume: bool = False
     progress: bool = True
     plots: bool = True
+    distributed: bool = False
 
     CHOICES = {
         "optimizer": ("lbfgs", "adam"),
@@ -138,6 +142,8 @@ class SolveOptions:
             raise ValueError(f"dual_options: {exc}") from None
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' asked for, but no CUDA device is available")
+        if self.distributed and self.formulation != "flux":
+            raise ValueError("distributed training runs the flux formulation only")
 
 
 def option_names() -> list[str]:
@@ -348,6 +354,10 @@ def _fit(
 
 def _run(problem: Problem, opts: SolveOptions, callbacks: list[Callback]) -> dict[str, Any]:
     """solve() on validated options: build, resume, fit, save the model, evaluate, write."""
+    if opts.distributed:  # the same steps, sharded, with rank 0 writing
+        from fluxkern.distributed.run import run
+
+        return run(problem, opts, callbacks)
     trainer = make_trainer(problem, opts)
     ckpt = None
     if opts.out:

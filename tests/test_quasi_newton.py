@@ -75,7 +75,7 @@ def _textbook_bfgs(closure, x, iters):
     """BFGS, inverse form H+ = (I - rho s y^T) H (I - rho y s^T) + rho s s^T, H_0 = I and
     H_0 = (s.y / y.y) I before the first update; first step min(1, 1/|g|_1); same line search."""
     with torch.enable_grad():
-        f = float(closure())
+        f = float(closure().detach())
     g = x.grad.clone()
     n = x.numel()
     hmat, updated = torch.eye(n, dtype=F64), False

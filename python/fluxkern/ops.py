@@ -7,8 +7,9 @@ functions with the same signatures as their pure-torch twins in :mod:`fluxkern.r
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -19,11 +20,15 @@ from fluxkern.specs import LbfgsHistory, MlpSpec
 
 __all__ = [
     "BACKENDS",
+    "JACOBIAN_CHUNK_BYTES",
+    "ParameterSlice",
     "SECOND_DERIVATIVE_ERROR",
     "backends",
     "lbfgs_direction",
     "block_loss",
     "mlp_jet",
+    "parameter_layout",
+    "residual_jacobian",
     "resolve_backend",
 ]
 
@@ -177,6 +182,143 @@ class _AttachGradients(torch.autograd.Function):
         return (None, None, *[grad_loss * g for g in grads], *([None] * ctx.n))
 
 
+# Default cap on the Jacobian rows computed in one chunk of residual_jacobian (bytes of the
+# chunk's [n, R, n_params] block). The torch twin needs about three times this in temporaries.
+JACOBIAN_CHUNK_BYTES = 64 * 2**20
+
+
+class ParameterSlice(NamedTuple):
+    """Where one parameter tensor sits in the flat parameter vector theta."""
+
+    name: str  # "weights[l]" or "biases[l]" (fluxkern.MLP: layers.l.weight, layers.l.bias)
+    offset: int  # first element in theta
+    shape: tuple[int, ...]  # the tensor's shape; its elements follow row-major
+
+
+def parameter_layout(net: MlpSpec) -> list[ParameterSlice]:
+    """The order of the flat parameter vector theta that residual_jacobian's columns follow.
+
+    theta = cat(weights[0].flatten(), biases[0], weights[1].flatten(), biases[1], ...), each
+    weight row-major [out, in]. For a fluxkern.MLP this is exactly
+    ``torch.nn.utils.parameters_to_vector(model.parameters())`` (its parameters are
+    layers.0.weight, layers.0.bias, layers.1.weight, ...; shift and scale are buffers). For an
+    nn.Sequential read by fluxkern.nn.mlp_spec it is the same order, provided every Linear has a
+    bias (a missing bias still takes its slot here, as zeros, but is not among the parameters).
+
+    Args:
+        net: The MLP.
+
+    Returns:
+        One ParameterSlice per tensor, in order; the last one ends at the parameter count.
+    """
+    out: list[ParameterSlice] = []
+    offset = 0
+    for layer, (w, b) in enumerate(zip(net.weights, net.biases, strict=True)):
+        for name, t in ((f"weights[{layer}]", w), (f"biases[{layer}]", b)):
+            out.append(ParameterSlice(name, offset, tuple(t.shape)))
+            offset += t.numel()
+    return out
+
+
+def _jacobian_kernel(backend: str) -> bool:
+    """Whether the compiled residual_jacobian op has a kernel for this backend's device."""
+    if backend not in _BACKENDS or not hasattr(torch.ops.fluxkern, "residual_jacobian"):
+        return False
+    key = "CUDA" if backend == "cuda" else "CPU"
+    return torch._C._dispatch_has_kernel_for_dispatch_key("fluxkern::residual_jacobian", key)
+
+
+def _chunk_program(program: ResidualProgram, n: int, n0: int, n1: int) -> ResidualProgram:
+    """The program restricted to points (pairs) n0..n1 of n (its cols rows)."""
+    if program.paired:
+        cols = torch.cat([program.cols[n0:n1], program.cols[n + n0 : n + n1]])
+    else:
+        cols = program.cols[n0:n1]
+    return dataclasses.replace(program, cols=cols)
+
+
+def residual_jacobian(
+    program: ResidualProgram,
+    x: Tensor,
+    net: MlpSpec,
+    backend: str | None = None,
+    chunk: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Residuals of a fused group and their Jacobian with respect to all network parameters.
+
+    For curvature optimizers (Gauss-Newton, Levenberg-Marquardt): r are the raw residuals (not
+    squared, weighted or reduced) and jac = dr/dtheta, computed in one pass per chunk of points
+    (the fused op: the jet, then per point and residual the adjoint pass written straight into
+    the point's rows; or its torch twin :func:`fluxkern.reference.residual_jacobian`). Not
+    differentiable: the results carry no autograd graph. Residuals vanish off each block's rows
+    in a segmented group, and so do their rows of jac.
+
+    Memory: jac holds N R n_params elements (8 bytes each in float64), all returned at once;
+    chunking only bounds the working memory of each pass (see docs/residual_jacobian.md).
+
+    Args:
+        program: The group's residual program.
+        x: Points [P, d]; for a paired program P = 2N and x = cat(a, b).
+        net: The MLP.
+        backend: None (the fused op where one serves x's device, else the twin), "torch", "cpu"
+            or "cuda".
+        chunk: Points (pairs) per pass; None picks the most whose jac block stays under
+            JACOBIAN_CHUNK_BYTES.
+
+    Returns:
+        r [N, R] and jac [N, R, n_params], columns in the order of :func:`parameter_layout`.
+
+    Raises:
+        ValueError: chunk is not a positive integer, or a bad backend (see resolve_backend).
+        RuntimeError: The backend has no compiled residual-Jacobian kernel in this build.
+    """
+    if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
+        raise ValueError(f"residual_jacobian: chunk must be a positive integer, got {chunk!r}")
+    name = resolve_backend(backend, x.device)
+    if name != "torch" and not _jacobian_kernel(name):
+        if backend is not None:
+            raise RuntimeError(
+                f"residual_jacobian: backend {name!r} has no compiled kernel in this build"
+            )
+        name = "torch"
+    rows = x.shape[0]
+    n = rows // 2 if program.paired else rows
+    n_params = sum(w.numel() + b.numel() for w, b in zip(net.weights, net.biases, strict=True))
+    per_point = max(1, program.n_res * n_params * x.element_size())
+    if chunk is None:
+        chunk = max(1, JACOBIAN_CHUNK_BYTES // per_point)
+    with torch.no_grad():
+        if chunk >= n:
+            return _jacobian_pass(name, program, x, net)
+        r = x.new_empty(n, program.n_res)  # [N, R]
+        jac = x.new_empty(n, program.n_res, n_params)  # [N, R, n_params]
+        for n0 in range(0, n, chunk):
+            n1 = min(n, n0 + chunk)
+            xc = torch.cat([x[n0:n1], x[n + n0 : n + n1]]) if program.paired else x[n0:n1]
+            r[n0:n1], jac[n0:n1] = _jacobian_pass(name, _chunk_program(program, n, n0, n1), xc, net)
+        return r, jac
+
+
+def _jacobian_pass(
+    backend: str, program: ResidualProgram, x: Tensor, net: MlpSpec
+) -> tuple[Tensor, Tensor]:
+    if backend == "torch":
+        return reference.residual_jacobian(program, x, net)
+    return torch.ops.fluxkern.residual_jacobian(
+        x,
+        net.shift,
+        net.scale,
+        list(net.weights),
+        list(net.biases),
+        net.activation,
+        program.cols,
+        program.table,
+        program.coef,
+        program.n_res,
+        program.paired,
+    )
+
+
 def lbfgs_direction(grad: Tensor, history: LbfgsHistory, new_row: int, h_diag: float) -> Tensor:
     """The L-BFGS search direction -H grad (fused CPU op for CPU tensors, torch twin elsewhere).
 
@@ -195,6 +337,8 @@ def _register() -> None:
     _register_jet()
     _register_lbfgs()
     _register_block_loss()
+    if hasattr(torch.ops.fluxkern, "residual_jacobian"):
+        _register_residual_jacobian()
 
 
 def _register_jet() -> None:
@@ -308,6 +452,18 @@ def _register_block_loss() -> None:
     torch.library.register_autograd(
         "fluxkern::block_loss", _block_backward, setup_context=_setup_block
     )
+
+
+def _register_residual_jacobian() -> None:
+    """residual_jacobian: fake kernel (no autograd formula: the op is not differentiable)."""
+
+    @torch.library.register_fake("fluxkern::residual_jacobian")
+    def _residual_jacobian_fake(
+        x, shift, scale, weights, biases, activation, cols, table, coef, n_res, paired
+    ):
+        n = x.shape[0] // 2 if paired else x.shape[0]
+        n_params = sum(w.numel() + b.numel() for w, b in zip(weights, biases, strict=True))
+        return x.new_empty(n, n_res), x.new_empty(n, n_res, n_params)
 
 
 if _ext.available():

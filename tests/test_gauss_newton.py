@@ -10,10 +10,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+import fluxkern
 from fluxkern import problems, solver
 from fluxkern.lagrangian import AugmentedLagrangian
 from fluxkern.optim import GaussNewton
-from fluxkern.residual_terms import loss_derivatives
+from fluxkern.residual_terms import loss_derivatives, torch_residual_jacobian
 from matrix import TOL, rel_err
 
 F64 = torch.float64
@@ -58,6 +59,49 @@ def test_ggn_gradient_equals_autograd(name, sizes):
     grads = torch.autograd.grad(loss, params)
     expected = torch.cat([g.reshape(-1) for g in grads])
     assert rel_err(_ggn_gradient(al), expected) < TOL[F64]
+
+
+def test_ggn_gradient_with_torch_fallback_blocks():
+    """Non-polynomial and degree-4 blocks (torch path, torch.func.jacrev), one signed with a
+    global multiplier, next to a fused objective."""
+    x, y = fluxkern.inputs("x y")
+    u, qx, qy = fluxkern.outputs("u qx qy")
+    f = fluxkern.data("f")
+    gen = torch.Generator().manual_seed(5)
+    pts = torch.rand(9, 2, generator=gen, dtype=F64)
+    fv = torch.rand(9, generator=gen, dtype=F64)
+    terms = [
+        fluxkern.Objective("pde", qx.d(x) + qy.d(y) + f, pts, {"f": fv}),
+        fluxkern.Constraint(
+            "nonpoly",
+            [fluxkern.sin(u) - qx, qy - u.d(y) * fluxkern.exp(f * u)],
+            pts,
+            {"f": fv},
+            form="signed",
+            multiplier="global",
+            reduction="sum",
+        ),
+        fluxkern.Constraint("quartic", u**4 - qx.d(y), pts),
+    ]
+    torch.manual_seed(6)
+    net = fluxkern.MLP(2, 3, 6, 2, "tanh").to(F64)
+    with pytest.warns(UserWarning):
+        al = AugmentedLagrangian(net, terms)
+    assert not al.bound["nonpoly"].fused and not al.bound["quartic"].fused
+    al._state["nonpoly"]["lam"] = torch.tensor([0.7, -1.3], dtype=F64)
+    al._state["nonpoly"]["mu"] = torch.tensor([0.4, 2.0], dtype=F64)
+    spec = net.spec()
+    params = [t for pair in zip(spec.weights, spec.biases, strict=True) for t in pair]
+    expected = torch.cat([g.reshape(-1) for g in torch.autograd.grad(al(), params)])
+    assert rel_err(_ggn_gradient(al), expected) < TOL[F64]
+
+
+def test_fused_op_and_jacrev_paths_agree():
+    al = _al("poisson", n_interior=30, n_boundary=12)
+    spec = al.model.spec()
+    for term in al.residual_terms():
+        r, jac = torch_residual_jacobian(al.bound[term.name], spec)
+        assert rel_err(term.r, r) < TOL[F64] and rel_err(term.jac, jac) < TOL[F64]
 
 
 @pytest.mark.parametrize("squared", [1.0, 0.0])

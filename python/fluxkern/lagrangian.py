@@ -299,7 +299,9 @@ class AugmentedLagrangian:
             b = self.bound[t.name]
             if b.fused and hasattr(ops, "residual_jacobian"):
                 g = _Group([b], self.dtype, self.device)
-                r, jac = ops.residual_jacobian(g.program, g.x, spec, backend=self.backend)
+                # the fused kernel where this build has one for the device, else its twin
+                backend = "torch" if self.backend == "torch" else None
+                r, jac = ops.residual_jacobian(g.program, g.x, spec, backend=backend)
             else:
                 r, jac = torch_residual_jacobian(b, spec)
             lam, mu, sq, red = self._flags(t)

@@ -124,6 +124,24 @@ def test_unscaled_matches_textbook_bfgs(cls):
         assert rel_err(x2, ref[k]) < TOL[F64], k
 
 
+@pytest.mark.parametrize("cls", CLASSES)
+def test_b_and_h_are_the_curvature_ratios(cls):
+    """b = s.B s / s.y with B = H^-1 (computed without B) and h = y.H y / s.y, H the matrix
+    that gave the step, on Rosenbrock (steps of varying length t)."""
+    x, closure = _rosenbrock()
+    opt = cls([x], max_iter=1, tolerance_grad=0.0, tolerance_change=0.0)
+    opt.step(closure)  # the first update (from the rescaled H_0)
+    for _ in range(6):
+        hmat = opt.state[x]["H"].clone()
+        x0, g0 = x.detach().clone(), x.grad.clone()
+        opt.step(closure)
+        s, y = x.detach() - x0, x.grad - g0
+        b_ref = float(s @ torch.linalg.solve(hmat, s) / (s @ y))
+        h_ref = float(y @ hmat @ y / (s @ y))
+        assert abs(opt.state[x]["b"] / b_ref - 1) < 1e-8
+        assert abs(opt.state[x]["h"] / h_ref - 1) < 1e-8
+
+
 def test_scaling_changes_the_iterates():
     """The self-scaled variants are not BFGS (the scaling is active on Rosenbrock)."""
     finals = []

@@ -117,7 +117,14 @@ class GaussNewton(Optimizer):
         return g, torch.cat(rows), v if bool(torch.isfinite(v).all()) else None
 
     @staticmethod
-    def solve(g: Tensor, a: Tensor, damping: float, v: Tensor | None = None) -> Tensor | None:
+    def gram(a: Tensor) -> Tensor:
+        """A^T A [P, P] where A [M, P] has M >= P, else A A^T [M, M] (what solve factors)."""
+        return a.T @ a if a.shape[0] >= a.shape[1] else a @ a.T
+
+    @staticmethod
+    def solve(
+        g: Tensor, a: Tensor, damping: float, v: Tensor | None = None, gram: Tensor | None = None
+    ) -> Tensor | None:
         """delta with (A^T A + damping I) delta = -g, or None where Cholesky fails.
 
         Direct ([P, P]) when A has at least as many rows as columns, else the kernel form
@@ -130,20 +137,18 @@ class GaussNewton(Optimizer):
             a: diag(sqrt f'') J, [M, P].
             damping: lambda > 0.
             v: [M] with g = A^T v, or None.
+            gram: GaussNewton.gram(a) if already computed (it is not changed).
 
         Returns:
             delta [P], or None.
         """
         m, p = a.shape
+        mat = (GaussNewton.gram(a) if gram is None else gram).clone()  # [P, P] or [M, M]
+        mat.diagonal().add_(damping)
         try:
+            chol = torch.linalg.cholesky(mat)
             if m >= p:
-                mat = a.T @ a
-                mat.diagonal().add_(damping)
-                chol = torch.linalg.cholesky(mat)
                 return -torch.cholesky_solve(g.unsqueeze(1), chol).squeeze(1)
-            ker = a @ a.T  # [M, M]
-            ker.diagonal().add_(damping)
-            chol = torch.linalg.cholesky(ker)
             if v is not None:
                 return -(a.T @ torch.cholesky_solve(v.unsqueeze(1), chol).squeeze(1))
             inner = torch.cholesky_solve((a @ g).unsqueeze(1), chol).squeeze(1)
@@ -157,13 +162,14 @@ class GaussNewton(Optimizer):
         state["grad_max"] = float(g.abs().max())
         if state["grad_max"] <= self.param_groups[0]["tolerance_grad"]:
             return loss, False
-        if "damping" not in state:
+        if "damping" not in state:  # 1e-3 max diag(G)
             state["damping"] = 1e-3 * float((a * a).sum(0).max().clamp_min(1e-300))
+        gram = self.gram(a)
         nu = 2.0
         x0 = [p.clone() for p in self._params]
         for _ in range(self.param_groups[0]["max_rejects"] + 1):
             lam = state["damping"]
-            delta = self.solve(g, a, lam, v)
+            delta = self.solve(g, a, lam, v, gram)
             if delta is not None:
                 predicted = -(float(g.dot(delta)) + 0.5 * float((a @ delta).square().sum()))
                 self._add(delta)

@@ -143,19 +143,23 @@ class _DenseQuasiNewton(Optimizer):
         """(tau, phi) of the update from b = s.B s / s.y, h = y.H y / s.y and P = n."""
         raise NotImplementedError
 
-    def _update(self, state: dict[str, Any], s: Tensor, y: Tensor, gs_old: float) -> None:
-        """Applies the scaled Broyden-class update to state["H"] with the pair (s, y);
-        gs_old = g_k.s (negative for a descent step)."""
+    def _update(self, state: dict[str, Any], s: Tensor, y: Tensor, t: float, gs_old: float) -> None:
+        """Applies the scaled Broyden-class update to state["H"] with the pair (s, y); the step
+        was s = t d with d = -H g_old, and gs_old = g_old.s."""
         sy = float(s.dot(y))
         if sy <= 1e-10:  # no positive curvature along s: keep H (as L-BFGS drops the pair)
             return
         hmat: Tensor = state["H"]  # [P, P]
+        gamma = 1.0
         if not state["updated"]:  # H_0 = (s.y / y.y) I before the first update
-            hmat.mul_(sy / float(y.dot(y)))
+            gamma = sy / float(y.dot(y))
+            hmat.mul_(gamma)
             state["updated"] = True
         hy = hmat @ y  # [P]
         yhy = float(y.dot(hy))
-        b, h = -gs_old / sy, yhy / sy
+        # s.B s with B = H^-1: B s = t B d = -t g_old (B of the H that gave d; / gamma for the
+        # rescaled H_0)
+        b, h = -t * gs_old / (gamma * sy), yhy / sy
         tau, phi = 1.0, 1.0
         if self.param_groups[0]["self_scaling"]:
             tau, phi = self.scalars(b, h, s.numel())
@@ -167,7 +171,7 @@ class _DenseQuasiNewton(Optimizer):
         if tau != 1.0:
             hmat.div_(tau)
         hmat.addr_(s, s, alpha=1.0 / sy)
-        state["tau"], state["phi"] = tau, phi
+        state.update(b=b, h=h, tau=tau, phi=phi)
 
     # ------------------------------------------------------------------ step
     @torch.no_grad()
@@ -216,7 +220,7 @@ class _DenseQuasiNewton(Optimizer):
             evals += ls_evals
             state["func_evals"] += ls_evals
             s = d.mul(t)  # [P]
-            self._update(state, s, g - g_old, float(g_old.dot(s)))
+            self._update(state, s, g - g_old, t, float(g_old.dot(s)))
             if float(g.abs().max()) <= tol_grad or evals >= max_eval:
                 break
             if float(s.abs().max()) <= tol_change or abs(loss - prev_loss) < tol_change:
@@ -268,7 +272,9 @@ class SSBroyden(_DenseQuasiNewton):
         if a <= 1e-12:  # s parallel to H y: the whole family coincides
             return rho_plus, 1.0
         c = math.sqrt(a / (1.0 + a))
-        rho_minus = min(1.0, h * (1.0 - c))
+        # h (1 - c) = h (1 - c^2) / (1 + c) = 1 / (b (1 + c)) since h / (1 + a) = 1 / b: no
+        # cancellation when a is large (c rounds to 1)
+        rho_minus = min(1.0, 1.0 / (b * (1.0 + c)))
         theta_minus = (rho_minus - 1.0) / a
         theta_plus = 1.0 / rho_minus
         theta = max(theta_minus, min(theta_plus, (1.0 - b) / b))

@@ -150,7 +150,7 @@ def report(out_dir: str) -> str:
             "",
             f"{m.get('cpu', '?')}, {data['threads']} thread(s), budget {data['budget_s']:g} s per "
             f"optimizer, seed {data['seed']}, torch {data['versions'].get('torch', '?')}; "
-            f"run {data['date']}.",
+            f"run {data['date']}." + (f" {data['note']}" if data.get("note") else ""),
             "",
             "| optimizer | epochs | train s | final error | best error | "
             + " | ".join(f"t({_fmt(lv)})" for lv in levels)
@@ -219,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=os.path.join("bench", "results", "optimizers"))
     p.add_argument("--report-only", action="store_true", help="only remake README.md and plots")
+    p.add_argument("--note", default="", help="a note printed under each problem's heading")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     os.makedirs(args.out, exist_ok=True)
@@ -233,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             "budget_s": args.budget,
             "seed": args.seed,
             "reference_errors": prob.reference.get("errors", {}),
+            "note": args.note,
             "runs": [],
         }
         path = os.path.join(args.out, f"{name}.json")

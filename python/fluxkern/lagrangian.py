@@ -287,8 +287,8 @@ class AugmentedLagrangian:
         """Each block's raw residuals, their parameter Jacobian and the loss's first and second
         derivatives per residual row (:mod:`fluxkern.residual_terms`), at the current
         parameters: what a Gauss-Newton step needs. Fused blocks use
-        ``fluxkern.ops.residual_jacobian`` where this build has it, other blocks (and fused ones
-        otherwise) torch.func.jacrev over their torch evaluation.
+        ``fluxkern.ops.residual_jacobian`` (its kernel where the build has one, else its twin),
+        other blocks torch.func.jacrev over their torch evaluation.
 
         Returns:
             One ResidualTerm per block, in the order of :attr:`terms`.
@@ -297,9 +297,8 @@ class AugmentedLagrangian:
         out = []
         for t in self.terms:
             b = self.bound[t.name]
-            if b.fused and hasattr(ops, "residual_jacobian"):
+            if b.fused:
                 g = _Group([b], self.dtype, self.device)
-                # the fused kernel where this build has one for the device, else its twin
                 backend = "torch" if self.backend == "torch" else None
                 r, jac = ops.residual_jacobian(g.program, g.x, spec, backend=backend)
             else:

@@ -84,7 +84,13 @@ class GaussNewton(Optimizer):
             self.state[self._params[0]]["damping"] = float(damping)
 
     def set_loss(self, loss: AugmentedLagrangian) -> None:
-        """Optimises another AugmentedLagrangian (of the same model) from the next step on."""
+        """Optimises another AugmentedLagrangian (of the same model) from the next step on.
+
+        Raises:
+            TypeError: loss is not an AugmentedLagrangian.
+        """
+        if not isinstance(loss, AugmentedLagrangian):
+            raise TypeError(f"GaussNewton needs an AugmentedLagrangian, got {type(loss).__name__}")
         self.al = loss
 
     # ------------------------------------------------------------------ pieces

@@ -129,12 +129,15 @@ def _add_training_options(s: argparse.ArgumentParser) -> None:
     )
     s.add_argument(
         "--optimizer",
-        choices=["adam", "lbfgs"],
-        help="primal optimizer; lbfgs: strong Wolfe, max_iter 20, history 100 "
-        f"({own.format(d.optimizer)})",
+        choices=list(SolveOptions.CHOICES["optimizer"]),
+        help="primal optimizer; lbfgs: strong Wolfe, max_iter 20, history 100; ssbfgs, "
+        "ssbroyden: dense self-scaled quasi-Newton (<= 20000 parameters); gauss_newton: "
+        f"Levenberg-Marquardt, flux formulation ({own.format(d.optimizer)})",
     )
     s.add_argument(
-        "--lr", type=float, help="learning rate (default: 1.0 for lbfgs, 0.001 for adam)"
+        "--lr",
+        type=float,
+        help="learning rate (default: 1.0 for lbfgs, ssbfgs, ssbroyden; 0.001 for adam)",
     )
     s.add_argument(
         "--dtype",

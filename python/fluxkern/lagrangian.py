@@ -13,6 +13,7 @@ from fluxkern.blocks import MAX_RESIDUALS, Block, BoundBlock, Constraint, Object
 from fluxkern.duals import make_rule
 from fluxkern.nn import mlp_spec
 from fluxkern.program import compile_group, forms_and_reductions
+from fluxkern.residual_terms import ResidualTerm, loss_derivatives, torch_residual_jacobian
 
 __all__ = ["AugmentedLagrangian"]
 
@@ -281,6 +282,31 @@ class AugmentedLagrangian:
                     c = c.mean(0) if t.reduction == "mean" else c.sum(0)
                 self.rule.update(state, c, total)
         return values
+
+    def residual_terms(self) -> list[ResidualTerm]:
+        """Each block's raw residuals, their parameter Jacobian and the loss's first and second
+        derivatives per residual row (:mod:`fluxkern.residual_terms`), at the current
+        parameters: what a Gauss-Newton step needs. Fused blocks use
+        ``fluxkern.ops.residual_jacobian`` (its kernel where the build has one, else its twin),
+        other blocks torch.func.jacrev over their torch evaluation.
+
+        Returns:
+            One ResidualTerm per block, in the order of :attr:`terms`.
+        """
+        spec = mlp_spec(self.model)
+        out = []
+        for t in self.terms:
+            b = self.bound[t.name]
+            if b.fused:
+                g = _Group([b], self.dtype, self.device)
+                backend = "torch" if self.backend == "torch" else None
+                r, jac = ops.residual_jacobian(g.program, g.x, spec, backend=backend)
+            else:
+                r, jac = torch_residual_jacobian(b, spec)
+            lam, mu, sq, red = self._flags(t)
+            fp, fs, clamped = loss_derivatives(r, lam, mu, sq, red)
+            out.append(ResidualTerm(t.name, r, jac, fp, fs, clamped))
+        return out
 
 
 def _check_terms(terms: Sequence[Block]) -> None:

@@ -22,7 +22,7 @@ import fluxkern
 from fluxkern.duals import make_rule
 from fluxkern.lagrangian import AugmentedLagrangian
 from fluxkern.nn import MLP
-from fluxkern.optim import LBFGS
+from fluxkern.optim import LBFGS, SSBFGS, GaussNewton, SSBroyden
 from fluxkern.problems.base import Problem
 from fluxkern.runfiles import (
     CHECKPOINT,
@@ -69,8 +69,13 @@ class SolveOptions:
 
     Attributes:
         epochs: Outer iterations: one primal step and one dual update each.
-        optimizer: "lbfgs" (strong Wolfe, max_iter 20, history 100) or "adam".
-        lr: Learning rate (default 1.0 for L-BFGS, 1e-3 for Adam).
+        optimizer: "lbfgs" (strong Wolfe, max_iter 20, history 100), "adam", "ssbfgs" or
+            "ssbroyden" (dense self-scaled quasi-Newton, strong Wolfe, max_iter 20; at most
+            20000 parameters) or "gauss_newton" (Levenberg-Marquardt on the generalised
+            Gauss-Newton model, 5 iterations per epoch; flux formulation only). See
+            fluxkern.optim.
+        lr: Learning rate (default 1.0 for L-BFGS and the quasi-Newton ones, 1e-3 for Adam;
+            gauss_newton takes none).
         dtype: "float32" or "float64".
         device: "cpu" or "cuda".
         backend: None (fastest), "torch", "cpu" or "cuda".
@@ -110,7 +115,7 @@ class SolveOptions:
     distributed: bool = False
 
     CHOICES = {
-        "optimizer": ("lbfgs", "adam"),
+        "optimizer": ("lbfgs", "adam", "ssbfgs", "ssbroyden", "gauss_newton"),
         "dtype": ("float32", "float64"),
         "device": ("cpu", "cuda"),
         "backend": (None, "torch", "cpu", "cuda"),
@@ -301,15 +306,38 @@ def make_trainer(problem: Problem, opts: SolveOptions) -> Trainer:
         )
     else:
         loss = problem.pinn_loss(model, opts.seed, dtype, device)
-    if opts.optimizer == "lbfgs":
-        # torch.optim.LBFGS's algorithm with the two-loop recursion fused (fluxkern.optim)
-        opt: torch.optim.Optimizer = LBFGS(
-            params, lr=opts.lr or 1.0, max_iter=20, history_size=100, line_search_fn="strong_wolfe"
-        )
-    else:
-        opt = torch.optim.Adam(params, lr=opts.lr or 1e-3)
+    opt = _optimizer(opts, params, loss)
     name = f"{problem.name} ({opts.formulation})"
     return Trainer(model, loss, opt, name=name, problem=problem, seed=opts.seed)
+
+
+def _optimizer(
+    opts: SolveOptions, params: list[Tensor], loss: AugmentedLagrangian | Callable[[], Tensor]
+) -> torch.optim.Optimizer:
+    """The primal optimizer of SolveOptions.optimizer.
+
+    Raises:
+        ValueError: gauss_newton with the pinn formulation, an lr for gauss_newton, or a
+            network too large for the dense quasi-Newton ones.
+    """
+    if opts.optimizer == "lbfgs":
+        # torch.optim.LBFGS's algorithm with the two-loop recursion fused (fluxkern.optim)
+        return LBFGS(
+            params, lr=opts.lr or 1.0, max_iter=20, history_size=100, line_search_fn="strong_wolfe"
+        )
+    if opts.optimizer in ("ssbfgs", "ssbroyden"):
+        cls = SSBFGS if opts.optimizer == "ssbfgs" else SSBroyden
+        return cls(params, lr=opts.lr or 1.0, max_iter=20)
+    if opts.optimizer == "gauss_newton":
+        if not isinstance(loss, AugmentedLagrangian):
+            raise ValueError(
+                "optimizer gauss_newton needs the flux formulation (an augmented Lagrangian of "
+                "residuals); use lbfgs or adam for formulation pinn"
+            )
+        if opts.lr is not None:
+            raise ValueError("optimizer gauss_newton takes no lr (its damping adapts itself)")
+        return GaussNewton(loss)
+    return torch.optim.Adam(params, lr=opts.lr or 1e-3)
 
 
 def _resume(trainer: Trainer, path: str, problem: Problem, opts: SolveOptions) -> None:

@@ -43,7 +43,8 @@ class Trainer:
         loss: An AugmentedLagrangian (then each step ends with its dual update) or any callable
             returning a differentiable scalar loss (e.g. a problem's PINN loss).
         optimizer: A torch optimizer over the model's parameters; L-BFGS ones (fluxkern.optim
-            and torch.optim) are stepped with a closure, others once per epoch.
+            and torch.optim) and those with ``steps_with_closure = True`` (fluxkern.optim's
+            SSBFGS, SSBroyden, GaussNewton) are stepped with a closure, others once per epoch.
         name: Names the run in error messages (e.g. "poisson (flux)").
         problem: The problem being solved, if any (callbacks such as Resample use it).
         seed: The seed the points were drawn with (Resample's draws continue from it).
@@ -72,7 +73,9 @@ class Trainer:
         self.al = loss if isinstance(loss, AugmentedLagrangian) else None
         self.name, self.problem, self.seed = name, problem, seed
         self.params = list(model.parameters())
-        self.uses_closure = isinstance(optimizer, (LBFGS, torch.optim.LBFGS))
+        self.uses_closure = isinstance(optimizer, (LBFGS, torch.optim.LBFGS)) or getattr(
+            optimizer, "steps_with_closure", False
+        )
         self.history = History()
         self.epoch, self.target_epochs, self.current_epoch = 0, 0, 1
         self.stopped, self.stop_reason = False, None
@@ -92,6 +95,8 @@ class Trainer:
         """Trains on another loss from the next step on (e.g. one on resampled points)."""
         self.loss_fn = loss
         self.al = loss if isinstance(loss, AugmentedLagrangian) else None
+        if hasattr(self.optimizer, "set_loss"):  # optimizers that evaluate the loss themselves
+            self.optimizer.set_loss(loss)
 
     def _dual_update(self, loss: float) -> tuple[float, float, float, float]:
         """The flux form's dual update: loss, max |C|, smallest and largest multiplier."""

@@ -1,0 +1,104 @@
+"""The curvature optimizers through fluxkern.solve and the CLI: they run, they reduce the loss,
+they resume exactly, and the wrong combinations are refused with a clear message."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+import torch
+
+from fluxkern import problems, solver
+
+NEW = ["ssbfgs", "ssbroyden", "gauss_newton"]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def small_poisson() -> problems.Problem:
+    p = problems.get("poisson")
+    p.defaults = {**p.defaults, "n_interior": 64, "n_boundary": 32}
+    p.width, p.depth = 8, 2
+    return p
+
+
+@pytest.mark.parametrize("optimizer", NEW)
+def test_each_optimizer_trains_poisson(optimizer):
+    out = solver.solve(small_poisson(), epochs=4, optimizer=optimizer, progress=False)
+    start = solver.solve(small_poisson(), epochs=1, optimizer="adam", progress=False)
+    assert out["final_loss"] < 0.1 * start["final_loss"]
+
+
+@pytest.mark.parametrize("optimizer", NEW)
+def test_resume_gives_the_uninterrupted_result(tmp_path, optimizer):
+    kw = {"optimizer": optimizer, "progress": False, "plots": False}
+    full = solver.solve(small_poisson(), epochs=4, out=str(tmp_path / "full"), **kw)
+    part = str(tmp_path / "part")
+    solver.solve(small_poisson(), epochs=2, out=part, **kw)
+    resumed = solver.solve(small_poisson(), epochs=4, out=part, resume=True, **kw)
+    assert resumed["final_loss"] == full["final_loss"]
+    a = torch.load(os.path.join(tmp_path, "full", "checkpoint.pt"), weights_only=False)
+    b = torch.load(os.path.join(part, "checkpoint.pt"), weights_only=False)
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+
+
+def test_gauss_newton_refuses_pinn_and_lr():
+    with pytest.raises(ValueError, match="flux formulation"):
+        solver.solve(
+            small_poisson(), epochs=1, optimizer="gauss_newton", formulation="pinn", progress=False
+        )
+    with pytest.raises(ValueError, match="no lr"):
+        solver.solve(small_poisson(), epochs=1, optimizer="gauss_newton", lr=0.5, progress=False)
+
+
+def test_unknown_optimizer_lists_the_choices():
+    with pytest.raises(ValueError, match="ssbroyden.*gauss_newton"):
+        solver.solve(small_poisson(), epochs=1, optimizer="newton", progress=False)
+
+
+@pytest.mark.parametrize("optimizer", NEW)
+def test_cli_takes_the_new_optimizers(capsys, tmp_path, monkeypatch, optimizer):
+    from fluxkern import cli
+
+    small = small_poisson()
+    monkeypatch.setattr(problems, "get", lambda name: small)
+    out = tmp_path / "run"
+    argv = ["solve", "poisson", "--optimizer", optimizer, "--epochs", "2", "--out", str(out)]
+    code = cli.main([*argv, "--no-progress", "--no-plots"])
+    assert code == 0, capsys.readouterr()
+    assert json.load(open(out / "results.json"))["optimizer"] == optimizer
+
+
+def test_bench_report_reads_runs_and_marks_failures(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    import optimizers as bench_opt
+
+    def traj(errs):
+        return [
+            {"epoch": i + 1, "train_s": 0.5 * 2**i, "loss": 1.0, "errors": {"u": e}}
+            for i, e in enumerate(errs)
+        ]
+
+    data = {
+        "problem": "helmholtz",
+        "date": "today",
+        "machine": {"cpu": "test cpu"},
+        "versions": {"torch": torch.__version__},
+        "threads": 1,
+        "budget_s": 4.0,
+        "seed": 0,
+        "reference_errors": {"u": 2.8e-4},
+        "runs": [
+            {"optimizer": "lbfgs", "epochs": 3, "trajectory": traj([1e-2, 2e-4, 5e-6])},
+            {"optimizer": "gauss_newton", "failed": "ValueError: boom", "trajectory": []},
+        ],
+    }
+    (tmp_path / "helmholtz.json").write_text(json.dumps(data))
+    text = bench_opt.report(str(tmp_path))
+    rows = [ln for ln in text.splitlines() if ln.startswith("| lbfgs")]
+    # t(2.8e-4) = 1.0 s, t(1e-3) = 1.0 s, t(1e-4) = 2.0 s, t(1e-5) = 2.0 s
+    assert rows == ["| lbfgs | 3 | 2.0  | 5.00e-06 | 5.00e-06 | 1.0 s | 1.0 s | 2.0 s | 2.0 s |  |"]
+    assert "| gauss_newton | - | - | - | - | - | - | - | - | ValueError: boom |" in text
+    assert (tmp_path / "helmholtz.png").stat().st_size > 0

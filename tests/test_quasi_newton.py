@@ -1,0 +1,206 @@
+"""fluxkern.optim.SSBFGS and SSBroyden (dense self-scaled quasi-Newton).
+
+Oracles: an independent textbook BFGS (inverse form, Nocedal & Wright eq. 6.17 with the initial
+scaling 6.20) written here and driven by the same line search, which the unscaled variant must
+reproduce iterate by iterate; the known minimisers of a quadratic and of Rosenbrock's function.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from fluxkern.optim import SSBFGS, SSBroyden
+from fluxkern.optim.lbfgs import _strong_wolfe_fn
+from fluxkern.optim.quasi_newton import MAX_PARAMETERS
+from matrix import TOL, rel_err
+
+F64 = torch.float64
+CLASSES = [SSBFGS, SSBroyden]
+
+
+def _quadratic(p: int = 30, seed: int = 0):
+    """f(x) = 1/2 x.A x - b.x with SPD A (condition ~1e2); returns (x param, closure, x*)."""
+    g = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(p, p, generator=g, dtype=F64))
+    a = q @ torch.diag(torch.logspace(0, 2, p, dtype=F64)) @ q.T
+    b = torch.randn(p, generator=g, dtype=F64)
+    x = torch.nn.Parameter(torch.zeros(p, dtype=F64))
+
+    def closure():
+        x.grad = None
+        f = 0.5 * x @ (a @ x) - b @ x
+        f.backward()
+        return f
+
+    return x, closure, torch.linalg.solve(a, b)
+
+
+def _rosenbrock(x0=(-1.2, 1.0)):
+    x = torch.nn.Parameter(torch.tensor(x0, dtype=F64))
+
+    def closure():
+        x.grad = None
+        f = (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
+        f.backward()
+        return f
+
+    return x, closure
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_quadratic_converges_in_few_iterations(cls):
+    x, closure, xstar = _quadratic()
+    opt = cls([x], max_iter=100, tolerance_grad=1e-12, tolerance_change=0.0)
+    opt.step(closure)
+    # exact line searches would need <= P = 30 iterations; strong Wolfe ones a few more. The
+    # run ends when the line search can no longer resolve loss changes (they are ~|g|^2, at
+    # rounding level of f once |g| ~ 1e-7), so x is checked to 1e-6, where it measures ~3e-8.
+    assert opt.state[x]["n_iter"] <= 60
+    assert rel_err(x, xstar) < 1e-6
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_rosenbrock(cls):
+    x, closure = _rosenbrock()
+    opt = cls([x], max_iter=200, tolerance_grad=1e-10, tolerance_change=0.0)
+    opt.step(closure)
+    assert rel_err(x, torch.ones(2, dtype=F64)) < 1e-7
+    assert opt.state[x]["n_iter"] < 200
+
+
+def _textbook_bfgs(closure, x, iters):
+    """BFGS, inverse form H+ = (I - rho s y^T) H (I - rho y s^T) + rho s s^T, H_0 = I and
+    H_0 = (s.y / y.y) I before the first update; first step min(1, 1/|g|_1); same line search."""
+    with torch.enable_grad():
+        f = float(closure().detach())
+    g = x.grad.clone()
+    n = x.numel()
+    hmat, updated = torch.eye(n, dtype=F64), False
+    iterates = []
+    for _ in range(iters):
+        d = -(hmat @ g)
+        t = 1.0 if updated else min(1.0, 1.0 / float(g.abs().sum()))
+        x0 = [x.detach().clone()]
+
+        def obj(xs, step, direction):
+            with torch.no_grad():
+                x.copy_(xs[0] + step * direction)
+            with torch.enable_grad():
+                val = float(closure().detach())
+            grad = x.grad.clone()
+            with torch.no_grad():
+                x.copy_(xs[0])
+            return val, grad
+
+        f, g_new, t, _ = _strong_wolfe_fn()(obj, x0, t, d, f, g, float(g.dot(d)))
+        with torch.no_grad():
+            x.add_(t * d)
+        s, y = t * d, g_new - g
+        sy = float(s.dot(y))
+        if sy > 1e-10:
+            if not updated:
+                hmat = hmat * (sy / float(y.dot(y)))
+                updated = True
+            rho = 1.0 / sy
+            eye = torch.eye(n, dtype=F64)
+            hmat = (eye - rho * torch.outer(s, y)) @ hmat @ (eye - rho * torch.outer(y, s))
+            hmat = hmat + rho * torch.outer(s, s)
+        g = g_new
+        iterates.append(x.detach().clone())
+    return iterates
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_unscaled_matches_textbook_bfgs(cls):
+    x, closure, _ = _quadratic(p=12, seed=3)
+    ref = _textbook_bfgs(closure, x, 8)
+    x2, closure2, _ = _quadratic(p=12, seed=3)
+    opt = cls([x2], max_iter=1, tolerance_grad=0.0, tolerance_change=0.0, self_scaling=False)
+    for k in range(8):
+        opt.step(closure2)
+        assert rel_err(x2, ref[k]) < TOL[F64], k
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_b_and_h_are_the_curvature_ratios(cls):
+    """b = s.B s / s.y with B = H^-1 (computed without B) and h = y.H y / s.y, H the matrix
+    that gave the step, on Rosenbrock (steps of varying length t)."""
+    x, closure = _rosenbrock()
+    opt = cls([x], max_iter=1, tolerance_grad=0.0, tolerance_change=0.0)
+    opt.step(closure)  # the first update (from the rescaled H_0)
+    for _ in range(6):
+        hmat = opt.state[x]["H"].clone()
+        x0, g0 = x.detach().clone(), x.grad.clone()
+        opt.step(closure)
+        s, y = x.detach() - x0, x.grad - g0
+        b_ref = float(s @ torch.linalg.solve(hmat, s) / (s @ y))
+        h_ref = float(y @ hmat @ y / (s @ y))
+        assert abs(opt.state[x]["b"] / b_ref - 1) < 1e-8
+        assert abs(opt.state[x]["h"] / h_ref - 1) < 1e-8
+
+
+def test_scaling_changes_the_iterates():
+    """The self-scaled variants are not BFGS (the scaling is active on Rosenbrock)."""
+    finals = []
+    for cls, scaled in [(SSBFGS, False), (SSBFGS, True), (SSBroyden, True)]:
+        x, closure = _rosenbrock()
+        opt = cls([x], max_iter=6, tolerance_grad=0.0, tolerance_change=0.0, self_scaling=scaled)
+        opt.step(closure)
+        finals.append(x.detach().clone())
+    assert rel_err(finals[1], finals[0]) > 1e-6
+    assert rel_err(finals[2], finals[1]) > 1e-6
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_resume_is_exact(cls):
+    net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    net = net.to(F64)
+    xs = torch.randn(40, 2, dtype=F64, generator=torch.Generator().manual_seed(1))
+    target = torch.sin(xs.sum(1, keepdim=True))
+
+    def make(model):
+        def closure():
+            model.zero_grad()
+            loss = ((model(xs) - target) ** 2).mean()
+            loss.backward()
+            return loss
+
+        return closure
+
+    opt = cls(net.parameters(), max_iter=5)
+    opt.step(make(net))
+    saved_net, saved_opt = copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict())
+    opt.step(make(net))
+    net2 = copy.deepcopy(net)
+    net2.load_state_dict(saved_net)
+    opt2 = cls(net2.parameters(), max_iter=5)
+    opt2.load_state_dict(saved_opt)
+    opt2.step(make(net2))
+    for a, b in zip(net.parameters(), net2.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_float32_params_keep_float64_h_on_resume():
+    x = torch.nn.Parameter(torch.tensor([-1.2, 1.0]))
+
+    def closure():
+        x.grad = None
+        f = (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
+        f.backward()
+        return f
+
+    opt = SSBFGS([x], max_iter=3)
+    opt.step(closure)
+    opt2 = SSBFGS([x], max_iter=3)
+    opt2.load_state_dict(opt.state_dict())
+    assert opt2.state[x]["H"].dtype == F64
+    assert torch.equal(opt2.state[x]["H"], opt.state[x]["H"])
+
+
+def test_refuses_too_many_parameters():
+    p = torch.nn.Parameter(torch.zeros(MAX_PARAMETERS + 1, dtype=F64))
+    with pytest.raises(ValueError, match=r"P <= 20000.*lbfgs"):
+        SSBroyden([p])

@@ -1,0 +1,61 @@
+"""bench/run_problems.py's trajectory, bench/results_table.py's time-to-target and
+bench/optimizer_chain.py (issue 11 and 13 scripts), on poisson with few epochs."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+
+import optimizer_chain  # noqa: E402
+import results_table  # noqa: E402
+import run_problems  # noqa: E402
+
+
+def test_trace_records_every_n_epochs_and_the_last_with_training_seconds(tmp_path):
+    out = str(tmp_path)
+    argv = ["poisson", "--formulations", "flux", "--epochs", "7", "--trace-every", "3"]
+    assert run_problems.main([*argv, "--out", out, "--threads", "1"]) == 0
+    res = json.load(open(os.path.join(out, "poisson", "flux", "results.json")))
+    traj = res["trajectory"]
+    assert [p["epoch"] for p in traj] == [3, 6, 7]
+    secs = [p["train_s"] for p in traj]
+    assert all(0 < a < b for a, b in zip(secs, secs[1:], strict=False))
+    assert secs[-1] <= res["wall_time_s"]  # evaluation time is left out
+    assert traj[-1]["errors"]["u"] == res["errors"]["u"]  # the final record is the result
+    saved = json.load(open(os.path.join(out, "poisson", "flux", "trajectory.json")))
+    assert saved == traj
+
+
+def test_stop_after_ends_the_run_early(tmp_path):
+    argv = ["poisson", "--formulations", "flux", "--epochs", "100000", "--stop-after", "0.5"]
+    assert run_problems.main([*argv, "--out", str(tmp_path), "--threads", "1"]) == 0
+    res = json.load(open(os.path.join(str(tmp_path), "poisson", "flux", "results.json")))
+    assert 1 <= res["epochs"] < 100000
+
+
+def test_first_reached_needs_every_field_at_or_below_its_target():
+    traj = [
+        {"epoch": 1, "train_s": 1.0, "errors": {"u": 1e-3, "v": 1e-5}},
+        {"epoch": 2, "train_s": 2.0, "errors": {"u": 1e-5, "v": 1e-3}},
+        {"epoch": 3, "train_s": 3.0, "errors": {"u": 1e-4, "v": 1e-4}},
+    ]
+    assert results_table.first_reached(traj, {"u": 1e-4, "v": 1e-4})["epoch"] == 3
+    assert results_table.first_reached(traj, {"u": 1e-6}) is None
+    assert results_table.first_reached(traj, {}) is None
+    goal = results_table.targets("cavity", {"errors": {}})
+    assert goal == {k: 0.02 for k in results_table.CAVITY_KEYS}
+
+
+def test_chain_switches_optimizer_and_keeps_training(tmp_path):
+    out = str(tmp_path / "chain.json")
+    assert optimizer_chain.main(["poisson", "lbfgs", "1", "gauss_newton", "2", out]) == 0
+    data = json.load(open(out))
+    opts = [p["optimizer"] for p in data["trajectory"]]
+    assert opts[0] == "LBFGS" and opts[-1] == "GaussNewton"
+    epochs = [p["epoch"] for p in data["trajectory"]]
+    assert epochs == sorted(epochs) and len(set(epochs)) == len(epochs)
+    assert data["trajectory"][-1]["train_s"] >= 3.0

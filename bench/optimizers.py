@@ -136,9 +136,13 @@ def report(out_dir: str) -> str:
         "reached within the budget.",
         "",
     ]
+    chains = []
     for f in files:
         with open(os.path.join(out_dir, f)) as fh:
             data = json.load(fh)
+        if "chain" in data:  # bench/optimizer_chain.py's runs: a section of their own below
+            chains.append(data)
+            continue
         name = data["problem"]
         runs = data["runs"]
         key = primary_key(name, next((r["trajectory"] for r in runs if r["trajectory"]), []))
@@ -174,10 +178,39 @@ def report(out_dir: str) -> str:
         lines.append("")
         _plot(os.path.join(out_dir, f"{name}.png"), name, key, runs, ref)
         lines += [f"![{name}]({name}.png)", ""]
+    lines += _chain_lines(chains)
     text = "\n".join(lines)
     with open(os.path.join(out_dir, "README.md"), "w") as fh:
         fh.write(text)
     return text
+
+
+def _chain_lines(chains: list[dict[str, Any]]) -> list[str]:
+    """Markdown for bench/optimizer_chain.py's runs: per optimizer phase, the errors at its end
+    and the first training time at or below the reference's error."""
+    if not chains:
+        return []
+    out = [
+        "## One optimizer, then another (bench/optimizer_chain.py)",
+        "",
+        "| problem | chain (optimizer, s) | phase | epochs | train s | error at the phase's end "
+        "| t(reference) | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for data in chains:
+        name, pts = data["problem"], data["trajectory"]
+        key = primary_key(name, pts)
+        ref = problems.get(name).reference.get("errors", {}).get(key)
+        chain = ", ".join(f"{o} {t:g}" for o, t in data["chain"])
+        t_ref = first_time_below(pts, key, ref) if ref else None
+        for phase in dict.fromkeys(p["optimizer"] for p in pts):
+            last = [p for p in pts if p["optimizer"] == phase][-1]
+            out.append(
+                f"| {name} | {chain} | {phase} | {last['epoch']} | {_fmt(last['train_s'], ' ')} "
+                f"| {key} {_fmt(last['errors'].get(key))} | {_fmt(t_ref, ' ')} "
+                f"| {data.get('note') or ''} |"
+            )
+    return [*out, ""]
 
 
 def _plot(path: str, name: str, key: str, runs: list[dict[str, Any]], ref: float | None) -> None:

@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from fluxkern import ops
+from fluxkern.optim._flat import FlatParams
 from fluxkern.specs import LbfgsHistory
 
 __all__ = ["LBFGS"]
@@ -37,7 +38,7 @@ def _strong_wolfe_fn() -> Callable[..., Any]:
     return _strong_wolfe
 
 
-class LBFGS(Optimizer):
+class LBFGS(FlatParams, Optimizer):
     """Limited-memory BFGS, a drop-in replacement for torch.optim.LBFGS (one parameter group).
 
     Args:
@@ -87,19 +88,6 @@ class LBFGS(Optimizer):
         self._params: list[Tensor] = self.param_groups[0]["params"]
 
     # ------------------------------------------------------------------ flat views
-    def _flat_grad(self) -> Tensor:
-        views = [
-            p.new_zeros(p.numel()) if p.grad is None else p.grad.reshape(-1) for p in self._params
-        ]
-        return torch.cat(views, 0)
-
-    def _add_grad(self, step: float, direction: Tensor) -> None:
-        offset = 0
-        for p in self._params:
-            n = p.numel()
-            p.add_(direction[offset : offset + n].view_as(p), alpha=step)
-            offset += n
-
     def _set_params(self, values: list[Tensor]) -> None:
         for p, v in zip(self._params, values, strict=True):
             p.copy_(v)
@@ -225,19 +213,10 @@ class LBFGS(Optimizer):
         Returns:
             The loss at the start of the step.
         """
-        group = self.param_groups[0]
+        group, state, orig_loss, loss, flat_grad = self._begin_step(closure)
         lr, max_iter, max_eval = group["lr"], group["max_iter"], group["max_eval"]
         tol_grad, tol_change = group["tolerance_grad"], group["tolerance_change"]
-        state = self.state[self._params[0]]
-        state.setdefault("func_evals", 0)
-        state.setdefault("n_iter", 0)
-
-        with torch.enable_grad():
-            orig_loss = closure()
-        loss = float(orig_loss.detach())
         current_evals = 1
-        state["func_evals"] += 1
-        flat_grad = self._flat_grad()
         if float(flat_grad.abs().max()) <= tol_grad:
             return orig_loss
         self._history(state, flat_grad)

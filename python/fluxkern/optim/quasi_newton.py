@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from fluxkern.optim._flat import FlatParams
 from fluxkern.optim.lbfgs import _strong_wolfe_fn
 
 __all__ = ["MAX_PARAMETERS", "SSBFGS", "SSBroyden"]
@@ -53,8 +54,10 @@ __all__ = ["MAX_PARAMETERS", "SSBFGS", "SSBroyden"]
 MAX_PARAMETERS = 20000  # dense H [P, P] float64: 3.2 GB at the limit
 
 
-class _DenseQuasiNewton(Optimizer):
+class _DenseQuasiNewton(FlatParams, Optimizer):
     """The shared loop of SSBFGS and SSBroyden; subclasses give the update's (tau, phi)."""
+
+    flat_dtype = torch.float64  # the dense inverse Hessian and the flat gradient
 
     #: fluxkern's Trainer calls step(closure) for optimizers with this flag.
     steps_with_closure = True
@@ -103,19 +106,6 @@ class _DenseQuasiNewton(Optimizer):
                 self.state[param]["H"] = hmat.to(dtype=torch.float64, device=param.device).clone()
 
     # ------------------------------------------------------------------ flat views
-    def _flat_grad(self) -> Tensor:
-        views = [
-            p.new_zeros(p.numel()) if p.grad is None else p.grad.reshape(-1) for p in self._params
-        ]
-        return torch.cat(views, 0).to(torch.float64)  # [P]
-
-    def _add_grad(self, step: float, direction: Tensor) -> None:
-        offset = 0
-        for p in self._params:
-            n = p.numel()
-            p.add_(direction[offset : offset + n].view_as(p).to(p.dtype), alpha=step)
-            offset += n
-
     def _evaluate(self, closure: Callable[[], Tensor]) -> tuple[float, Tensor]:
         with torch.enable_grad():
             loss = float(closure().detach())
@@ -184,18 +174,10 @@ class _DenseQuasiNewton(Optimizer):
         Returns:
             The loss at the start of the step.
         """
-        group = self.param_groups[0]
+        group, state, orig_loss, loss, g = self._begin_step(closure)  # g: [P] float64
         lr, max_iter, max_eval = group["lr"], group["max_iter"], group["max_eval"]
         tol_grad, tol_change = group["tolerance_grad"], group["tolerance_change"]
-        state = self.state[self._params[0]]
-        state.setdefault("func_evals", 0)
-        state.setdefault("n_iter", 0)
-        with torch.enable_grad():
-            orig_loss = closure()
-        loss = float(orig_loss.detach())
-        g = self._flat_grad()  # [P]
         evals = 1
-        state["func_evals"] += 1
         if float(g.abs().max()) <= tol_grad:
             return orig_loss
         if "H" not in state:

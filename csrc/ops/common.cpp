@@ -1,6 +1,9 @@
 #include "ops/common.h"
 
 #include <sstream>
+#include <utility>
+
+#include "kernels/residual.h"  // kMonoCols
 
 namespace fluxkern {
 
@@ -83,6 +86,43 @@ int64_t jet_saved_numel(const MlpShape& s) {
   int64_t total = 0;
   for (int64_t w : s.widths) total += (2 * s.d + 3) * s.n * w;
   return total;
+}
+
+at::Tensor check_program(const char* op, const MlpShape& s, const at::Tensor& x,
+                         const at::Tensor& cols, const at::Tensor& table, const at::Tensor& coef,
+                         int64_t n_res) {
+  const std::pair<const at::Tensor*, const char*> named[] = {
+      {&cols, "cols"}, {&table, "table"}, {&coef, "coef"}};
+  for (const auto& [t, name] : named) {
+    TORCH_CHECK(t->device() == x.device(), op, ": ", name, " is on ", t->device(), " but x is on ",
+                x.device(), "; all must be on one device");
+  }
+  TORCH_CHECK_VALUE(cols.dim() == 2 && cols.size(0) == s.n, op, ": cols must be [", s.n,
+                    ", K] (one row per row of x), got ", shape_str(cols));
+  TORCH_CHECK_TYPE(table.scalar_type() == at::kInt, op, ": table must be int32, got ",
+                   table.scalar_type());
+  TORCH_CHECK_VALUE(table.dim() == 2 && table.size(1) == kMonoCols, op, ": table must be [M, ",
+                    kMonoCols, "], got ", shape_str(table));
+  TORCH_CHECK_VALUE(coef.dim() == 1 && coef.size(0) == table.size(0), op, ": coef must be [",
+                    table.size(0), "] (one per table row), got ", shape_str(coef));
+  TORCH_CHECK_TYPE(cols.scalar_type() == x.scalar_type() && coef.scalar_type() == x.scalar_type(),
+                   op, ": cols and coef must have the dtype of x (", x.scalar_type(), "), got ",
+                   cols.scalar_type(), " and ", coef.scalar_type());
+  const at::Tensor tab = table.to(at::kCPU).contiguous();  // [M, 5], on the host
+  const int32_t* ix = tab.data_ptr<int32_t>();
+  const int64_t n_fields = s.m + s.m * s.d;
+  for (int64_t k = 0; k < tab.size(0); ++k) {
+    const int32_t* row = ix + k * kMonoCols;
+    TORCH_CHECK_VALUE(row[0] >= 0 && row[0] < n_res, op, ": table row ", k, " names residual ",
+                      row[0], " of n_res = ", n_res);
+    TORCH_CHECK_VALUE(row[1] >= -1 && row[1] < cols.size(1), op, ": table row ", k,
+                      " names coefficient column ", row[1], " of ", cols.size(1), " in cols");
+    for (int q = 2; q < kMonoCols; ++q) {
+      TORCH_CHECK_VALUE(row[q] >= -1 && row[q] < n_fields, op, ": table row ", k, " names field ",
+                        row[q], " of ", n_fields, " (m + m d)");
+    }
+  }
+  return tab;
 }
 
 }  // namespace fluxkern

@@ -37,6 +37,16 @@ MlpShape check_mlp(const char* op, const at::Tensor& x, const at::Tensor& shift,
                    const at::Tensor& scale, at::TensorList weights, at::TensorList biases,
                    const std::string& activation);
 
+// Checks a residual program's tensors against x and the MLP: cols [N, K], table [M, 5] int32,
+// coef [M], all on x's device, cols and coef of x's dtype, and every table entry in range
+// (residual < n_res, column < K, field < m + m d), so that no kernel reads out of bounds. The
+// entries are read on a host copy (a small device-to-host copy, and a wait for the work queued
+// before, when the table is on a GPU), every call: a table changed in place is checked again.
+// Returns that host copy [M, 5].
+at::Tensor check_program(const char* op, const MlpShape& s, const at::Tensor& x,
+                         const at::Tensor& cols, const at::Tensor& table, const at::Tensor& coef,
+                         int64_t n_res);
+
 // Total length of the flat buffer saved by the jet forward for the backward.
 int64_t jet_saved_numel(const MlpShape& s);
 

@@ -15,43 +15,14 @@ constexpr const char* kOp = "fluxkern.residual_jacobian";
 // Checks the group's tensors against x (device, dtype, sizes) and the table's entries (on a host
 // copy: a small device-to-host copy when the table is on a GPU). Returns the number of points
 // (pairs when paired); *tangents: whether some monomial reads J.
-int64_t check_program(const MlpShape& s, const at::Tensor& x, const at::Tensor& cols,
-                      const at::Tensor& table, const at::Tensor& coef, int64_t n_res, bool paired,
-                      bool* tangents) {
+int64_t check_group(const MlpShape& s, const at::Tensor& x, const at::Tensor& cols,
+                    const at::Tensor& table, const at::Tensor& coef, int64_t n_res, bool paired,
+                    bool* tangents) {
   TORCH_CHECK_VALUE(n_res >= 1, kOp, ": n_res must be at least 1, got ", n_res);
   TORCH_CHECK_VALUE(!paired || s.n % 2 == 0, kOp, ": a paired group needs x = cat(a, b) with an ",
                     "even number of rows, got ", s.n);
-  const std::pair<const at::Tensor*, const char*> named[] = {
-      {&cols, "cols"}, {&table, "table"}, {&coef, "coef"}};
-  for (const auto& [t, name] : named) {
-    TORCH_CHECK(t->device() == x.device(), kOp, ": ", name, " is on ", t->device(), " but x is on ",
-                x.device(), "; all must be on one device");
-  }
-  TORCH_CHECK_VALUE(cols.dim() == 2 && cols.size(0) == s.n, kOp, ": cols must be [", s.n,
-                    ", K] (one row per row of x), got ", shape_str(cols));
-  TORCH_CHECK_TYPE(table.scalar_type() == at::kInt, kOp, ": table must be int32, got ",
-                   table.scalar_type());
-  TORCH_CHECK_VALUE(table.dim() == 2 && table.size(1) == kMonoCols, kOp, ": table must be [M, ",
-                    kMonoCols, "], got ", shape_str(table));
-  TORCH_CHECK_VALUE(coef.dim() == 1 && coef.size(0) == table.size(0), kOp, ": coef must be [",
-                    table.size(0), "] (one per table row), got ", shape_str(coef));
-  TORCH_CHECK_TYPE(cols.scalar_type() == x.scalar_type() && coef.scalar_type() == x.scalar_type(),
-                   kOp, ": cols and coef must have the dtype of x (", x.scalar_type(), "), got ",
-                   cols.scalar_type(), " and ", coef.scalar_type());
-  const at::Tensor tab = table.to(at::kCPU).contiguous();  // [M, 5], on the host
+  const at::Tensor tab = check_program(kOp, s, x, cols, table, coef, n_res);  // [M, 5], host
   const int32_t* ix = tab.data_ptr<int32_t>();
-  const int64_t n_fields = s.m + s.m * s.d;
-  for (int64_t k = 0; k < tab.size(0); ++k) {
-    const int32_t* row = ix + k * kMonoCols;
-    TORCH_CHECK_VALUE(row[0] >= 0 && row[0] < n_res, kOp, ": table row ", k, " names residual ",
-                      row[0], " of n_res = ", n_res);
-    TORCH_CHECK_VALUE(row[1] >= -1 && row[1] < cols.size(1), kOp, ": table row ", k,
-                      " names coefficient column ", row[1], " of ", cols.size(1), " in cols");
-    for (int q = 2; q < kMonoCols; ++q) {
-      TORCH_CHECK_VALUE(row[q] >= -1 && row[q] < n_fields, kOp, ": table row ", k, " names field ",
-                        row[q], " of ", n_fields, " (m + m d)");
-    }
-  }
   *tangents = false;
   for (int64_t k = 0; k < tab.size(0); ++k) {
     for (int q = 2; q < kMonoCols; ++q) *tangents = *tangents || ix[k * kMonoCols + q] >= s.m;
@@ -71,7 +42,7 @@ JacobianCall prepare_residual_jacobian(c10::DeviceType device_type, const at::Te
   c.s = check_mlp(kOp, x, shift, scale, weights, biases, std::string(activation));
   TORCH_CHECK(x.device().type() == device_type, kOp, ": the ", c10::DeviceTypeName(device_type),
               " kernel was called with x on ", x.device());
-  c.n = check_program(c.s, x, cols, table, coef, n_res, paired, &c.tangents);
+  c.n = check_group(c.s, x, cols, table, coef, n_res, paired, &c.tangents);
   c.n_res = n_res;
   c.paired = paired;
   for (size_t l = 0; l < weights.size(); ++l) {

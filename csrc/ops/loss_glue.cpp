@@ -25,21 +25,13 @@ int64_t check_block(const MlpShape& s, const at::Tensor& x, const at::Tensor& co
   TORCH_CHECK_VALUE(!paired || s.n % 2 == 0, kOp, ": a paired block needs x = cat(a, b) with an ",
                     "even number of rows, got ", s.n);
   const int64_t n = paired ? s.n / 2 : s.n;
+  check_program(kOp, s, x, cols, table, coef, n_res);  // cols, table (every entry), coef
   const std::pair<const at::Tensor*, const char*> named[] = {
-      {&cols, "cols"}, {&table, "table"},     {&coef, "coef"}, {&lam, "lam"},
-      {&mu, "mu"},     {&squared, "squared"}, {&red, "red"}};
+      {&lam, "lam"}, {&mu, "mu"}, {&squared, "squared"}, {&red, "red"}};
   for (const auto& [t, name] : named) {
     TORCH_CHECK(t->device() == x.device(), kOp, ": ", name, " is on ", t->device(), " but x is on ",
                 x.device(), "; all must be on one device");
   }
-  TORCH_CHECK_VALUE(cols.dim() == 2 && cols.size(0) == s.n, kOp, ": cols must be [", s.n,
-                    ", K] (one row per row of x), got ", shape_str(cols));
-  TORCH_CHECK_TYPE(table.scalar_type() == at::kInt, kOp, ": table must be int32, got ",
-                   table.scalar_type());
-  TORCH_CHECK_VALUE(table.dim() == 2 && table.size(1) == kMonoCols, kOp, ": table must be [M, ",
-                    kMonoCols, "], got ", shape_str(table));
-  TORCH_CHECK_VALUE(coef.dim() == 1 && coef.size(0) == table.size(0), kOp, ": coef must be [",
-                    table.size(0), "] (one per table row), got ", shape_str(coef));
   const bool pointwise = lam.dim() == 2;
   TORCH_CHECK_VALUE((pointwise && lam.size(0) == n && lam.size(1) == n_res) ||
                         (lam.dim() == 1 && lam.size(0) == n_res),
@@ -51,28 +43,10 @@ int64_t check_block(const MlpShape& s, const at::Tensor& x, const at::Tensor& co
                     n_res, "], got ", shape_str(squared));
   TORCH_CHECK_VALUE(red.dim() == 1 && red.size(0) == n_res, kOp, ": red must be [", n_res,
                     "], got ", shape_str(red));
-  TORCH_CHECK_TYPE(
-      cols.scalar_type() == x.scalar_type() && coef.scalar_type() == x.scalar_type() &&
-          lam.scalar_type() == x.scalar_type() && mu.scalar_type() == x.scalar_type() &&
-          squared.scalar_type() == x.scalar_type() && red.scalar_type() == x.scalar_type(),
-      kOp, ": cols, coef, lam, mu, squared and red must have the dtype of x");
-  // Table entries index residuals, columns and fields: check them once here, on the host, so that
-  // no kernel ever reads out of bounds. Every call (not cached): a table changed in place since
-  // the last call is checked again.
-  const at::Tensor tab = table.to(at::kCPU).contiguous();  // [M, 5]
-  const int32_t* ix = tab.data_ptr<int32_t>();
-  const int64_t n_fields = s.m + s.m * s.d;
-  for (int64_t k = 0; k < tab.size(0); ++k) {
-    const int32_t* row = ix + k * kMonoCols;
-    TORCH_CHECK_VALUE(row[0] >= 0 && row[0] < n_res, kOp, ": table row ", k, " names residual ",
-                      row[0], " of ", n_res);
-    TORCH_CHECK_VALUE(row[1] >= -1 && row[1] < cols.size(1), kOp, ": table row ", k,
-                      " names coefficient column ", row[1], " of ", cols.size(1));
-    for (int q = 2; q < kMonoCols; ++q) {
-      TORCH_CHECK_VALUE(row[q] >= -1 && row[q] < n_fields, kOp, ": table row ", k, " names field ",
-                        row[q], " of ", n_fields, " (m + m d)");
-    }
-  }
+  TORCH_CHECK_TYPE(lam.scalar_type() == x.scalar_type() && mu.scalar_type() == x.scalar_type() &&
+                       squared.scalar_type() == x.scalar_type() &&
+                       red.scalar_type() == x.scalar_type(),
+                   kOp, ": lam, mu, squared and red must have the dtype of x");
   return n;
 }
 

@@ -37,6 +37,11 @@ EPOCHS = {"lbfgs": 2, "adam": 20}
 COMBOS = [(o, d) for o in ("lbfgs", "adam") for d in ("rmsprop", "pecann", "capu")]
 
 
+# The workers run as this interpreter does: with -S only when it was started with -S (a worktree
+# run on PYTHONPATH); in a venv they need its site-packages (torch).
+NO_SITE = ["-S"] if sys.flags.no_site else []
+
+
 def _options(optimizer: str, dual: str, epochs: int | None = None) -> dict:
     opts = {"optimizer": optimizer, "dual": dual, "epochs": epochs or EPOCHS[optimizer]}
     if dual != "rmsprop":  # poisson's defaults hold rmsprop's options
@@ -67,7 +72,7 @@ def launch(
     base.update(OMP_NUM_THREADS="1", WORLD_SIZE=str(world), **env)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-S", WORKER, path],
+            [sys.executable, *NO_SITE, WORKER, path],
             env={**base, "RANK": str(r), "LOCAL_RANK": str(r)},
         )
         for r in range(world)
@@ -253,7 +258,7 @@ def test_cli_under_torchrun_environment(tmp_path):
     out = tmp_path / "cli"
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
     env.update(OMP_NUM_THREADS="1", WORLD_SIZE="2")
-    argv = [sys.executable, "-S", "-m", "fluxkern", "solve", "poisson", "--epochs", "1"]
+    argv = [sys.executable, *NO_SITE, "-m", "fluxkern", "solve", "poisson", "--epochs", "1"]
     argv += ["--no-progress", "--no-plots", "--out", str(out)]
     procs = [
         subprocess.Popen(

@@ -7,10 +7,11 @@ what holds the error up, or is the optimizer on a plateau it would not leave any
 loads a run's trained state (results/<problem>/flux/model.pt: weights and multipliers), builds the
 run's points and loss exactly as ``fluxkern solve`` does (same seed), and continues with a fresh
 fluxkern.optim.LBFGS (lr 1, max_iter 20, history 100, strong Wolfe) whose ``tolerance_grad`` and
-``tolerance_change`` are given, one dual update per epoch as before. model.pt holds no L-BFGS history, so the continuation
-starts with an empty one (as after a restart; it refills within a few epochs). Every ``--every`` epochs it
-records the errors on the problem's evaluation grid, the loss, the closure evaluations of the
-epoch and the training seconds (evaluation left out) into a JSON file with machine and versions.
+``tolerance_change`` are given, one dual update per epoch as before. model.pt holds no L-BFGS
+history, so the continuation starts with an empty one (as after a restart; it refills within a
+few epochs). Every ``--every`` epochs it records the errors on the problem's evaluation grid, the
+loss, the closure evaluations of the epoch and the training seconds (evaluation left out) into a
+JSON file with machine and versions.
 
 Usage (from the repository root)::
 

@@ -41,6 +41,23 @@ def _ggn_gradient(al: AugmentedLagrangian) -> torch.Tensor:
     return sum(t.jac.reshape(-1, t.jac.shape[-1]).T @ t.fprime.reshape(-1) for t in terms)
 
 
+def test_residual_terms_follow_new_points():
+    """residual_terms keeps its per-block groups between calls; set_terms must replace them."""
+    al = _al("poisson", n_interior=40, n_boundary=16)
+    first = {t.name: t.jac.shape[0] for t in al.residual_terms()}
+    p = problems.get("poisson")
+    p.defaults = {**p.defaults, "n_interior": 30, "n_boundary": 12}
+    al.set_terms(p.flux_terms(5, F64, torch.device("cpu")))
+    second = {t.name: t.jac.shape[0] for t in al.residual_terms()}
+    assert first != second
+    assert second == {t.name: t.n for t in al.terms}
+    loss = al()
+    spec = al.model.spec()
+    params = [t for pair in zip(spec.weights, spec.biases, strict=True) for t in pair]
+    expected = torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
+    assert rel_err(_ggn_gradient(al), expected) < TOL[F64]
+
+
 @pytest.mark.parametrize(
     "name, sizes",
     [

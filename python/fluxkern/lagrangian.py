@@ -193,6 +193,9 @@ class AugmentedLagrangian:
             else:
                 groups.append([b])
         self._groups = [_Group(bs, self.dtype, self.device) for bs in groups]
+        # one group per fused block, built by residual_terms on first use (Gauss-Newton calls
+        # it every iteration)
+        self._single_groups: dict[str, _Group] = {}
 
     def _lam_mu(self, t: Block) -> tuple[Tensor, Tensor]:
         """lam ([N, R] or [R]) and mu [R] of one block."""
@@ -298,7 +301,9 @@ class AugmentedLagrangian:
         for t in self.terms:
             b = self.bound[t.name]
             if b.fused:
-                g = _Group([b], self.dtype, self.device)
+                g = self._single_groups.get(t.name)
+                if g is None:
+                    g = self._single_groups[t.name] = _Group([b], self.dtype, self.device)
                 backend = "torch" if self.backend == "torch" else None
                 r, jac = ops.residual_jacobian(g.program, g.x, spec, backend=backend)
             else:

@@ -30,6 +30,7 @@ DOMAIN = TimeProduct(Interval(0.0, 2.0 * math.pi), 0.0, 1.0)
 
 
 def exact(x: Tensor, beta: float = BETA) -> dict[str, Tensor]:
+    """u = sin(x - beta t) at points x [N, 2]."""
     return {"u": torch.sin(x[:, 0] - beta * x[:, 1])}
 
 

@@ -32,6 +32,7 @@ VEL, ALPHA = 1.0, 1e-6  # v and alpha
 
 
 def exact(x: Tensor, vel: float = VEL, alpha: float = ALPHA) -> dict[str, Tensor]:
+    """u and sigma = -alpha u_x at points x [N, 1]."""
     xs = x[:, 0]
     # (e - E) / (1 - E) - 1/2 with E = exp(-v / alpha) meets both end values exactly; for
     # alpha = 1e-6, E = 0 in float64 and this is PROBLEMS.md's formula.

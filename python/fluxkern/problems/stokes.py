@@ -50,6 +50,7 @@ def source(x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def exact(x: Tensor) -> dict[str, Tensor]:
+    """u, v, p and omega = v_x - u_y of the manufactured solution at points x [N, 2]."""
     hx, hx1, hx2, _ = _h(x[:, 0])
     gy, gy1, gy2, _ = _h(x[:, 1])
     # omega = v_x - u_y = -hx2 gy - hx gy2

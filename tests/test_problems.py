@@ -54,7 +54,7 @@ BLOCK_SIZES = {
         "walls": 384,
         "pressure": 1,
     },
-    "helmholtz": {"pde": 2000, "flux": 2000, "boundary": 256},  # 2000: see Helmholtz.defaults
+    "helmholtz": {"pde": 2000, "flux": 2000, "boundary": 256},  # 2000: see helmholtz.py
 }
 
 # tiny point counts for the training runs (only the keys a problem has are used)

@@ -3,6 +3,7 @@ line, resumed, loaded from modules, and the one-line errors of a bad problem arg
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -14,6 +15,7 @@ import torch
 
 import fluxkern as fk
 from fluxkern import cli, problems, solver
+from fluxkern.geometry import Disk, Interval, Rectangle, grid, periodic_pairs
 
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
 F64 = torch.float64
@@ -147,11 +149,18 @@ def test_module_attribute_and_file_attribute(capsys, tmp_path, monkeypatch):
 def test_a_problem_subclass_in_a_file_is_instantiated(tmp_path):
     path = tmp_path / "sub.py"
     path.write_text(
-        "from fluxkern.problems.convection import Convection\n\n"
-        "class Slow(Convection):\n    name = 'slow'\n    beta = 1.0\n"
+        "import fluxkern as fk\n"
+        "from fluxkern.problems import DeclaredProblem\n\n"
+        "class Slow(DeclaredProblem):\n"
+        "    def __init__(self):\n"
+        "        u = fk.outputs('u')\n"
+        "        pts = fk.Sample('interior', 8)\n"
+        "        super().__init__('slow', 'x', 'u', lambda p: [fk.Objective('f', u, p['p'])],\n"
+        "                         domain=(0.0, 1.0), points={'p': pts})\n"
     )
     p = problems.resolve(str(path))
-    assert type(p).__name__ == "Slow" and p.name == "slow"  # imported Convection is not counted
+    # the imported DeclaredProblem (a Problem class) is not counted
+    assert type(p).__name__ == "Slow" and p.name == "slow"
 
 
 # ---------------------------------------------------------------------------- fluxkern.problem
@@ -222,6 +231,77 @@ def test_point_sets_seeds_and_fixed_blocks():
 def test_declaration_errors(kw, err, match):
     with pytest.raises(err, match=match):
         tiny(**kw)
+
+
+def test_parameters_are_attributes_that_terms_pinn_loss_and_exact_get():
+    x = fk.inputs("x")
+    u = fk.outputs("u")
+    seen = []
+
+    def terms(pts):
+        seen.append(dict(pts.params))
+        return [fk.Objective("fit", u - pts.params["c"] * x, pts["p"])]
+
+    def pinn_loss(model, pts):
+        seen.append(dict(pts.params))
+        return lambda: model(pts["p"]).sum()
+
+    p = tiny(
+        terms=terms,
+        exact=lambda xs, c: {"u": c * xs[:, 0]},
+        pinn_outputs="u",
+        pinn_loss=pinn_loss,
+        parameters={"c": 2.0},
+    )
+    q = copy.deepcopy(p)  # what problems.get hands out for a registered declaration
+    p.c = 3.0
+    p.flux_terms(0, F64, CPU)
+    p.pinn_loss(torch.nn.Linear(1, 1).double(), 0, F64, CPU)
+    assert seen == [{"c": 3.0}, {"c": 3.0}] and p.params == {"c": 3.0} and q.params == {"c": 2.0}
+    one = torch.ones(1, 1, dtype=F64)
+    assert float(p.exact(one)["u"][0]) == 3.0 and float(q.exact(one)["u"][0]) == 2.0
+    assert tiny().params == {}
+    with pytest.raises(ValueError, match="parameter 'name' would hide the problem's attribute"):
+        tiny(parameters={"name": 1.0})
+    with pytest.raises(ValueError, match="parameter names must be identifiers"):
+        tiny(parameters={"a b": 1.0})
+
+
+def test_extra_results_get_the_latest_eval_grid_dtype_and_device():
+    calls = []
+
+    def extra(predict, dtype, device):
+        calls.append((dtype, device))
+        x = torch.full((1, 1), 0.5, dtype=dtype, device=device)
+        return {"at_half": float(predict(x)["u"][0])}
+
+    p = tiny(extra_results=extra, error_fields=())  # no exact solution, no error fields
+    assert p.error_fields == () and p.errors({"u": torch.zeros(3)}, p.eval_grid(F64, CPU)) == {}
+    assert p.extra_results(lambda x: {"u": 2 * x[:, 0]}) == {"at_half": 1.0}
+    p.eval_grid(torch.float32, CPU)
+    assert p.extra_results(lambda x: {"u": x[:, 0]}) == {"at_half": 0.5}
+    assert calls == [(F64, CPU), (torch.float32, CPU)]
+    assert tiny().extra_results(lambda x: {"u": x[:, 0]}) == {}
+
+
+def test_sample_pairs_and_interior_grid():
+    dom = Rectangle([0.0, 0.0], [2.0, 1.0])
+    a, b = fk.Sample("pairs", "n", axis=0).draw(dom, {"n": 5}, 3, F64, CPU)
+    ref_a, ref_b = periodic_pairs(dom, 0, 5, seed=3)
+    assert torch.equal(a, ref_a) and torch.equal(b, ref_b)
+    assert bool((a[:, 0] == 0).all()) and bool((b[:, 0] == 2).all())
+    assert torch.equal(a[:, 1], b[:, 1])
+    g = fk.Sample("interior", 9, method="grid").draw(dom, {}, 0, torch.float32, CPU)
+    assert torch.equal(g, grid(dom, 3, dtype=torch.float32))  # 3 x 3, both ends of each axis
+    line = fk.Sample("interior", 5, method="grid").draw(Interval(0.0, 1.0), {}, 0, F64, CPU)
+    assert line[:, 0].tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+    with pytest.raises(ValueError, match="n must be a perfect 2-th power"):
+        fk.Sample("interior", 8, method="grid").draw(dom, {}, 0, F64, CPU)
+    with pytest.raises(ValueError, match="needs a box domain"):
+        fk.Sample("interior", 9, method="grid").draw(Disk([0.0, 0.0], 1.0), {}, 0, F64, CPU)
+    for kw in ({"where": "pairs", "n": 4}, {"where": "left", "n": 4, "axis": 0}):
+        with pytest.raises(ValueError, match="give axis= with where='pairs'"):
+            fk.Sample(**kw)
 
 
 def test_run_time_errors_name_the_problem():

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import copy
 
-from fluxkern.problems import composite_heat, poisson
+from fluxkern.problems import (
+    cavity,
+    composite_heat,
+    convection,
+    convection_diffusion,
+    helmholtz,
+    poisson,
+    stokes,
+)
 from fluxkern.problems.base import EvalGrid, Problem, relative_l2
-from fluxkern.problems.cavity import Cavity
-from fluxkern.problems.convection import Convection
-from fluxkern.problems.convection_diffusion import ConvectionDiffusion
 from fluxkern.problems.declared import DeclaredProblem, problem
-from fluxkern.problems.helmholtz import Helmholtz
 from fluxkern.problems.loader import ProblemLoadError, resolve
 from fluxkern.problems.points import Points, Sample
-from fluxkern.problems.stokes import Stokes
 
 __all__ = [
     "DeclaredProblem",
@@ -68,8 +71,8 @@ def get(name: str) -> Problem:
 
 register(poisson.problem)
 register(composite_heat.problem)
-register(Convection)
-register(ConvectionDiffusion)
-register(Stokes)
-register(Cavity)
-register(Helmholtz)
+register(convection.problem)
+register(convection_diffusion.problem)
+register(stokes.problem)
+register(cavity.problem)
+register(helmholtz.problem)

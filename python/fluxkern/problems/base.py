@@ -40,8 +40,10 @@ def relative_l2(pred: Tensor, exact: Tensor) -> float:
 class Problem(abc.ABC):
     """A PDE problem in flux (first-order) form, with its PINN (second-order) baseline.
 
-    Subclasses set the class attributes and implement the methods. Every residual is written
-    with the public expression API (fluxkern.inputs / outputs / data, Objective, Constraint).
+    Subclasses set the class attributes and implement the methods; the built-in problems are
+    declarations instead (fluxkern.problem, a subclass that takes all of them as arguments).
+    Every residual is written with the public expression API (fluxkern.inputs / outputs / data,
+    Objective, Constraint).
 
     Attributes:
         name: Registry name.

@@ -6,24 +6,38 @@ constraints u_x + v_y and omega - (v_x - u_y) at interior points, (u, v) = (1, 0
 y = 1, no slip on the other walls, and p(0, 0) = 0.
 
 There is no exact solution. The run is validated against the published Re = 100 centreline
-profiles of Ghia, Ghia & Shin (1982): u(0.5, y) and v(x, 0.5) (see extra_results).
+profiles of Ghia, Ghia & Shin (1982): u(0.5, y) and v(x, 0.5) (see extra_results). Declared
+with :func:`fluxkern.problem`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import Tensor, nn
 
 import fluxkern as fk
-from fluxkern.geometry import Rectangle, grid
-from fluxkern.problems.base import EvalGrid, Problem, relative_l2
+from fluxkern.blocks import Block
+from fluxkern.geometry import Rectangle
+from fluxkern.problems.base import relative_l2
 from fluxkern.problems.declared import method_defaults, reference_run
+from fluxkern.problems.declared import problem as declare
 from fluxkern.problems.pinn import grad, penalty_loss
+from fluxkern.problems.points import Points, Sample
 
-__all__ = ["GHIA_RE100_U", "GHIA_RE100_V", "Cavity"]
+__all__ = [
+    "GHIA_RE100_U",
+    "GHIA_RE100_V",
+    "centreline_comparison",
+    "extra_results",
+    "ghia_points",
+    "problem",
+]
 
 RE = 100.0
+WALLS = ("left", "right", "bottom")  # no slip; the lid is the top face
 
 GHIA_REFERENCE = (
     "U. Ghia, K. N. Ghia and C. T. Shin, High-Re solutions for incompressible flow using the "
@@ -75,135 +89,140 @@ GHIA_RE100_V: tuple[tuple[float, float], ...] = (
 )
 
 
-class Cavity(Problem):
-    name = "cavity"
-    summary = "steady lid-driven cavity, Navier-Stokes at Re 100 on [0,1]^2 (vs Ghia et al. 1982)"
-    input_names = ("x", "y")
-    output_names = ("u", "v", "p", "omega")
-    pinn_output_names = ("u", "v", "p")
-    error_fields = ()  # no exact solution: see extra_results
-    width = 20
-    depth = 6
-    defaults = method_defaults(20000, eta=1e-2, n_interior=2500, n_face=128)
-    reference = reference_run(
+Predict = Callable[[Tensor], dict[str, Tensor]]
+
+
+def terms(pts: Points) -> list[Block]:
+    xi, lid, corner = pts["interior"], pts["lid"], pts["corner"]
+    walls = torch.cat([pts[f] for f in WALLS])
+    x, y = fk.inputs("x y")
+    u, v, p, w = fk.outputs("u v p omega")
+    return [
+        fk.Objective(
+            "momentum",
+            [
+                u * u.d(x) + v * u.d(y) + p.d(x) + w.d(y) / RE,
+                u * v.d(x) + v * v.d(y) + p.d(y) - w.d(x) / RE,
+            ],
+            xi,
+            reduction="sum",
+        ),
+        fk.Constraint("continuity", u.d(x) + v.d(y), xi, reduction="sum"),
+        fk.Constraint("vorticity", w - (v.d(x) - u.d(y)), xi, reduction="sum"),
+        fk.Constraint("lid", [u - 1.0, v], lid, reduction="sum"),
+        fk.Constraint("walls", [u, v], walls, reduction="sum"),
+        fk.Constraint("pressure", p, corner, reduction="sum"),
+    ]
+
+
+def pinn_loss(model: nn.Module, pts: Points) -> Callable[[], Tensor]:
+    xi, lid, corner = pts["interior"], pts["lid"], pts["corner"]
+    walls = torch.cat([pts[f] for f in WALLS])
+
+    def loss() -> Tensor:
+        xv = xi.detach().requires_grad_(True)
+        out = model(xv)
+        u, v = out[:, 0], out[:, 1]
+        du, dv, dp = grad(u, xv), grad(v, xv), grad(out[:, 2], xv)
+        lap_u = sum(grad(du[:, j], xv)[:, j] for j in range(2))
+        lap_v = sum(grad(dv[:, j], xv)[:, j] for j in range(2))
+        res = [
+            u * du[:, 0] + v * du[:, 1] + dp[:, 0] - lap_u / RE,
+            u * dv[:, 0] + v * dv[:, 1] + dp[:, 1] - lap_v / RE,
+            du[:, 0] + dv[:, 1],
+        ]
+        yl, yw, yc = model(lid), model(walls), model(corner)
+        return penalty_loss(res, [yl[:, 0] - 1.0, yl[:, 1], yw[:, 0], yw[:, 1], yc[:, 2]])
+
+    return loss
+
+
+def ghia_points(
+    dtype: torch.dtype = torch.float64, device: Any = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Ghia's centreline points and values: (xu [17, 2], u [17], xv [17, 2], v [17])."""
+    tu = torch.tensor(GHIA_RE100_U, dtype=torch.float64)
+    tv = torch.tensor(GHIA_RE100_V, dtype=torch.float64)
+    xu = torch.stack([torch.full_like(tu[:, 0], 0.5), tu[:, 0]], 1)
+    xv = torch.stack([tv[:, 0], torch.full_like(tv[:, 0], 0.5)], 1)
+    kw = {"dtype": dtype, "device": device}
+    return xu.to(**kw), tu[:, 1].to(**kw), xv.to(**kw), tv[:, 1].to(**kw)
+
+
+def centreline_comparison(
+    predict: Predict, dtype: torch.dtype = torch.float64, device: Any = None
+) -> dict[str, Any]:
+    """Predicted centreline profiles against Ghia et al. (1982) at their 17 + 17 points.
+
+    Args:
+        predict: The trained network's fields at points [N, 2], by name (u and v are used).
+        dtype: The dtype of the points handed to predict (the network's).
+        device: Their device (default CPU).
+
+    Returns:
+        Per profile the points, Ghia's and the predicted values, the largest absolute
+        deviation and the relative L2 deviation; and the largest deviation of both.
+    """
+    xu, u_ref, xv, v_ref = ghia_points()  # float64 CPU: the table as typed
+    u = predict(xu.to(dtype=dtype, device=device))["u"].detach().double().cpu()
+    v = predict(xv.to(dtype=dtype, device=device))["v"].detach().double().cpu()
+    du = float((u - u_ref).abs().max())
+    dv = float((v - v_ref).abs().max())
+    return {
+        "reference": GHIA_REFERENCE,
+        "u_centreline": {
+            "y": xu[:, 1].tolist(),
+            "ghia": u_ref.tolist(),
+            "predicted": u.tolist(),
+            "max_abs_deviation": du,
+            "relative_l2": relative_l2(u, u_ref),
+        },
+        "v_centreline": {
+            "x": xv[:, 0].tolist(),
+            "ghia": v_ref.tolist(),
+            "predicted": v.tolist(),
+            "max_abs_deviation": dv,
+            "relative_l2": relative_l2(v, v_ref),
+        },
+        "max_centreline_deviation": max(du, dv),
+    }
+
+
+def extra_results(predict: Predict, dtype: torch.dtype, device: torch.device) -> dict[str, Any]:
+    """The centreline comparison, and its largest deviation on its own (results.json)."""
+    comp = centreline_comparison(predict, dtype, device)
+    return {
+        "validation": comp,
+        "max_centreline_deviation": comp["max_centreline_deviation"],
+    }
+
+
+problem = declare(
+    name="cavity",
+    summary="steady lid-driven cavity, Navier-Stokes at Re 100 on [0,1]^2 (vs Ghia et al. 1982)",
+    inputs="x y",
+    outputs="u v p omega",
+    domain=Rectangle([0.0, 0.0], [1.0, 1.0]),
+    # the k-th set is drawn with seed + k: the interior, the walls face by face, the lid
+    points={
+        "interior": Sample("interior", "n_interior"),
+        **{f: Sample(f, "n_face") for f in WALLS},
+        "lid": Sample("top", "n_face"),
+        "corner": torch.zeros(1, 2),  # p(0, 0) = 0
+    },
+    terms=terms,
+    error_fields=(),  # no exact solution: see extra_results
+    eval_grid=(101, 101),
+    width=20,
+    depth=6,
+    defaults=method_defaults(20000, eta=1e-2, n_interior=2500, n_face=128),
+    reference=reference_run(
         {},
         20000,
         "reference code on a CPU; compared with published centreline data only",
         wall_time_s=(3 * 60 + 40) * 60.0,
-    )
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._predict_opts: tuple[torch.dtype, torch.device] = (torch.float64, torch.device("cpu"))
-
-    @property
-    def domain(self) -> Rectangle:
-        return Rectangle([0.0, 0.0], [1.0, 1.0])
-
-    def _points(self, seed, dtype, device):
-        dom, n = self.domain, self.defaults["n_face"]
-        kw = {"dtype": dtype, "device": device}
-        xi = dom.sample_interior(self.defaults["n_interior"], seed=seed, **kw)
-        walls = torch.cat(
-            [
-                dom.sample_face(f, n, seed=seed + 1 + k, **kw)[0]
-                for k, f in enumerate(("left", "right", "bottom"))
-            ]
-        )
-        lid, _ = dom.sample_face("top", n, seed=seed + 4, **kw)
-        corner = torch.zeros(1, 2, dtype=dtype, device=device)  # p(0, 0) = 0
-        return xi, walls, lid, corner
-
-    def flux_terms(self, seed, dtype, device):
-        xi, walls, lid, corner = self._points(seed, dtype, device)
-        x, y = fk.inputs("x y")
-        u, v, p, w = fk.outputs("u v p omega")
-        return [
-            fk.Objective(
-                "momentum",
-                [
-                    u * u.d(x) + v * u.d(y) + p.d(x) + w.d(y) / RE,
-                    u * v.d(x) + v * v.d(y) + p.d(y) - w.d(x) / RE,
-                ],
-                xi,
-                reduction="sum",
-            ),
-            fk.Constraint("continuity", u.d(x) + v.d(y), xi, reduction="sum"),
-            fk.Constraint("vorticity", w - (v.d(x) - u.d(y)), xi, reduction="sum"),
-            fk.Constraint("lid", [u - 1.0, v], lid, reduction="sum"),
-            fk.Constraint("walls", [u, v], walls, reduction="sum"),
-            fk.Constraint("pressure", p, corner, reduction="sum"),
-        ]
-
-    def pinn_loss(self, model, seed, dtype, device):
-        xi, walls, lid, corner = self._points(seed, dtype, device)
-
-        def loss():
-            xv = xi.detach().requires_grad_(True)
-            out = model(xv)
-            u, v = out[:, 0], out[:, 1]
-            du, dv, dp = grad(u, xv), grad(v, xv), grad(out[:, 2], xv)
-            lap_u = sum(grad(du[:, j], xv)[:, j] for j in range(2))
-            lap_v = sum(grad(dv[:, j], xv)[:, j] for j in range(2))
-            res = [
-                u * du[:, 0] + v * du[:, 1] + dp[:, 0] - lap_u / RE,
-                u * dv[:, 0] + v * dv[:, 1] + dp[:, 1] - lap_v / RE,
-                du[:, 0] + dv[:, 1],
-            ]
-            yl, yw, yc = model(lid), model(walls), model(corner)
-            return penalty_loss(res, [yl[:, 0] - 1.0, yl[:, 1], yw[:, 0], yw[:, 1], yc[:, 2]])
-
-        return loss
-
-    def exact(self, x):
-        return {}  # no exact solution; errors() is empty and extra_results compares with Ghia
-
-    def eval_grid(self, dtype, device):
-        # extra_results only gets a predict callable: remember the run's dtype and device here
-        # (the solver calls eval_grid right before extra_results).
-        self._predict_opts = (dtype, torch.device(device))
-        return EvalGrid(grid(self.domain, (101, 101), dtype=dtype, device=device), (101, 101))
-
-    @staticmethod
-    def ghia_points(dtype: torch.dtype = torch.float64, device: Any = None):
-        """Ghia's centreline points and values: (xu [17, 2], u [17], xv [17, 2], v [17])."""
-        tu = torch.tensor(GHIA_RE100_U, dtype=torch.float64)
-        tv = torch.tensor(GHIA_RE100_V, dtype=torch.float64)
-        xu = torch.stack([torch.full_like(tu[:, 0], 0.5), tu[:, 0]], 1)
-        xv = torch.stack([tv[:, 0], torch.full_like(tv[:, 0], 0.5)], 1)
-        kw = {"dtype": dtype, "device": device}
-        return xu.to(**kw), tu[:, 1].to(**kw), xv.to(**kw), tv[:, 1].to(**kw)
-
-    def centreline_comparison(self, predict) -> dict[str, Any]:
-        """Predicted centreline profiles against Ghia et al. (1982) at their 17 + 17 points."""
-        dtype, device = self._predict_opts
-        xu, u_ref, xv, v_ref = self.ghia_points()  # float64 CPU: the table as typed
-        u = predict(xu.to(dtype=dtype, device=device))["u"].detach().double().cpu()
-        v = predict(xv.to(dtype=dtype, device=device))["v"].detach().double().cpu()
-        du = float((u - u_ref).abs().max())
-        dv = float((v - v_ref).abs().max())
-        return {
-            "reference": GHIA_REFERENCE,
-            "u_centreline": {
-                "y": xu[:, 1].tolist(),
-                "ghia": u_ref.tolist(),
-                "predicted": u.tolist(),
-                "max_abs_deviation": du,
-                "relative_l2": relative_l2(u, u_ref),
-            },
-            "v_centreline": {
-                "x": xv[:, 0].tolist(),
-                "ghia": v_ref.tolist(),
-                "predicted": v.tolist(),
-                "max_abs_deviation": dv,
-                "relative_l2": relative_l2(v, v_ref),
-            },
-            "max_centreline_deviation": max(du, dv),
-        }
-
-    def extra_results(self, predict: Any) -> dict[str, Any]:
-        comp = self.centreline_comparison(predict)
-        return {
-            "validation": comp,
-            "max_centreline_deviation": comp["max_centreline_deviation"],
-        }
+    ),
+    pinn_outputs="u v p",
+    pinn_loss=pinn_loss,
+    extra_results=extra_results,
+)

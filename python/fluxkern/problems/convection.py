@@ -2,82 +2,97 @@
 
 u(x, 0) = sin x; exact u = sin(x - beta t). The PDE is first order already, so the flux form has
 the one output u: objective u_t + beta u_x, constraints u(0, t) - u(2 pi, t) on paired points
-and u(x, 0) - sin x. The PINN form is the same residual with plain penalties.
+and u(x, 0) - sin x. The PINN form is the same residual with plain penalties. Declared with
+:func:`fluxkern.problem`; beta is a parameter (``problem.beta``, e.g. 1.0 for a quick test).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
+from torch import Tensor, nn
 
 import fluxkern as fk
-from fluxkern.geometry import Interval, TimeProduct, grid, periodic_pairs
-from fluxkern.problems.base import EvalGrid, Problem
+from fluxkern.blocks import Block
+from fluxkern.geometry import Interval, TimeProduct, grid
+from fluxkern.problems.base import EvalGrid
 from fluxkern.problems.declared import method_defaults, reference_run
+from fluxkern.problems.declared import problem as declare
 from fluxkern.problems.pinn import grad, penalty_loss
+from fluxkern.problems.points import Points, Sample
 
-__all__ = ["Convection"]
+__all__ = ["BETA", "exact", "problem"]
+
+BETA = 40.0  # wave speed
+DOMAIN = TimeProduct(Interval(0.0, 2.0 * math.pi), 0.0, 1.0)
 
 
-class Convection(Problem):
-    name = "convection"
-    summary = "u_t + 40 u_x = 0, periodic, u(x,0) = sin x, x in [0,2pi], t in [0,1]"
-    input_names = ("x", "t")
-    output_names = ("u",)
-    pinn_output_names = ("u",)
-    error_fields = ("u",)
-    beta = 40.0  # wave speed (an instance may override it, e.g. for a quick test)
-    width = 50
-    depth = 4
-    defaults = method_defaults(10000, n_interior=2048, n_pairs=512, n_initial=512)
-    reference = reference_run(
+def exact(x: Tensor, beta: float = BETA) -> dict[str, Tensor]:
+    """u = sin(x - beta t) at points x [N, 2]."""
+    return {"u": torch.sin(x[:, 0] - beta * x[:, 1])}
+
+
+def terms(pts: Points) -> list[Block]:
+    xi, pairs, x0 = pts["interior"], pts["periodic"], pts["initial"]
+    beta = pts.params["beta"]
+    x, t = fk.inputs("x t")
+    u = fk.outputs("u")
+    g = fk.data("g")
+    return [
+        fk.Objective("pde", u.d(t) + beta * u.d(x), xi, reduction="sum"),
+        fk.Constraint("periodic", u, pairs, reduction="sum"),  # u(0, t) - u(2 pi, t)
+        fk.Constraint("initial", u - g, x0, data={"g": exact(x0, beta)["u"]}, reduction="sum"),
+    ]
+
+
+def pinn_loss(model: nn.Module, pts: Points) -> Callable[[], Tensor]:
+    xi, (xa, xb), x0 = pts["interior"], pts["periodic"], pts["initial"]
+    beta = pts.params["beta"]
+    g0 = exact(x0, beta)["u"]
+
+    def loss() -> Tensor:
+        xv = xi.detach().requires_grad_(True)
+        du = grad(model(xv)[:, 0], xv)
+        r = du[:, 1] + beta * du[:, 0]
+        conds = [model(xa)[:, 0] - model(xb)[:, 0], model(x0)[:, 0] - g0]
+        return penalty_loss([r], conds)
+
+    return loss
+
+
+def eval_grid(dtype: torch.dtype, device: torch.device) -> EvalGrid:
+    """256 x 256 points; x leaves out 2 pi (the same point as 0 on the periodic axis)."""
+    pts = grid(DOMAIN, (256, 256), endpoint=(False, True), dtype=dtype, device=device)
+    return EvalGrid(pts, (256, 256))
+
+
+problem = declare(
+    name="convection",
+    summary="u_t + 40 u_x = 0, periodic, u(x,0) = sin x, x in [0,2pi], t in [0,1]",
+    inputs="x t",
+    outputs="u",
+    domain=DOMAIN,
+    points={
+        "interior": Sample("interior", "n_interior"),
+        "periodic": Sample("pairs", "n_pairs", axis=0),
+        "initial": Sample("initial", "n_initial"),
+    },
+    terms=terms,
+    exact=exact,
+    eval_grid=eval_grid,
+    width=50,
+    depth=4,
+    defaults=method_defaults(10000, n_interior=2048, n_pairs=512, n_initial=512),
+    reference=reference_run(
         {"u": 8.5e-5},
         10000,
         "reference code on a CPU; ordinary relative L2 of its saved model (PROBLEMS.md); "
         "it printed the matrix 2-norm, 5.8e-5",
         wall_time_s=21 * 60.0,
-    )
-
-    @property
-    def domain(self) -> TimeProduct:
-        return TimeProduct(Interval(0.0, 2.0 * math.pi), 0.0, 1.0)
-
-    def _points(self, seed, dtype, device):
-        dom, o = self.domain, self.defaults
-        kw = {"dtype": dtype, "device": device}
-        xi = dom.sample_interior(o["n_interior"], seed=seed, **kw)
-        xa, xb = periodic_pairs(dom, 0, o["n_pairs"], seed=seed + 1, **kw)
-        x0 = dom.sample_initial(o["n_initial"], seed=seed + 2, **kw)
-        return xi, (xa, xb), x0
-
-    def flux_terms(self, seed, dtype, device):
-        xi, pairs, x0 = self._points(seed, dtype, device)
-        x, t = fk.inputs("x t")
-        u = fk.outputs("u")
-        g = fk.data("g")
-        return [
-            fk.Objective("pde", u.d(t) + self.beta * u.d(x), xi, reduction="sum"),
-            fk.Constraint("periodic", u, pairs, reduction="sum"),  # u(0, t) - u(2 pi, t)
-            fk.Constraint("initial", u - g, x0, data={"g": self.exact(x0)["u"]}, reduction="sum"),
-        ]
-
-    def pinn_loss(self, model, seed, dtype, device):
-        xi, (xa, xb), x0 = self._points(seed, dtype, device)
-        g0 = self.exact(x0)["u"]
-
-        def loss():
-            xv = xi.detach().requires_grad_(True)
-            du = grad(model(xv)[:, 0], xv)
-            r = du[:, 1] + self.beta * du[:, 0]
-            conds = [model(xa)[:, 0] - model(xb)[:, 0], model(x0)[:, 0] - g0]
-            return penalty_loss([r], conds)
-
-        return loss
-
-    def exact(self, x):
-        return {"u": torch.sin(x[:, 0] - self.beta * x[:, 1])}
-
-    def eval_grid(self, dtype, device):
-        pts = grid(self.domain, (256, 256), endpoint=(False, True), dtype=dtype, device=device)
-        return EvalGrid(pts, (256, 256))
+    ),
+    pinn_outputs="u",
+    pinn_loss=pinn_loss,
+    parameters={"beta": BETA},
+)

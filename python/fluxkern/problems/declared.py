@@ -65,6 +65,9 @@ def reference_run(
 
 
 Terms = Callable[[Points], Sequence[Block]] | Sequence[Block]
+ExtraResults = Callable[
+    [Callable[[Tensor], dict[str, Tensor]], torch.dtype, torch.device], Mapping[str, Any]
+]
 GridSpec = int | Sequence[int] | EvalGrid | Tensor | Callable[[torch.dtype, torch.device], EvalGrid]
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -136,13 +139,14 @@ class DeclaredProblem(Problem):
         points: Point sets by name: ``Sample("interior", 1000)``, a [N, d] tensor (a pair of
             them for paired blocks), or a function ``(seed, dtype, device) -> points``. The k-th
             set is drawn with the run's seed + k.
-        exact: ``exact(x [N, d]) -> {field: [N]}``: exact values for the error report.
+        exact: ``exact(x [N, d]) -> {field: [N]}``: exact values for the error report (with
+            `parameters`, called as ``exact(x, **parameters)``).
         eval_grid: Where errors, prediction.npz and the plots are evaluated: points per axis
             (int or tuple; a uniform grid over the domain's bounding box, default 101 per axis
             in 1-D and 2-D, 21 above), an EvalGrid, a [G, d] tensor, or
             ``(dtype, device) -> EvalGrid``.
         error_fields: Fields whose relative L2 error is reported (default: every output that
-            ``exact`` returns).
+            ``exact`` returns; ``()`` for a problem without an exact solution).
         summary: One line describing the problem.
         width, depth, activation: The network (hidden width, hidden layers, "tanh" | "silu" |
             "sin").
@@ -151,9 +155,18 @@ class DeclaredProblem(Problem):
         reference: Reference numbers copied into results.json.
         pinn_outputs: Outputs of a second-order PINN form, with `pinn_loss`.
         pinn_loss: ``pinn_loss(model, points) -> closure`` returning the PINN loss.
+        parameters: Constants of the equations by name, e.g. ``{"beta": 40.0}``. Each is an
+            attribute of the problem that may be changed before a run (``p.beta = 1.0``);
+            `terms` and `pinn_loss` read the current values from ``points.params`` and `exact`
+            gets them as keyword arguments.
+        extra_results: ``extra_results(predict, dtype, device) -> dict``: problem-specific
+            results (e.g. a comparison with published data) merged into results.json.
+            ``predict(x [N, d]) -> {field: [N]}`` evaluates the trained network; dtype and
+            device are those of the latest eval_grid call (the run's; float64 CPU before one).
 
     Raises:
-        ValueError: Bad names, a domain of the wrong dimension, or no domain where one is needed.
+        ValueError: Bad names, a domain of the wrong dimension, no domain where one is needed,
+            or a parameter named like an attribute of the problem.
         TypeError: `terms` is neither a function nor blocks.
     """
 
@@ -166,7 +179,7 @@ class DeclaredProblem(Problem):
         *,
         domain: Domain | tuple[Any, Any] | None = None,
         points: Mapping[str, PointSpec] | None = None,
-        exact: Callable[[Tensor], Mapping[str, Tensor]] | None = None,
+        exact: Callable[..., Mapping[str, Tensor]] | None = None,
         eval_grid: GridSpec | None = None,
         error_fields: str | Sequence[str] | None = None,
         summary: str = "",
@@ -177,6 +190,8 @@ class DeclaredProblem(Problem):
         reference: Mapping[str, Any] | None = None,
         pinn_outputs: str | Sequence[str] = (),
         pinn_loss: Callable[[nn.Module, Points], Callable[[], Tensor]] | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        extra_results: ExtraResults | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(name, str) or not _NAME.match(name):
@@ -196,6 +211,8 @@ class DeclaredProblem(Problem):
         self.reference = copy.deepcopy(dict(reference or {}))
         self._points = dict(points or {})
         self._terms, self._exact, self._pinn_loss, self._grid = terms, exact, pinn_loss, eval_grid
+        self._extra = extra_results
+        self._grid_opts: tuple[torch.dtype, torch.device] = (torch.float64, torch.device("cpu"))
         d = len(self.input_names)
         self._domain = _resolve_domain(domain, self._points, terms, d)
         self._errors_given = error_fields is not None
@@ -208,8 +225,24 @@ class DeclaredProblem(Problem):
         unknown = set(self.error_fields) - set(fields)
         if unknown:
             raise ValueError(f"error fields {sorted(unknown)} are not outputs of the network")
-        if error_fields is not None and exact is None:
+        if error_fields is not None and self.error_fields and exact is None:
             raise ValueError("error_fields need exact= (the values to compare with)")
+        self._param_names: tuple[str, ...] = ()
+        self._set_parameters(parameters or {})
+
+    def _set_parameters(self, parameters: Mapping[str, Any]) -> None:
+        """Makes each parameter an instance attribute (checked not to hide one of the class)."""
+        keys = _names(list(parameters), "parameter names")
+        for key in keys:
+            if hasattr(self, key):
+                raise ValueError(f"parameter {key!r} would hide the problem's attribute {key!r}")
+            setattr(self, key, parameters[key])
+        self._param_names = keys
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters' current values by name (empty when the problem declares none)."""
+        return {k: getattr(self, k) for k in self._param_names}
 
     def __repr__(self) -> str:
         return f"fluxkern.problem({self.name!r})"
@@ -220,7 +253,9 @@ class DeclaredProblem(Problem):
 
     def points(self, seed: int, dtype: torch.dtype, device: torch.device) -> Points:
         """The point sets of a run with this seed, dtype and device."""
-        return draw_points(self._points, self._domain, self.defaults, seed, dtype, device)
+        return draw_points(
+            self._points, self._domain, self.defaults, seed, dtype, device, self.params
+        )
 
     def flux_terms(self, seed: int, dtype: torch.dtype, device: torch.device) -> list[Block]:
         if not callable(self._terms):
@@ -243,7 +278,7 @@ class DeclaredProblem(Problem):
     def exact(self, x: Tensor) -> dict[str, Tensor]:
         if self._exact is None:
             return {}
-        values = self._exact(x)
+        values = self._exact(x, **self.params)
         if not isinstance(values, Mapping):
             raise TypeError(
                 f"problem {self.name!r}: exact() must return a dict {{field: tensor [N]}}, "
@@ -266,7 +301,15 @@ class DeclaredProblem(Problem):
             out[k] = relative_l2(fields[k], exact[k])
         return out
 
+    def extra_results(self, predict: Callable[[Tensor], dict[str, Tensor]]) -> dict[str, Any]:
+        if self._extra is None:
+            return {}
+        return dict(self._extra(predict, *self._grid_opts))
+
     def eval_grid(self, dtype: torch.dtype, device: torch.device) -> EvalGrid:
+        # extra_results only gets a predict callable: remember the run's dtype and device (the
+        # solver calls eval_grid before extra_results)
+        self._grid_opts = (dtype, torch.device(device))
         spec, d = self._grid, len(self.input_names)
         if spec is None:
             spec = (101,) * d if d <= 2 else (21,) * d

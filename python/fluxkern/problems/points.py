@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from fluxkern.geometry import Domain, TimeProduct
+from fluxkern.geometry import Box, Domain, TimeProduct, grid, periodic_pairs
 
 __all__ = ["PointSet", "PointSpec", "Points", "Sample", "draw_points"]
 
@@ -22,15 +22,26 @@ class Sample:
 
     Attributes:
         where: "interior", "boundary" (spread over all faces), "initial" (t = t0 of a
-            TimeProduct domain) or the name of one face of the domain ("left", "top", "x0+", ...).
-        n: The number of points, or the name of a key of the problem's defaults that holds it
-            (so a run can change it: ``Sample("interior", "n_interior")``).
-        method: "sobol" (scrambled Sobol, the default), "uniform", or "grid" (faces and boundary).
+            TimeProduct domain), the name of one face of the domain ("left", "top", "x0+", ...),
+            or "pairs": matched points on the two opposite faces along `axis` (a pair of sets,
+            for a periodic condition; see fluxkern.geometry.periodic_pairs).
+        n: The number of points (of pairs), or the name of a key of the problem's defaults that
+            holds it (so a run can change it: ``Sample("interior", "n_interior")``).
+        method: "sobol" (scrambled Sobol, the default), "uniform", or "grid": evenly spaced
+            points on faces, the boundary and pairs, and for "interior" of a box domain the
+            uniform grid over the box with both ends of every axis (n must be a perfect d-th
+            power; the seed is not used).
+        axis: The axis of "pairs" (an input column); None for every other `where`.
     """
 
     where: str
     n: int | str
     method: str = "sobol"
+    axis: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.where == "pairs") != (self.axis is not None):
+            raise ValueError("Sample: give axis= with where='pairs' (and only there)")
 
     def count(self, options: Mapping[str, Any]) -> int:
         """The number of points, looked up in `options` when `n` names a key."""
@@ -47,11 +58,15 @@ class Sample:
         seed: int,
         dtype: torch.dtype,
         device: torch.device,
-    ) -> Tensor:
-        """The points [n, d] (normals, where the domain gives them, are dropped)."""
+    ) -> PointSet:
+        """The points [n, d], or a pair of them for "pairs" (normals are dropped)."""
         n = self.count(options)
         kw: dict[str, Any] = {"method": self.method, "seed": seed, "dtype": dtype, "device": device}
+        if self.where == "pairs":
+            return periodic_pairs(domain, self.axis, n, **kw)
         if self.where == "interior":
+            if self.method == "grid":
+                return _interior_grid(domain, n, dtype, device)
             return domain.sample_interior(n, **kw)
         if self.where == "boundary":
             return domain.sample_boundary(n, **kw)[0]
@@ -62,6 +77,22 @@ class Sample:
                 )
             return domain.sample_initial(n, **kw)
         return domain.sample_face(self.where, n, **kw)[0]
+
+
+def _interior_grid(domain: Domain, n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The uniform grid of n points [n, d] over a box domain, ends included (m^d = n)."""
+    box = domain.space if isinstance(domain, TimeProduct) else domain
+    if not isinstance(box, Box):
+        raise ValueError(
+            f"Sample('interior', ..., method='grid') needs a box domain, got {domain!r}"
+        )
+    d = domain.dim
+    m = round(n ** (1.0 / d))
+    if m**d != n:
+        raise ValueError(
+            f"Sample('interior', {n}, method='grid'): n must be a perfect {d}-th power"
+        )
+    return grid(domain, m, dtype=dtype, device=device)
 
 
 PointSpec = PointSet | Sample | Callable[[int, torch.dtype, torch.device], PointSet]
@@ -75,6 +106,8 @@ class Points(Mapping[str, PointSet]):
         dtype: The run's dtype.
         device: The run's device.
         options: The problem's defaults (point counts and other problem options).
+        params: The problem's parameters (constants of its equations) by name; empty when it
+            declares none.
     """
 
     def __init__(
@@ -84,9 +117,11 @@ class Points(Mapping[str, PointSet]):
         dtype: torch.dtype,
         device: torch.device,
         options: Mapping[str, Any],
+        params: Mapping[str, Any] | None = None,
     ) -> None:
         self._sets = sets
         self.seed, self.dtype, self.device, self.options = seed, dtype, device, options
+        self.params: Mapping[str, Any] = dict(params or {})
 
     def __getitem__(self, name: str) -> PointSet:
         try:
@@ -121,6 +156,7 @@ def draw_points(
     seed: int,
     dtype: torch.dtype,
     device: torch.device,
+    params: Mapping[str, Any] | None = None,
 ) -> Points:
     """Every point set of a declared problem; the k-th set (in order) is drawn with seed + k.
 
@@ -131,6 +167,7 @@ def draw_points(
         seed: The run's seed.
         dtype: The points' dtype.
         device: The points' device.
+        params: The problem's parameters, handed on in Points.params.
 
     Returns:
         The point sets, each [N, d] (or a pair of [N, d] for paired blocks).
@@ -144,4 +181,4 @@ def draw_points(
         else:
             value = spec
         sets[name] = _check_set(value, name, domain.dim, dtype, device)
-    return Points(sets, seed, dtype, device, options)
+    return Points(sets, seed, dtype, device, options, params)

@@ -1,5 +1,6 @@
-"""bench/run_problems.py's trajectory, bench/results_table.py's time-to-target and
-bench/optimizer_chain.py (issue 11 and 13 scripts), on poisson with few epochs."""
+"""bench/run_problems.py's trajectory, bench/results_table.py's time-to-target,
+bench/optimizer_chain.py and bench/lbfgs_continue.py (issue 11 and 13 scripts), on poisson with
+few epochs."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
+import lbfgs_continue  # noqa: E402
 import optimizer_chain  # noqa: E402
 import results_table  # noqa: E402
 import run_problems  # noqa: E402
@@ -59,3 +61,23 @@ def test_chain_switches_optimizer_and_keeps_training(tmp_path):
     epochs = [p["epoch"] for p in data["trajectory"]]
     assert epochs == sorted(epochs) and len(set(epochs)) == len(epochs)
     assert data["trajectory"][-1]["train_s"] >= 3.0
+
+
+def test_lbfgs_continue_starts_from_the_saved_state(tmp_path):
+    """bench/lbfgs_continue.py loads a finished run's weights and multipliers: its epoch-0
+    errors are the run's final errors, and it then trains on (the loss changes)."""
+    out = str(tmp_path)
+    argv = ["poisson", "--formulations", "flux", "--epochs", "5", "--out", out, "--threads", "1"]
+    assert run_problems.main(argv) == 0
+    run = os.path.join(out, "poisson", "flux")
+    res = json.load(open(os.path.join(run, "results.json")))
+    js = os.path.join(out, "continue.json")
+    argv = ["poisson", js, "--run", run, "--epochs", "3", "--every", "1"]
+    assert lbfgs_continue.main(argv) == 0
+    data = json.load(open(js))
+    traj = data["trajectory"]
+    assert [p["epoch"] for p in traj] == [0, 1, 2, 3]
+    assert traj[0]["errors"]["u"] == res["errors"]["u"]
+    assert data["run_epochs"] == 5 and data["tolerance_grad"] == 0.0
+    assert traj[-1]["errors"]["u"] != traj[0]["errors"]["u"]
+    assert all(p["evals_last_epoch"] > 0 for p in traj[1:])

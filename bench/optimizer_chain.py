@@ -8,7 +8,9 @@ one per epoch) for `t2` more. Errors (bench/fidelity.py's Evaluator) are recorde
 training times, evaluation time excluded, into a JSON file with machine and versions.
 
 Usage: python bench/optimizer_chain.py PROBLEM FIRST T1 SECOND T2 OUT.json [--seed 0]
-       (FIRST, SECOND: lbfgs, ssbfgs, ssbroyden or gauss_newton)
+           [--tolerance-grad G] [--tolerance-change C]
+       (FIRST, SECOND: lbfgs, ssbfgs, ssbroyden or gauss_newton; the tolerances are the first
+       optimizer's stopping tests, by default its own: 1e-7 and 1e-9 for the quasi-Newton ones)
 """
 
 from __future__ import annotations
@@ -69,15 +71,35 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("t2", type=float)
     p.add_argument("out")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--tolerance-grad",
+        type=float,
+        default=None,
+        help="the first optimizer's tolerance_grad (lbfgs, ssbfgs, ssbroyden; default: theirs)",
+    )
+    p.add_argument(
+        "--tolerance-change",
+        type=float,
+        default=None,
+        help="the first optimizer's tolerance_change (default: its own)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     prob = problems.get(args.problem)
     opts = solver.effective_options(prob, optimizer=args.first, seed=args.seed)
     trainer = solver.make_trainer(prob, opts)
+    group = trainer.optimizer.param_groups[0]
+    for key in ("tolerance_grad", "tolerance_change"):
+        value = getattr(args, key)
+        if value is not None:
+            if key not in group:
+                raise SystemExit(f"{args.first} has no {key}")
+            group[key] = value
     payload: dict[str, Any] = {
         "problem": args.problem,
         "chain": [[args.first, args.t1], [args.second, args.t2]],
         "seed": args.seed,
+        "first_tolerances": {k: group.get(k) for k in ("tolerance_grad", "tolerance_change")},
         "machine": machine_info(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "trajectory": [],

@@ -16,7 +16,8 @@ JSON file with machine and versions.
 Usage (from the repository root)::
 
     python bench/lbfgs_continue.py PROBLEM OUT.json [--epochs 400] [--every 50]
-        [--tolerance-grad 0] [--tolerance-change 0] [--run results/PROBLEM/flux] [--threads 1]
+        [--tolerance-grad 0] [--tolerance-change 0] [--curvature-eps C]
+        [--run results/PROBLEM/flux] [--threads 1]
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--every", type=int, default=50)
     ap.add_argument("--tolerance-grad", type=float, default=0.0)
     ap.add_argument("--tolerance-change", type=float, default=0.0)
+    ap.add_argument(
+        "--curvature-eps",
+        type=float,
+        default=None,
+        help="scale-free curvature test y.s > c |s| |y| (default: torch's y.s > 1e-10)",
+    )
     ap.add_argument("--run", default=None, help="run folder with model.pt (results/PROBLEM/flux)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
@@ -76,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         line_search_fn="strong_wolfe",
         tolerance_grad=args.tolerance_grad,
         tolerance_change=args.tolerance_change,
+        curvature_eps=args.curvature_eps,
     )
     evaluator = Evaluator(problem, getattr(torch, opts.dtype))
     payload: dict[str, Any] = {
@@ -85,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "seed": seed,
         "tolerance_grad": args.tolerance_grad,
         "tolerance_change": args.tolerance_change,
+        "curvature_eps": args.curvature_eps,
         "machine": machine_info(),
         "trajectory": [{"epoch": 0, "train_s": 0.0, "errors": evaluator(trainer.model)}],
     }

@@ -8,7 +8,7 @@ one per epoch) for `t2` more. Errors (bench/fidelity.py's Evaluator) are recorde
 training times, evaluation time excluded, into a JSON file with machine and versions.
 
 Usage: python bench/optimizer_chain.py PROBLEM FIRST T1 SECOND T2 OUT.json [--seed 0]
-           [--tolerance-grad G] [--tolerance-change C]
+           [--tolerance-grad G] [--tolerance-change C] [--curvature-eps E]
        (FIRST, SECOND: lbfgs, ssbfgs, ssbroyden or gauss_newton; the tolerances are the first
        optimizer's stopping tests, by default its own: 1e-7 and 1e-9 for the quasi-Newton ones)
 """
@@ -83,13 +83,19 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the first optimizer's tolerance_change (default: its own)",
     )
+    p.add_argument(
+        "--curvature-eps",
+        type=float,
+        default=None,
+        help="the first optimizer's scale-free curvature test (lbfgs, ssbfgs, ssbroyden)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     prob = problems.get(args.problem)
     opts = solver.effective_options(prob, optimizer=args.first, seed=args.seed)
     trainer = solver.make_trainer(prob, opts)
     group = trainer.optimizer.param_groups[0]
-    for key in ("tolerance_grad", "tolerance_change"):
+    for key in ("tolerance_grad", "tolerance_change", "curvature_eps"):
         value = getattr(args, key)
         if value is not None:
             if key not in group:
@@ -99,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         "problem": args.problem,
         "chain": [[args.first, args.t1], [args.second, args.t2]],
         "seed": args.seed,
-        "first_tolerances": {k: group.get(k) for k in ("tolerance_grad", "tolerance_change")},
+        "first_tolerances": {
+            k: group.get(k) for k in ("tolerance_grad", "tolerance_change", "curvature_eps")
+        },
         "machine": machine_info(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "trajectory": [],

@@ -63,15 +63,19 @@ def test_chain_switches_optimizer_and_keeps_training(tmp_path):
     epochs = [p["epoch"] for p in data["trajectory"]]
     assert epochs == sorted(epochs) and len(set(epochs)) == len(epochs)
     assert data["trajectory"][-1]["train_s"] >= 3.0
-    assert data["first_tolerances"] == {"tolerance_grad": 1e-7, "tolerance_change": 1e-9}
+    tols = {"tolerance_grad": 1e-7, "tolerance_change": 1e-9, "curvature_eps": None}
+    assert data["first_tolerances"] == tols
 
 
 def test_chain_sets_the_first_optimizers_tolerances(tmp_path):
     out = str(tmp_path / "chain.json")
     argv = ["poisson", "ssbroyden", "0.5", "lbfgs", "0.5", out, "--tolerance-grad", "0"]
-    assert optimizer_chain.main([*argv, "--tolerance-change", "1e-12"]) == 0
+    assert (
+        optimizer_chain.main([*argv, "--tolerance-change", "1e-12", "--curvature-eps", "1e-9"]) == 0
+    )
     data = json.load(open(out))
-    assert data["first_tolerances"] == {"tolerance_grad": 0.0, "tolerance_change": 1e-12}
+    tols = {"tolerance_grad": 0.0, "tolerance_change": 1e-12, "curvature_eps": 1e-9}
+    assert data["first_tolerances"] == tols
     with pytest.raises(SystemExit, match="no tolerance_grad"):
         optimizer_chain.main(["poisson", "adam", "1", "lbfgs", "1", out, "--tolerance-grad", "0"])
 

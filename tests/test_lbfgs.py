@@ -256,3 +256,37 @@ def test_loads_a_torch_lbfgs_state_and_continues_like_it():
 
     for a, b in zip(run(True), run(False), strict=True):
         assert rel_err(a, b) < 1e-7
+
+
+def test_scale_free_curvature_test_keeps_small_pairs():
+    """At loss scale 1e-12 every pair has y.s < 1e-10: torch's test keeps none (steepest
+    descent), curvature_eps keeps them and the quadratic is solved."""
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(30, 30, generator=g, dtype=torch.float64))
+    a = q @ torch.diag(torch.logspace(0, 2, 30, dtype=torch.float64)) @ q.T
+    b = torch.randn(30, generator=g, dtype=torch.float64)
+    xstar = torch.linalg.solve(a, b)
+    errors, kept = {}, {}
+    for eps in (None, 1e-12):
+        x = torch.nn.Parameter(torch.zeros(30, dtype=torch.float64))
+
+        def closure(x=x):
+            x.grad = None
+            f = 1e-12 * (0.5 * x @ (a @ x) - b @ x)
+            f.backward()
+            return f
+
+        opt = LBFGS(
+            [x],
+            max_iter=60,
+            tolerance_grad=0.0,
+            tolerance_change=0.0,
+            line_search_fn="strong_wolfe",
+            curvature_eps=eps,
+        )
+        opt.step(closure)
+        errors[eps], kept[eps] = rel_err(x, xstar), opt.state[x]["count"]
+    assert kept[None] == 0 and errors[None] > 1e-2
+    assert kept[1e-12] > 0 and errors[1e-12] < 1e-6
+    with pytest.raises(ValueError, match="curvature_eps"):
+        LBFGS([x], curvature_eps=-1.0)

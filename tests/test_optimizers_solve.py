@@ -3,6 +3,8 @@ they resume exactly, and the wrong combinations are refused with a clear message
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import sys
@@ -10,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from fluxkern import problems, solver
+from fluxkern import cli, problems, solver
 
 NEW = ["ssbfgs", "ssbroyden", "gauss_newton"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,8 +62,6 @@ def test_unknown_optimizer_lists_the_choices():
 
 @pytest.mark.parametrize("optimizer", NEW)
 def test_cli_takes_the_new_optimizers(capsys, tmp_path, monkeypatch, optimizer):
-    from fluxkern import cli
-
     small = small_poisson()
     monkeypatch.setattr(problems, "get", lambda name: small)
     out = tmp_path / "run"
@@ -102,3 +102,52 @@ def test_bench_report_reads_runs_and_marks_failures(tmp_path):
     assert rows == ["| lbfgs | 3 | 2.0  | 5.00e-06 | 5.00e-06 | 1.0 s | 1.0 s | 2.0 s | 2.0 s |  |"]
     assert "| gauss_newton | - | - | - | - | - | - | - | - | ValueError: boom |" in text
     assert (tmp_path / "helmholtz.png").stat().st_size > 0
+
+
+def test_optimizer_options_reach_the_optimizer_and_results():
+    opts = solver.effective_options(
+        small_poisson(), optimizer_options={"tolerance_grad": 0.0, "curvature_eps": 1e-12}
+    )
+    group = solver.make_trainer(small_poisson(), opts).optimizer.param_groups[0]
+    assert group["tolerance_grad"] == 0.0 and group["curvature_eps"] == 1e-12
+    assert group["max_iter"] == 20 and group["history_size"] == 100  # the defaults stay
+    opts = solver.effective_options(
+        small_poisson(), optimizer="ssbroyden", optimizer_options={"max_iter": 3}
+    )
+    assert solver.make_trainer(small_poisson(), opts).optimizer.param_groups[0]["max_iter"] == 3
+    out = solver.solve(
+        small_poisson(), epochs=1, progress=False, optimizer_options={"curvature_eps": 1e-12}
+    )
+    assert out["optimizer_options"] == {"curvature_eps": 1e-12}
+
+
+@pytest.mark.parametrize(
+    "optimizer, options, match",
+    [
+        ("lbfgs", {"self_scaling": False}, "lbfgs takes no 'self_scaling'"),
+        ("gauss_newton", {"curvature_eps": 1e-12}, "valid: max_iter, damping"),
+        ("adam", {"tolerance_grad": 0.0}, "adam takes no"),
+        ("lbfgs", {"curvature_eps": 0.0}, "curvature_eps must be None or > 0"),
+    ],
+)
+def test_bad_optimizer_options_are_refused(optimizer, options, match):
+    with pytest.raises(ValueError, match=match):
+        solver.solve(
+            small_poisson(),
+            epochs=1,
+            optimizer=optimizer,
+            optimizer_options=options,
+            progress=False,
+        )
+
+
+def test_optimizer_options_in_a_config_file(tmp_path):
+    from fluxkern import cli
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('optimizer = "ssbroyden"\n[optimizer_options]\ntolerance_grad = 0.0\n')
+    cmd = ["solve", "poisson", "--config", str(cfg), "--print-config"]
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert cli.main(cmd) == 0
+    assert "[optimizer_options]" in buf.getvalue() and "tolerance_grad = 0.0" in buf.getvalue()

@@ -204,3 +204,32 @@ def test_refuses_too_many_parameters():
     p = torch.nn.Parameter(torch.zeros(MAX_PARAMETERS + 1, dtype=F64))
     with pytest.raises(ValueError, match=r"P <= 20000.*lbfgs"):
         SSBroyden([p])
+
+
+def _scaled(scale: float):
+    """_quadratic's f times `scale`: the same minimiser, pairs with s.y ~ scale."""
+    x, closure, xstar = _quadratic()
+
+    def scaled():
+        x.grad = None
+        with torch.enable_grad():
+            f = closure() * scale
+        x.grad.mul_(scale)
+        return f
+
+    return x, scaled, xstar
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_scale_free_curvature_test_keeps_small_pairs(cls):
+    # at scale 1e-12 every pair has s.y < 1e-10: the absolute test (L-BFGS's) never updates H
+    x, closure, xstar = _scaled(1e-12)
+    opt = cls([x], max_iter=60, tolerance_grad=0.0, tolerance_change=0.0)
+    opt.step(closure)
+    assert not opt.state[x]["updated"] and rel_err(x, xstar) > 1e-2
+    x, closure, xstar = _scaled(1e-12)
+    opt = cls([x], max_iter=60, tolerance_grad=0.0, tolerance_change=0.0, curvature_eps=1e-12)
+    opt.step(closure)
+    assert opt.state[x]["updated"] and rel_err(x, xstar) < 1e-6
+    with pytest.raises(ValueError, match="curvature_eps"):
+        cls([x], curvature_eps=0.0)

@@ -51,6 +51,7 @@ def _load_config(path: str) -> dict[str, Any]:
         "seed": int,
         "lr": (int, float),
         "optimizer": str,
+        "optimizer_options": dict,
         "dtype": str,
         "device": str,
         "backend": str,
@@ -296,13 +297,16 @@ def _config_toml(problem: Any, opts: Any, sources: dict[str, str], out: str) -> 
         "backend": "not set: the fastest available for the device",
     }
     for key, val in vars(opts).items():
-        if key in ("out", "resume", "dual_options"):
+        if key in ("out", "resume", "dual_options", "optimizer_options"):
             continue
         if val is None:
             lines.append(f"# {key}: {notes.get(key, 'not set')}")
         else:
             source = sources.get(key, "default").replace("\n", " ")
             lines.append(f"{key} = {_toml_value(val)}  # {source}")
+    source = sources.get("optimizer_options", "default").replace("\n", " ")
+    lines.append(f"\n[optimizer_options]  # {source}; the optimizer's own defaults otherwise")
+    lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in opts.optimizer_options.items()]
     source = sources.get("dual_options", "default").replace("\n", " ")
     lines.append(f"\n[dual_options]  # {source}")
     lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in opts.dual_options.items()]

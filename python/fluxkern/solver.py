@@ -76,6 +76,9 @@ class SolveOptions:
             fluxkern.optim.
         lr: Learning rate (default 1.0 for L-BFGS and the quasi-Newton ones, 1e-3 for Adam;
             gauss_newton takes none).
+        optimizer_options: More keyword arguments of the optimizer's constructor (see
+            fluxkern.optim), e.g. {"tolerance_grad": 0.0, "curvature_eps": 1e-12} for lbfgs,
+            ssbfgs and ssbroyden; they replace the defaults named above.
         dtype: "float32" or "float64".
         device: "cpu" or "cuda".
         backend: None (fastest), "torch", "cpu" or "cuda".
@@ -99,6 +102,7 @@ class SolveOptions:
     epochs: int = 1000
     optimizer: str = "lbfgs"
     lr: float | None = None
+    optimizer_options: dict[str, Any] = field(default_factory=dict)
     dtype: str = "float64"
     device: str = "cpu"
     backend: str | None = None
@@ -145,10 +149,54 @@ class SolveOptions:
             make_rule(self.dual, **self.dual_options)
         except TypeError as exc:
             raise ValueError(f"dual_options: {exc}") from None
+        _check_optimizer_options(self.optimizer, self.optimizer_options)
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' asked for, but no CUDA device is available")
         if self.distributed and self.formulation != "flux":
             raise ValueError("distributed training runs the flux formulation only")
+
+
+_OPTIMIZER_KEYS = {
+    "lbfgs": (
+        "max_iter",
+        "max_eval",
+        "tolerance_grad",
+        "tolerance_change",
+        "history_size",
+        "curvature_eps",
+    ),
+    "ssbfgs": (
+        "max_iter",
+        "max_eval",
+        "tolerance_grad",
+        "tolerance_change",
+        "self_scaling",
+        "curvature_eps",
+    ),
+    "ssbroyden": (
+        "max_iter",
+        "max_eval",
+        "tolerance_grad",
+        "tolerance_change",
+        "self_scaling",
+        "curvature_eps",
+    ),
+    "gauss_newton": ("max_iter", "damping", "max_rejects", "tolerance_grad"),
+    "adam": ("betas", "eps", "weight_decay", "amsgrad"),
+}
+
+
+def _check_optimizer_options(optimizer: str, options: Any) -> None:
+    """Raises ValueError unless options is a dict of keywords the optimizer takes."""
+    if not isinstance(options, dict):
+        raise ValueError(f"optimizer_options must be a dict; got {options!r}")
+    allowed = _OPTIMIZER_KEYS.get(optimizer, ())
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"optimizer_options: {optimizer} takes no {', '.join(map(repr, unknown))}; "
+            f"valid: {', '.join(allowed)}"
+        )
 
 
 def option_names() -> list[str]:
@@ -322,12 +370,11 @@ def _optimizer(
     """
     if opts.optimizer == "lbfgs":
         # torch.optim.LBFGS's algorithm with the two-loop recursion fused (fluxkern.optim)
-        return LBFGS(
-            params, lr=opts.lr or 1.0, max_iter=20, history_size=100, line_search_fn="strong_wolfe"
-        )
+        kw = {"max_iter": 20, "history_size": 100, **opts.optimizer_options}
+        return LBFGS(params, lr=opts.lr or 1.0, line_search_fn="strong_wolfe", **kw)
     if opts.optimizer in ("ssbfgs", "ssbroyden"):
         cls = SSBFGS if opts.optimizer == "ssbfgs" else SSBroyden
-        return cls(params, lr=opts.lr or 1.0, max_iter=20)
+        return cls(params, lr=opts.lr or 1.0, **{"max_iter": 20, **opts.optimizer_options})
     if opts.optimizer == "gauss_newton":
         if not isinstance(loss, AugmentedLagrangian):
             raise ValueError(
@@ -336,8 +383,8 @@ def _optimizer(
             )
         if opts.lr is not None:
             raise ValueError("optimizer gauss_newton takes no lr (its damping adapts itself)")
-        return GaussNewton(loss)
-    return torch.optim.Adam(params, lr=opts.lr or 1e-3)
+        return GaussNewton(loss, **opts.optimizer_options)
+    return torch.optim.Adam(params, lr=opts.lr or 1e-3, **opts.optimizer_options)
 
 
 def _resume(trainer: Trainer, path: str, problem: Problem, opts: SolveOptions) -> None:
@@ -432,6 +479,7 @@ def _results(
         "epochs": trainer.epoch,
         "stopped_by_callback": trainer.stopped,
         "optimizer": opts.optimizer,
+        "optimizer_options": dict(opts.optimizer_options),
         "dtype": opts.dtype,
         "device": opts.device,
         "backend": al.backend if al is not None else "torch autograd (PINN)",

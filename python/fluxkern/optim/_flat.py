@@ -1,5 +1,6 @@
-"""What fluxkern's closure optimizers share: flat views of the parameters and gradients, and the
-start of a step (one closure evaluation and its flat gradient)."""
+"""What fluxkern's closure optimizers share: flat views of the parameters and gradients, the
+start of a step (one closure evaluation and its flat gradient) and the curvature test of a
+quasi-Newton pair."""
 
 from __future__ import annotations
 
@@ -9,7 +10,30 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["FlatParams"]
+__all__ = ["ABSOLUTE_CURVATURE", "FlatParams", "keeps_pair"]
+
+#: torch.optim.LBFGS's curvature test: a pair (s, y) is kept when y.s > 1e-10.
+ABSOLUTE_CURVATURE = 1e-10
+
+
+def keeps_pair(ys: float, s: Tensor, y: Tensor, curvature_eps: float | None) -> bool:
+    """The curvature test of a quasi-Newton pair.
+
+    Args:
+        ys: y.s.
+        s: The step [P].
+        y: The gradient change [P].
+        curvature_eps: None for torch.optim.LBFGS's absolute test y.s > 1e-10; else the
+            scale-free test y.s > curvature_eps |s| |y|. The absolute test drops every pair
+            once steps and gradients are small (a sum loss near 1e-4 with gradients near 1e-7
+            gives y.s ~ 1e-11), after which L-BFGS is scaled steepest descent.
+
+    Returns:
+        Whether the pair is kept.
+    """
+    if curvature_eps is None:
+        return ys > ABSOLUTE_CURVATURE
+    return ys > 0.0 and ys > curvature_eps * float(s.norm()) * float(y.norm())
 
 
 class FlatParams:

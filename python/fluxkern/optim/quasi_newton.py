@@ -32,8 +32,9 @@ textbook BFGS with the initial scaling H_0 = (s.y / y.y) I of Nocedal and Wright
 both optimizers apply at their first update, that both minimise quadratics and Rosenbrock, and
 that a resumed run continues exactly.
 
-Pairs with s.y <= 1e-10 are skipped (as in L-BFGS). Dense H costs 8 P^2 bytes; above
-MAX_PARAMETERS (20000, 3.2 GB) the optimizers refuse.
+Pairs that fail the curvature test are skipped: s.y <= 1e-10 as in torch's L-BFGS, or with
+``curvature_eps`` the scale-free s.y <= curvature_eps |s| |y| (fluxkern.optim.LBFGS's
+option). Dense H costs 8 P^2 bytes; above MAX_PARAMETERS (20000, 3.2 GB) the optimizers refuse.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from fluxkern.optim._flat import FlatParams
+from fluxkern.optim._flat import FlatParams, keeps_pair
 from fluxkern.optim.lbfgs import _strong_wolfe_fn
 
 __all__ = ["MAX_PARAMETERS", "SSBFGS", "SSBroyden"]
@@ -71,9 +72,14 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         tolerance_grad: float = 1e-7,
         tolerance_change: float = 1e-9,
         self_scaling: bool = True,
+        curvature_eps: float | None = None,
     ) -> None:
         if lr < 0.0:
             raise ValueError(f"{type(self).__name__}: invalid learning rate {lr}")
+        if curvature_eps is not None and not curvature_eps > 0.0:
+            raise ValueError(
+                f"{type(self).__name__}: curvature_eps must be None or > 0, got {curvature_eps}"
+            )
         defaults = {
             "lr": lr,
             "max_iter": max_iter,
@@ -81,6 +87,7 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
             "tolerance_grad": tolerance_grad,
             "tolerance_change": tolerance_change,
             "self_scaling": self_scaling,
+            "curvature_eps": curvature_eps,
         }
         super().__init__(params, defaults)
         if len(self.param_groups) != 1:
@@ -137,8 +144,8 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         """Applies the scaled Broyden-class update to state["H"] with the pair (s, y); the step
         was s = t d with d = -H g_old, and gs_old = g_old.s."""
         sy = float(s.dot(y))
-        if sy <= 1e-10:  # no positive curvature along s: keep H (as L-BFGS drops the pair)
-            return
+        if not keeps_pair(sy, s, y, self.param_groups[0].get("curvature_eps")):
+            return  # no (measurable) positive curvature along s: keep H
         hmat: Tensor = state["H"]  # [P, P]
         gamma = 1.0
         if not state["updated"]:  # H_0 = (s.y / y.y) I before the first update
@@ -221,9 +228,12 @@ class SSBFGS(_DenseQuasiNewton):
         tolerance_grad: Stop when max |g| <= this (default 1e-7).
         tolerance_change: Stop when a step or loss change is below this (default 1e-9).
         self_scaling: False gives plain BFGS (tau = 1).
+        curvature_eps: None (default): pairs with s.y <= 1e-10 are skipped; c > 0: those with
+            s.y <= c |s| |y| (scale-free; see fluxkern.optim.LBFGS).
 
     Raises:
-        ValueError: More than one group, a negative lr, or more than MAX_PARAMETERS values.
+        ValueError: More than one group, a negative lr, curvature_eps <= 0, or more than
+            MAX_PARAMETERS values.
     """
 
     def scalars(self, b: float, h: float, n: int) -> tuple[float, float]:
@@ -242,9 +252,12 @@ class SSBroyden(_DenseQuasiNewton):
         tolerance_grad: Stop when max |g| <= this (default 1e-7).
         tolerance_change: Stop when a step or loss change is below this (default 1e-9).
         self_scaling: False gives plain BFGS (tau = 1, phi = 1).
+        curvature_eps: None (default): pairs with s.y <= 1e-10 are skipped; c > 0: those with
+            s.y <= c |s| |y| (scale-free; see fluxkern.optim.LBFGS).
 
     Raises:
-        ValueError: More than one group, a negative lr, or more than MAX_PARAMETERS values.
+        ValueError: More than one group, a negative lr, curvature_eps <= 0, or more than
+            MAX_PARAMETERS values.
     """
 
     def scalars(self, b: float, h: float, n: int) -> tuple[float, float]:

@@ -83,6 +83,12 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--stop-after", type=float, default=None, help="training seconds per run")
     p.add_argument("--trace-every", type=int, default=None, help="epochs between error records")
+    p.add_argument(
+        "--optimizer-options",
+        type=json.loads,
+        default=None,
+        help="JSON object of the flux runs' optimizer options, e.g. '{\"curvature_eps\": 1e-12}'",
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -103,6 +109,7 @@ def main(argv=None) -> int:
             print(f"== {name} ({form}): {epochs} epochs -> {out}", flush=True)
             prob = problems.get(name)
             traced = args.trace_every and form == "flux"
+            opt_kw = args.optimizer_options is not None and form == "flux"
             trace = Trace(prob, args.trace_every, out) if traced else None
             cbs = [TimeBudget(args.stop_after)] if args.stop_after else []
             cbs += [trace] if trace is not None else []
@@ -114,6 +121,7 @@ def main(argv=None) -> int:
                     out=out,
                     checkpoint_every=max(1, min(500, epochs // 5)),
                     callbacks=cbs,
+                    **({"optimizer_options": args.optimizer_options} if opt_kw else {}),
                 )
             except solver.NonFiniteLossError as exc:
                 print(f"   stopped: {exc}", flush=True)

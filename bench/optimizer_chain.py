@@ -32,6 +32,13 @@ from fluxkern import problems, solver  # noqa: E402
 from fluxkern.training import Callback, EpochRecord, TimeBudget, Trainer  # noqa: E402
 
 
+def _scalars(opt: torch.optim.Optimizer) -> dict[str, float]:
+    """The optimizer's scalar state (iterations, evaluations, damping, H resets, ...)."""
+    states = list(opt.state.values())
+    first = states[0] if states else {}
+    return {k: v for k, v in first.items() if isinstance(v, (int, float)) and v == v}
+
+
 class LogRecord(Callback):
     """Errors at training times growing by a factor (evaluation time excluded)."""
 
@@ -46,6 +53,7 @@ class LogRecord(Callback):
             "train_s": trainer.elapsed - self.excluded,
             "optimizer": type(trainer.optimizer).__name__,
             "errors": self.evaluator(trainer.model),
+            "optimizer_state": _scalars(trainer.optimizer),
         }
         self.payload["trajectory"].append(entry)
         print(json.dumps(entry), flush=True)

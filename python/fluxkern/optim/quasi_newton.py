@@ -154,6 +154,12 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
             state["updated"] = True
         hy = hmat @ y  # [P]
         yhy = float(y.dot(hy))
+        if not (yhy > 0.0 and math.isfinite(yhy)):  # H lost positive definiteness (rounding)
+            state["resets"] = state.get("resets", 0) + 1
+            hmat.copy_(torch.eye(s.numel(), dtype=hmat.dtype, device=hmat.device))
+            hmat.mul_(sy / float(y.dot(y)))  # H_0 of the first update, from this pair
+            hy = hmat @ y
+            yhy = float(y.dot(hy))
         # s.B s with B = H^-1: B s = t B d = -t g_old (B of the H that gave d; / gamma for the
         # rescaled H_0)
         b, h = -t * gs_old / (gamma * sy), yhy / sy
@@ -196,7 +202,7 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
             state["n_iter"] += 1
             d = -(state["H"] @ g)  # [P]
             gtd = float(g.dot(d))
-            if gtd > -tol_change:  # not a descent direction: restart from -g
+            if not gtd <= -tol_change:  # not a descent direction (or NaN): restart from -g
                 state["H"] = torch.eye(g.numel(), dtype=torch.float64, device=g.device)
                 state["updated"] = False
                 d, gtd = -g, -float(g.dot(g))

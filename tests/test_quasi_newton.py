@@ -233,3 +233,19 @@ def test_scale_free_curvature_test_keeps_small_pairs(cls):
     assert opt.state[x]["updated"] and rel_err(x, xstar) < 1e-6
     with pytest.raises(ValueError, match="curvature_eps"):
         cls([x], curvature_eps=0.0)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_update_restarts_an_indefinite_h(cls):
+    """Rounding can leave H indefinite (y.H y <= 0); the update then restarts from the scaled
+    identity instead of taking the square root of a negative number."""
+    x = torch.nn.Parameter(torch.zeros(4, dtype=F64))
+    opt = cls([x])
+    state = {"H": -torch.eye(4, dtype=F64), "updated": True}
+    s = torch.tensor([1.0, 0.5, 0.0, -0.2], dtype=F64)
+    y = torch.tensor([2.0, 0.4, 0.1, -0.1], dtype=F64)
+    opt._update(state, s, y, 1.0, -float(s.dot(y)))
+    h = state["H"]
+    assert state["resets"] == 1 and bool(torch.isfinite(h).all())
+    assert float(torch.linalg.eigvalsh(0.5 * (h + h.T)).min()) > 0
+    assert rel_err(h @ y, s) < 1e-12  # the secant condition of the new pair

@@ -156,31 +156,11 @@ class SolveOptions:
             raise ValueError("distributed training runs the flux formulation only")
 
 
-_OPTIMIZER_KEYS = {
-    "lbfgs": (
-        "max_iter",
-        "max_eval",
-        "tolerance_grad",
-        "tolerance_change",
-        "history_size",
-        "curvature_eps",
-    ),
-    "ssbfgs": (
-        "max_iter",
-        "max_eval",
-        "tolerance_grad",
-        "tolerance_change",
-        "self_scaling",
-        "curvature_eps",
-    ),
-    "ssbroyden": (
-        "max_iter",
-        "max_eval",
-        "tolerance_grad",
-        "tolerance_change",
-        "self_scaling",
-        "curvature_eps",
-    ),
+_CLOSURE_KEYS = ("max_iter", "max_eval", "tolerance_grad", "tolerance_change", "curvature_eps")
+_OPTIMIZER_KEYS = {  # the keyword arguments of each optimizer that optimizer_options may set
+    "lbfgs": (*_CLOSURE_KEYS, "history_size"),
+    "ssbfgs": (*_CLOSURE_KEYS, "self_scaling"),
+    "ssbroyden": (*_CLOSURE_KEYS, "self_scaling"),
     "gauss_newton": ("max_iter", "damping", "max_rejects", "tolerance_grad"),
     "adam": ("betas", "eps", "weight_decay", "amsgrad"),
 }

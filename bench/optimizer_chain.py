@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine_info  # noqa: E402
 from fidelity import Evaluator  # noqa: E402
 from fluxkern import problems, solver  # noqa: E402
+from fluxkern.optim.by_name import make_optimizer  # noqa: E402
 from fluxkern.training import Callback, EpochRecord, TimeBudget, Trainer  # noqa: E402
 
 
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     rec = LogRecord(Evaluator(prob, torch.float64), args.out, payload)
     trainer.fit(10**9, [rec, TimeBudget(args.t1)])
     second = solver.effective_options(prob, optimizer=args.second, seed=args.seed)
-    trainer.optimizer = solver._optimizer(second, trainer.params, trainer.al)
+    trainer.optimizer = make_optimizer(second.optimizer, trainer.params, trainer.al, second.lr)
     trainer.uses_closure = not isinstance(trainer.optimizer, torch.optim.Adam)
     rec.next = 0.0
     trainer.fit(10**9, [rec, TimeBudget(args.t1 + args.t2)])

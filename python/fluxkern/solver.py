@@ -22,7 +22,7 @@ import fluxkern
 from fluxkern.duals import make_rule
 from fluxkern.lagrangian import AugmentedLagrangian
 from fluxkern.nn import MLP
-from fluxkern.optim import LBFGS, SSBFGS, GaussNewton, SSBroyden
+from fluxkern.optim.by_name import check_optimizer_options, make_optimizer
 from fluxkern.problems.base import Problem
 from fluxkern.runfiles import (
     CHECKPOINT,
@@ -149,34 +149,11 @@ class SolveOptions:
             make_rule(self.dual, **self.dual_options)
         except TypeError as exc:
             raise ValueError(f"dual_options: {exc}") from None
-        _check_optimizer_options(self.optimizer, self.optimizer_options)
+        check_optimizer_options(self.optimizer, self.optimizer_options)
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' asked for, but no CUDA device is available")
         if self.distributed and self.formulation != "flux":
             raise ValueError("distributed training runs the flux formulation only")
-
-
-_CLOSURE_KEYS = ("max_iter", "max_eval", "tolerance_grad", "tolerance_change", "curvature_eps")
-_OPTIMIZER_KEYS = {  # the keyword arguments of each optimizer that optimizer_options may set
-    "lbfgs": (*_CLOSURE_KEYS, "history_size"),
-    "ssbfgs": (*_CLOSURE_KEYS, "self_scaling"),
-    "ssbroyden": (*_CLOSURE_KEYS, "self_scaling"),
-    "gauss_newton": ("max_iter", "damping", "max_rejects", "tolerance_grad"),
-    "adam": ("betas", "eps", "weight_decay", "amsgrad"),
-}
-
-
-def _check_optimizer_options(optimizer: str, options: Any) -> None:
-    """Raises ValueError unless options is a dict of keywords the optimizer takes."""
-    if not isinstance(options, dict):
-        raise ValueError(f"optimizer_options must be a dict; got {options!r}")
-    allowed = _OPTIMIZER_KEYS.get(optimizer, ())
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"optimizer_options: {optimizer} takes no {', '.join(map(repr, unknown))}; "
-            f"valid: {', '.join(allowed)}"
-        )
 
 
 def option_names() -> list[str]:
@@ -334,37 +311,9 @@ def make_trainer(problem: Problem, opts: SolveOptions) -> Trainer:
         )
     else:
         loss = problem.pinn_loss(model, opts.seed, dtype, device)
-    opt = _optimizer(opts, params, loss)
+    opt = make_optimizer(opts.optimizer, params, loss, opts.lr, opts.optimizer_options)
     name = f"{problem.name} ({opts.formulation})"
     return Trainer(model, loss, opt, name=name, problem=problem, seed=opts.seed)
-
-
-def _optimizer(
-    opts: SolveOptions, params: list[Tensor], loss: AugmentedLagrangian | Callable[[], Tensor]
-) -> torch.optim.Optimizer:
-    """The primal optimizer of SolveOptions.optimizer.
-
-    Raises:
-        ValueError: gauss_newton with the pinn formulation, an lr for gauss_newton, or a
-            network too large for the dense quasi-Newton ones.
-    """
-    if opts.optimizer == "lbfgs":
-        # torch.optim.LBFGS's algorithm with the two-loop recursion fused (fluxkern.optim)
-        kw = {"max_iter": 20, "history_size": 100, **opts.optimizer_options}
-        return LBFGS(params, lr=opts.lr or 1.0, line_search_fn="strong_wolfe", **kw)
-    if opts.optimizer in ("ssbfgs", "ssbroyden"):
-        cls = SSBFGS if opts.optimizer == "ssbfgs" else SSBroyden
-        return cls(params, lr=opts.lr or 1.0, **{"max_iter": 20, **opts.optimizer_options})
-    if opts.optimizer == "gauss_newton":
-        if not isinstance(loss, AugmentedLagrangian):
-            raise ValueError(
-                "optimizer gauss_newton needs the flux formulation (an augmented Lagrangian of "
-                "residuals); use lbfgs or adam for formulation pinn"
-            )
-        if opts.lr is not None:
-            raise ValueError("optimizer gauss_newton takes no lr (its damping adapts itself)")
-        return GaussNewton(loss, **opts.optimizer_options)
-    return torch.optim.Adam(params, lr=opts.lr or 1e-3, **opts.optimizer_options)
 
 
 def _resume(trainer: Trainer, path: str, problem: Problem, opts: SolveOptions) -> None:

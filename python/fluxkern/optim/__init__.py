@@ -6,6 +6,8 @@
   Hessian, strong-Wolfe line search; P <= 20000 parameters).
 - :class:`GaussNewton`: Levenberg-Marquardt on the generalised Gauss-Newton model of an
   AugmentedLagrangian (per-residual Jacobians, float64 Cholesky).
+
+``fluxkern.optim.by_name`` builds them from ``fluxkern.solve``'s option names.
 """
 
 from fluxkern.optim.gauss_newton import GaussNewton

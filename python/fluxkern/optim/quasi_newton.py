@@ -131,7 +131,13 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
             return out
 
         gtd = float(g.dot(d))
-        loss, g, t, evals = _strong_wolfe_fn()(obj_func, x0, t, d, loss, g, gtd)
+        # the line search's own stopping test |t d| < tolerance_change: torch's L-BFGS leaves it
+        # at 1e-9 whatever its tolerance_change; here it follows the optimizer's, so that
+        # tolerance_change=0 lets small steps near a minimum go on
+        tol = self.param_groups[0]["tolerance_change"]
+        loss, g, t, evals = _strong_wolfe_fn()(
+            obj_func, x0, t, d, loss, g, gtd, tolerance_change=tol
+        )
         self._add_grad(t, d)
         return loss, g, t, evals
 

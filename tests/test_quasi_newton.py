@@ -249,3 +249,27 @@ def test_update_restarts_an_indefinite_h(cls):
     assert state["resets"] == 1 and bool(torch.isfinite(h).all())
     assert float(torch.linalg.eigvalsh(0.5 * (h + h.T)).min()) > 0
     assert rel_err(h @ y, s) < 1e-12  # the secant condition of the new pair
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_line_search_step_test_follows_tolerance_change(cls):
+    """Steps below 1e-9: torch's line search quits at |t d| < 1e-9 unless told otherwise (from
+    5e-9 away it left the error at ~1e-9); with tolerance_change 0 it converges."""
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(30, 30, generator=g, dtype=F64))
+    a = q @ torch.diag(torch.logspace(0, 2, 30, dtype=F64)) @ q.T
+    xstar = torch.randn(30, generator=g, dtype=F64)
+    noise = torch.randn(30, generator=torch.Generator().manual_seed(1), dtype=F64)
+    x = torch.nn.Parameter(xstar + 1e-9 * noise)
+
+    def closure():
+        x.grad = None
+        f = 0.5 * (x - xstar) @ (a @ (x - xstar))
+        f.backward()
+        return f
+
+    start = float((x - xstar).detach().norm())
+    opt = cls([x], max_iter=40, tolerance_grad=0.0, tolerance_change=0.0, curvature_eps=1e-12)
+    for _ in range(3):
+        opt.step(closure)
+    assert float((x - xstar).detach().norm()) < 1e-3 * start

@@ -62,7 +62,9 @@ def test_chain_switches_optimizer_and_keeps_training(tmp_path):
     assert opts[0] == "LBFGS" and opts[-1] == "GaussNewton"
     epochs = [p["epoch"] for p in data["trajectory"]]
     assert epochs == sorted(epochs) and len(set(epochs)) == len(epochs)
-    assert data["trajectory"][-1]["train_s"] >= 3.0
+    # the budget (1 + 2 s) counts the trainer's time, evaluations included; train_s leaves the
+    # evaluations out (a CI run under load gave 2.98), so only "well into the second phase"
+    assert data["trajectory"][-1]["train_s"] >= 2.5
     tols = {"tolerance_grad": 1e-7, "tolerance_change": 1e-9, "curvature_eps": None}
     assert data["first_tolerances"] == tols
 

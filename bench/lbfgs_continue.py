@@ -1,5 +1,7 @@
 """Continue a finished run with L-BFGS at another stopping tolerance (issue 11, the plateau).
 
+(``--optimizer ssbroyden`` continues it with another optimizer of ``fluxkern.solve``.)
+
 The 10000-epoch L-BFGS runs in results/ stop moving (convection from epoch ~3700, stokes from
 ~2000): each later epoch takes ~50 ms instead of ~600 ms, which is torch's L-BFGS stopping test
 max |gradient| <= tolerance_grad (1e-7) firing at the first evaluation of the step. Is that test
@@ -17,7 +19,7 @@ Usage (from the repository root)::
 
     python bench/lbfgs_continue.py PROBLEM OUT.json [--epochs 400] [--every 50]
         [--tolerance-grad 0] [--tolerance-change 0] [--curvature-eps C]
-        [--run results/PROBLEM/flux] [--threads 1]
+        [--optimizer lbfgs] [--run results/PROBLEM/flux] [--threads 1]
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine_info  # noqa: E402
 from fidelity import Evaluator  # noqa: E402
 from fluxkern import problems, solver  # noqa: E402
-from fluxkern.optim import LBFGS  # noqa: E402
+from fluxkern.optim.by_name import make_optimizer  # noqa: E402
 
 
 def _save(path: str, payload: dict[str, Any]) -> None:
@@ -60,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="scale-free curvature test y.s > c |s| |y| (default: torch's y.s > 1e-10)",
     )
+    ap.add_argument(
+        "--optimizer",
+        default="lbfgs",
+        help="continue with this optimizer of fluxkern.solve (lbfgs, ssbfgs, ssbroyden), "
+        "the tolerances and curvature_eps above as its options",
+    )
     ap.add_argument("--run", default=None, help="run folder with model.pt (results/PROBLEM/flux)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
@@ -75,15 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     trainer.model.load_state_dict(saved["model"])
     assert trainer.al is not None
     trainer.al.load_state_dict(saved["dual"])
-    trainer.optimizer = LBFGS(
+    trainer.optimizer = make_optimizer(
+        args.optimizer,
         trainer.params,
-        lr=1.0,
-        max_iter=20,
-        history_size=100,
-        line_search_fn="strong_wolfe",
-        tolerance_grad=args.tolerance_grad,
-        tolerance_change=args.tolerance_change,
-        curvature_eps=args.curvature_eps,
+        trainer.al,
+        options={
+            "tolerance_grad": args.tolerance_grad,
+            "tolerance_change": args.tolerance_change,
+            "curvature_eps": args.curvature_eps,
+        },
     )
     evaluator = Evaluator(problem, getattr(torch, opts.dtype))
     payload: dict[str, Any] = {
@@ -91,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": run,
         "run_epochs": len(json.load(open(os.path.join(run, "history.json")))["loss"]),
         "seed": seed,
+        "optimizer": args.optimizer,
         "tolerance_grad": args.tolerance_grad,
         "tolerance_change": args.tolerance_change,
         "curvature_eps": args.curvature_eps,

@@ -89,6 +89,10 @@ def main(argv=None) -> int:
         default=None,
         help="JSON object of the flux runs' optimizer options, e.g. '{\"curvature_eps\": 1e-12}'",
     )
+    p.add_argument("--seed", type=int, default=None, help="seed of every run (default: solve's)")
+    p.add_argument(
+        "--optimizer", default=None, help="the flux runs' optimizer (default: the problem's)"
+    )
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -122,6 +126,8 @@ def main(argv=None) -> int:
                     checkpoint_every=max(1, min(500, epochs // 5)),
                     callbacks=cbs,
                     **({"optimizer_options": args.optimizer_options} if opt_kw else {}),
+                    **({"optimizer": args.optimizer} if args.optimizer and form == "flux" else {}),
+                    **({"seed": args.seed} if args.seed is not None else {}),
                 )
             except solver.NonFiniteLossError as exc:
                 print(f"   stopped: {exc}", flush=True)

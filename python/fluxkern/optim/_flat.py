@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["ABSOLUTE_CURVATURE", "FlatParams", "keeps_pair"]
+__all__ = ["ABSOLUTE_CURVATURE", "FlatParams", "closure_defaults", "keeps_pair"]
 
 #: torch.optim.LBFGS's curvature test: a pair (s, y) is kept when y.s > 1e-10.
 ABSOLUTE_CURVATURE = 1e-10
@@ -34,6 +34,46 @@ def keeps_pair(ys: float, s: Tensor, y: Tensor, curvature_eps: float | None) -> 
     if curvature_eps is None:
         return ys > ABSOLUTE_CURVATURE
     return ys > 0.0 and ys > curvature_eps * float(s.norm()) * float(y.norm())
+
+
+def closure_defaults(
+    name: str,
+    lr: float,
+    max_iter: int,
+    max_eval: int | None,
+    tolerance_grad: float,
+    tolerance_change: float,
+    curvature_eps: float | None,
+) -> dict[str, Any]:
+    """The checked options that fluxkern's closure optimizers (LBFGS, SSBFGS, SSBroyden) share.
+
+    Args:
+        name: The optimizer's name, for error messages.
+        lr: Step length factor (>= 0).
+        max_iter: Iterations per step.
+        max_eval: Closure evaluations per step, or None for max_iter * 5 / 4 (torch's rule).
+        tolerance_grad: Stopping test on max |gradient|.
+        tolerance_change: Stopping test on the change of loss or step.
+        curvature_eps: None (torch's absolute curvature test) or > 0 (:func:`keeps_pair`).
+
+    Returns:
+        The param-group defaults for these keys.
+
+    Raises:
+        ValueError: A negative lr or a curvature_eps that is not None and not > 0.
+    """
+    if lr < 0.0:
+        raise ValueError(f"{name}: invalid learning rate {lr}")
+    if curvature_eps is not None and not curvature_eps > 0.0:
+        raise ValueError(f"{name}: curvature_eps must be None or > 0, got {curvature_eps}")
+    return {
+        "lr": lr,
+        "max_iter": max_iter,
+        "max_eval": max_eval if max_eval is not None else max_iter * 5 // 4,
+        "tolerance_grad": tolerance_grad,
+        "tolerance_change": tolerance_change,
+        "curvature_eps": curvature_eps,
+    }
 
 
 class FlatParams:

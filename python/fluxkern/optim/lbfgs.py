@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from fluxkern import ops
-from fluxkern.optim._flat import FlatParams, keeps_pair
+from fluxkern.optim._flat import FlatParams, closure_defaults, keeps_pair
 from fluxkern.specs import LbfgsHistory
 
 __all__ = ["LBFGS"]
@@ -75,24 +75,14 @@ class LBFGS(FlatParams, Optimizer):
         line_search_fn: str | None = None,
         curvature_eps: float | None = None,
     ) -> None:
-        if curvature_eps is not None and not curvature_eps > 0.0:
-            raise ValueError(f"LBFGS: curvature_eps must be None or > 0, got {curvature_eps}")
-        if lr < 0.0:
-            raise ValueError(f"LBFGS: invalid learning rate {lr}")
+        defaults = closure_defaults(
+            "LBFGS", lr, max_iter, max_eval, tolerance_grad, tolerance_change, curvature_eps
+        )
         if history_size < 1:
             raise ValueError(f"LBFGS: history_size must be >= 1, got {history_size}")
         if line_search_fn not in (None, "strong_wolfe"):
             raise ValueError(f"LBFGS: only 'strong_wolfe' is supported, got {line_search_fn!r}")
-        defaults = {
-            "lr": lr,
-            "max_iter": max_iter,
-            "max_eval": max_eval if max_eval is not None else max_iter * 5 // 4,
-            "tolerance_grad": tolerance_grad,
-            "tolerance_change": tolerance_change,
-            "history_size": history_size,
-            "line_search_fn": line_search_fn,
-            "curvature_eps": curvature_eps,
-        }
+        defaults.update(history_size=history_size, line_search_fn=line_search_fn)
         super().__init__(params, defaults)
         if len(self.param_groups) != 1:
             raise ValueError("LBFGS does not support per-parameter options (one group only)")

@@ -132,7 +132,7 @@ def test_b_and_h_are_the_curvature_ratios(cls):
     opt = cls([x], max_iter=1, tolerance_grad=0.0, tolerance_change=0.0)
     opt.step(closure)  # the first update (from the rescaled H_0)
     for _ in range(6):
-        hmat = opt.state[x]["H"].clone()
+        hmat = opt.inverse_hessian()
         x0, g0 = x.detach().clone(), x.grad.clone()
         opt.step(closure)
         s, y = x.detach() - x0, x.grad - g0
@@ -245,7 +245,7 @@ def test_update_restarts_an_indefinite_h(cls):
     s = torch.tensor([1.0, 0.5, 0.0, -0.2], dtype=F64)
     y = torch.tensor([2.0, 0.4, 0.1, -0.1], dtype=F64)
     opt._update(state, s, y, 1.0, -float(s.dot(y)))
-    h = state["H"]
+    h = state["H"] * state["H_scale"]
     assert state["resets"] == 1 and bool(torch.isfinite(h).all())
     assert float(torch.linalg.eigvalsh(0.5 * (h + h.T)).min()) > 0
     assert rel_err(h @ y, s) < 1e-12  # the secant condition of the new pair
@@ -273,3 +273,38 @@ def test_line_search_step_test_follows_tolerance_change(cls):
     for _ in range(3):
         opt.step(closure)
     assert float((x - xstar).detach().norm()) < 1e-3 * start
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+@pytest.mark.parametrize("scaled", [True, False])
+def test_update_matches_the_formula(cls, scaled):
+    """The stored form (a scalar times a matrix, one rank-2 GEMM) gives the module doc's
+    H+ = (1 / tau) [H - Hy Hy^T / yHy + phi v v^T] + s s^T / sy, and H+ g_new, whether H y is
+    computed or taken from H g_new - H g_old."""
+    gen = torch.Generator().manual_seed(7)
+    n = 9
+    a = torch.randn(n, n, dtype=F64, generator=gen)
+    hmat = a @ a.T + n * torch.eye(n, dtype=F64)  # [n, n] SPD
+    g_old = torch.randn(n, dtype=F64, generator=gen)
+    t = 0.7
+    s = -t * (hmat @ g_old)
+    y = 0.3 * s + 0.05 * torch.randn(n, dtype=F64, generator=gen)
+    assert float(s @ y) > 0
+    g_new = g_old + y
+    x = torch.nn.Parameter(torch.zeros(n, dtype=F64))
+    opt = cls([x], self_scaling=scaled)
+    sy, hy = float(s @ y), hmat @ y
+    yhy = float(y @ hy)
+    tau, phi = opt.scalars(-t * float(g_old @ s) / sy, yhy / sy, n) if scaled else (1.0, 1.0)
+    v = (yhy**0.5 / sy) * s - hy / yhy**0.5
+    want = (hmat - torch.outer(hy, hy) / yhy + phi * torch.outer(v, v)) / tau
+    want = want + torch.outer(s, s) / sy
+    for with_hg in (True, False):
+        state = {"H": hmat / 4.0, "H_scale": 4.0, "updated": True}
+        out = opt._update(
+            state, s, y, t, float(g_old @ s), g_new=g_new, hg_old=hmat @ g_old if with_hg else None
+        )
+        got = state["H"] * state["H_scale"]
+        assert rel_err(got, want) < 1e-13
+        assert rel_err(out, want @ g_new) < 1e-13
+        assert rel_err(got @ y, s) < 1e-12  # the secant condition

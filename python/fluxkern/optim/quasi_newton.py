@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from fluxkern.optim._flat import FlatParams, keeps_pair
+from fluxkern.optim._flat import FlatParams, closure_defaults, keeps_pair
 from fluxkern.optim.lbfgs import _strong_wolfe_fn
 
 __all__ = ["MAX_PARAMETERS", "SSBFGS", "SSBroyden"]
@@ -74,30 +74,20 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         self_scaling: bool = True,
         curvature_eps: float | None = None,
     ) -> None:
-        if lr < 0.0:
-            raise ValueError(f"{type(self).__name__}: invalid learning rate {lr}")
-        if curvature_eps is not None and not curvature_eps > 0.0:
-            raise ValueError(
-                f"{type(self).__name__}: curvature_eps must be None or > 0, got {curvature_eps}"
-            )
-        defaults = {
-            "lr": lr,
-            "max_iter": max_iter,
-            "max_eval": max_eval if max_eval is not None else max_iter * 5 // 4,
-            "tolerance_grad": tolerance_grad,
-            "tolerance_change": tolerance_change,
-            "self_scaling": self_scaling,
-            "curvature_eps": curvature_eps,
-        }
+        name = type(self).__name__
+        defaults = closure_defaults(
+            name, lr, max_iter, max_eval, tolerance_grad, tolerance_change, curvature_eps
+        )
+        defaults["self_scaling"] = self_scaling
         super().__init__(params, defaults)
         if len(self.param_groups) != 1:
-            raise ValueError(f"{type(self).__name__} supports one parameter group only")
+            raise ValueError(f"{name} supports one parameter group only")
         self._params: list[Tensor] = self.param_groups[0]["params"]
         n = sum(p.numel() for p in self._params)
         if n > MAX_PARAMETERS:
             gb = 8.0 * n * n / 1e9
             raise ValueError(
-                f"{type(self).__name__}: {n} parameters; the dense inverse Hessian would need "
+                f"{name}: {n} parameters; the dense inverse Hessian would need "
                 f"{gb:.1f} GB (8 P^2 bytes) and is limited to P <= {MAX_PARAMETERS}; use "
                 "optimizer 'lbfgs' for larger networks"
             )
@@ -146,25 +136,62 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         """(tau, phi) of the update from b = s.B s / s.y, h = y.H y / s.y and P = n."""
         raise NotImplementedError
 
-    def _update(self, state: dict[str, Any], s: Tensor, y: Tensor, t: float, gs_old: float) -> None:
-        """Applies the scaled Broyden-class update to state["H"] with the pair (s, y); the step
-        was s = t d with d = -H g_old, and gs_old = g_old.s."""
+    def _update(
+        self,
+        state: dict[str, Any],
+        s: Tensor,
+        y: Tensor,
+        t: float,
+        gs_old: float,
+        g_new: Tensor | None = None,
+        hg_old: Tensor | None = None,
+    ) -> Tensor | None:
+        """Applies the scaled Broyden-class update to H with the pair (s, y).
+
+        H is kept as state["H_scale"] * state["H"] (a scalar times a matrix), so that the
+        scaling 1 / tau costs no pass over the matrix, and the update is one rank-2 GEMM:
+        H+ = (c / tau) H_s + U M U^T with U = [H y, s] [P, 2] and M [2, 2] (the module doc's
+        formula written in that basis). With g_new and hg_old = H g_old (the old H), H y comes
+        from H g_new - H g_old, so one matrix-vector product serves H y and the next direction;
+        the iteration reads H twice (the product, the update) instead of ten times.
+
+        Args:
+            state: The optimizer state ("H", "H_scale", "updated").
+            s: The step t d [P], d = -H g_old.
+            y: g_new - g_old [P].
+            t: The step length.
+            gs_old: g_old.s.
+            g_new: The new gradient [P], or None.
+            hg_old: H g_old [P] with the H before this update, or None (then H y is computed).
+
+        Returns:
+            H+ g_new [P] (H+ the updated matrix, or H when the pair is skipped) when g_new is
+            given, else None.
+        """
         sy = float(s.dot(y))
+        hs: Tensor = state["H"]  # [P, P]
+        c = float(state.get("H_scale", 1.0))
+        p = None if g_new is None else hs @ g_new  # [P] H_s g_new
         if not keeps_pair(sy, s, y, self.param_groups[0].get("curvature_eps")):
-            return  # no (measurable) positive curvature along s: keep H
-        hmat: Tensor = state["H"]  # [P, P]
+            return None if p is None else p.mul_(c)  # no (measurable) positive curvature: keep H
         gamma = 1.0
         if not state["updated"]:  # H_0 = (s.y / y.y) I before the first update
             gamma = sy / float(y.dot(y))
-            hmat.mul_(gamma)
+            c *= gamma
+            hg_old = None if hg_old is None else hg_old * gamma
             state["updated"] = True
-        hy = hmat @ y  # [P]
+        if p is not None and hg_old is not None:
+            hy = p.mul(c).sub_(hg_old)  # [P] H y = H g_new - H g_old
+        else:
+            hy = (hs @ y).mul_(c)  # [P]
         yhy = float(y.dot(hy))
         if not (yhy > 0.0 and math.isfinite(yhy)):  # H lost positive definiteness (rounding)
             state["resets"] = state.get("resets", 0) + 1
-            hmat.copy_(torch.eye(s.numel(), dtype=hmat.dtype, device=hmat.device))
-            hmat.mul_(sy / float(y.dot(y)))  # H_0 of the first update, from this pair
-            hy = hmat @ y
+            hs.zero_()
+            hs.diagonal().fill_(1.0)
+            c = sy / float(y.dot(y))  # H_0 of the first update, from this pair
+            hy = y.mul(c)
+            p = None if g_new is None else g_new.clone()
             yhy = float(y.dot(hy))
         # s.B s with B = H^-1: B s = t B d = -t g_old (B of the H that gave d; / gamma for the
         # rescaled H_0)
@@ -172,15 +199,36 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         tau, phi = 1.0, 1.0
         if self.param_groups[0]["self_scaling"]:
             tau, phi = self.scalars(b, h, s.numel())
-        # H - Hy (Hy)^T / yHy + phi v v^T with v = sqrt(yHy) (s / sy - Hy / yHy)
-        hmat.addr_(hy, hy, alpha=-1.0 / yhy)
-        if phi != 0.0:
-            v = s.mul(math.sqrt(yhy) / sy).sub_(hy, alpha=1.0 / math.sqrt(yhy))  # [P]
-            hmat.addr_(v, v, alpha=phi)
-        if tau != 1.0:
-            hmat.div_(tau)
-        hmat.addr_(s, s, alpha=1.0 / sy)
-        state.update(b=b, h=h, tau=tau, phi=phi)
+        # (1 / tau) [H - Hy Hy^T / yHy + phi v v^T] + s s^T / sy, v = a s - Hy / sqrt(yHy),
+        # a = sqrt(yHy) / sy, in the basis U = [Hy, s]
+        cross = -phi / (tau * sy)
+        mat = torch.tensor(
+            [
+                [(phi - 1.0) / (tau * yhy), cross],
+                [cross, phi * yhy / (tau * sy * sy) + 1.0 / sy],
+            ],
+            dtype=hs.dtype,
+            device=hs.device,
+        )  # [2, 2] M
+        basis = torch.stack([hy, s], 1)  # [P, 2] U
+        c_new = c / tau
+        hs.addmm_(basis, (mat / c_new) @ basis.t())  # H_s += U (M / c_new) U^T
+        out = None  # H+ g_new = (c / tau) H_s g_new + U M U^T g_new
+        if p is not None and g_new is not None:
+            out = p.mul_(c_new).add_(basis @ (mat @ (basis.t() @ g_new)))
+        if not 1e-30 < c_new < 1e30:  # fold the scalar into the matrix before it over/underflows
+            hs.mul_(c_new)
+            c_new = 1.0
+        state.update(H_scale=c_new, b=b, h=h, tau=tau, phi=phi)
+        return out
+
+    def inverse_hessian(self) -> Tensor:
+        """The current inverse-Hessian approximation H [P, P] (float64; a new tensor)."""
+        state = self.state[self._params[0]]
+        n = sum(p.numel() for p in self._params)
+        if "H" not in state:
+            return torch.eye(n, dtype=torch.float64, device=self._params[0].device)
+        return state["H"] * float(state.get("H_scale", 1.0))
 
     # ------------------------------------------------------------------ step
     @torch.no_grad()
@@ -200,17 +248,16 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         if float(g.abs().max()) <= tol_grad:
             return orig_loss
         if "H" not in state:
-            state["H"] = torch.eye(g.numel(), dtype=torch.float64, device=g.device)  # [P, P]
-            state["updated"] = False
+            self._restart(state, g)
+        hg = (state["H"] @ g).mul_(float(state.get("H_scale", 1.0)))  # [P] H g
         n_iter = 0
         while n_iter < max_iter:
             n_iter += 1
             state["n_iter"] += 1
-            d = -(state["H"] @ g)  # [P]
+            d = -hg  # [P]
             gtd = float(g.dot(d))
             if not gtd <= -tol_change:  # not a descent direction (or NaN): restart from -g
-                state["H"] = torch.eye(g.numel(), dtype=torch.float64, device=g.device)
-                state["updated"] = False
+                self._restart(state, g)
                 d, gtd = -g, -float(g.dot(g))
                 if gtd > -tol_change:
                     break
@@ -221,12 +268,19 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
             evals += ls_evals
             state["func_evals"] += ls_evals
             s = d.mul(t)  # [P]
-            self._update(state, s, g - g_old, t, float(g_old.dot(s)))
+            hg = self._update(state, s, g - g_old, t, float(g_old.dot(s)), g_new=g, hg_old=-d)
             if float(g.abs().max()) <= tol_grad or evals >= max_eval:
                 break
             if float(s.abs().max()) <= tol_change or abs(loss - prev_loss) < tol_change:
                 break
         return orig_loss
+
+    @staticmethod
+    def _restart(state: dict[str, Any], g: Tensor) -> None:
+        """H = I (to be rescaled at the next update)."""
+        state["H"] = torch.eye(g.numel(), dtype=torch.float64, device=g.device)  # [P, P]
+        state["H_scale"] = 1.0
+        state["updated"] = False
 
 
 class SSBFGS(_DenseQuasiNewton):

@@ -78,6 +78,23 @@ def _final_errors(r: dict) -> dict[str, float]:
     return errs
 
 
+def settings(r: dict[str, Any]) -> str:
+    """What a flux run changed from the reference's method: optimizer, its options, seed."""
+    out = []
+    if r.get("optimizer", "lbfgs") != "lbfgs":
+        out.append(str(r["optimizer"]))
+    opts = r.get("optimizer_options") or {}
+    if opts:
+        out.append(
+            ", ".join(
+                f"{k} {v:g}" if isinstance(v, float | int) else f"{k} {v}" for k, v in opts.items()
+            )
+        )
+    if r.get("seed", 0) != 0:
+        out.append(f"seed {r['seed']}")
+    return f" ({'; '.join(out)})" if out else ""
+
+
 def _row(root: str, name: str, plain: dict[str, float]) -> list[str]:
     from fluxkern import problems
 
@@ -91,6 +108,7 @@ def _row(root: str, name: str, plain: dict[str, float]) -> list[str]:
         reached = "no" if hit is None else f"epoch {hit['epoch']}, {_fmt_time(hit['train_s'])}"
         if not r.get("trajectory"):
             reached = "not traced"
+        cells[0] += settings(r)
         cells += [
             _fmt_errors(_final_errors(r)),
             str(r["epochs"]),

@@ -100,3 +100,11 @@ def test_lbfgs_continue_starts_from_the_saved_state(tmp_path):
     assert data["run_epochs"] == 5 and data["tolerance_grad"] == 0.0
     assert traj[-1]["errors"]["u"] != traj[0]["errors"]["u"]
     assert all(p["evals_last_epoch"] > 0 for p in traj[1:])
+
+
+def test_settings_names_what_differs_from_the_reference_method():
+    assert results_table.settings({"optimizer": "lbfgs", "seed": 0}) == ""
+    got = results_table.settings(
+        {"optimizer": "ssbroyden", "optimizer_options": {"curvature_eps": 1e-12}, "seed": 3}
+    )
+    assert got == " (ssbroyden; curvature_eps 1e-12; seed 3)"

@@ -9,6 +9,7 @@ training times, evaluation time excluded, into a JSON file with machine and vers
 
 Usage: python bench/optimizer_chain.py PROBLEM FIRST T1 SECOND T2 OUT.json [--seed 0]
            [--tolerance-grad G] [--tolerance-change C] [--curvature-eps E]
+           [--second-options JSON]
        (FIRST, SECOND: lbfgs, ssbfgs, ssbroyden or gauss_newton; the tolerances are the first
        optimizer's stopping tests, by default its own: 1e-7 and 1e-9 for the quasi-Newton ones)
 """
@@ -98,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the first optimizer's scale-free curvature test (lbfgs, ssbfgs, ssbroyden)",
     )
+    p.add_argument(
+        "--second-options",
+        type=json.loads,
+        default=None,
+        help="JSON object of the second optimizer's options (SolveOptions.optimizer_options)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     prob = problems.get(args.problem)
@@ -117,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         "first_tolerances": {
             k: group.get(k) for k in ("tolerance_grad", "tolerance_change", "curvature_eps")
         },
+        "second_options": args.second_options or {},
         "machine": machine_info(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "trajectory": [],
@@ -124,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     rec = LogRecord(Evaluator(prob, torch.float64), args.out, payload)
     trainer.fit(10**9, [rec, TimeBudget(args.t1)])
     second = solver.effective_options(prob, optimizer=args.second, seed=args.seed)
-    trainer.optimizer = make_optimizer(second.optimizer, trainer.params, trainer.al, second.lr)
+    trainer.optimizer = make_optimizer(
+        second.optimizer, trainer.params, trainer.al, second.lr, args.second_options
+    )
     trainer.uses_closure = not isinstance(trainer.optimizer, torch.optim.Adam)
     rec.next = 0.0
     trainer.fit(10**9, [rec, TimeBudget(args.t1 + args.t2)])

@@ -108,3 +108,20 @@ def test_settings_names_what_differs_from_the_reference_method():
         {"optimizer": "ssbroyden", "optimizer_options": {"curvature_eps": 1e-12}, "seed": 3}
     )
     assert got == " (ssbroyden; curvature_eps 1e-12; seed 3)"
+
+
+def test_chain_gives_the_second_optimizer_its_options(tmp_path, monkeypatch):
+    made = []
+    real = optimizer_chain.make_optimizer
+
+    def spy(name, params, loss, lr=None, options=None):
+        made.append((name, options))
+        return real(name, params, loss, lr, options)
+
+    monkeypatch.setattr(optimizer_chain, "make_optimizer", spy)
+    out = str(tmp_path / "chain.json")
+    argv = ["poisson", "lbfgs", "0.3", "ssbroyden", "0.3", out]
+    argv += ["--second-options", '{"curvature_eps": 1e-12, "tolerance_grad": 0}']
+    assert optimizer_chain.main(argv) == 0
+    assert made == [("ssbroyden", {"curvature_eps": 1e-12, "tolerance_grad": 0})]
+    assert json.load(open(out))["second_options"] == {"curvature_eps": 1e-12, "tolerance_grad": 0}

@@ -136,12 +136,15 @@ def report(out_dir: str) -> str:
         "reached within the budget.",
         "",
     ]
-    chains = []
+    chains, continued = [], []
     for f in files:
         with open(os.path.join(out_dir, f)) as fh:
             data = json.load(fh)
         if "chain" in data:  # bench/optimizer_chain.py's runs: a section of their own below
             chains.append(data)
+            continue
+        if "run_epochs" in data:  # bench/lbfgs_continue.py's runs: also their own section
+            continued.append(data)
             continue
         name = data["problem"]
         runs = data["runs"]
@@ -179,6 +182,7 @@ def report(out_dir: str) -> str:
         _plot(os.path.join(out_dir, f"{name}.png"), name, key, runs, ref)
         lines += [f"![{name}]({name}.png)", ""]
     lines += _chain_lines(chains)
+    lines += _continue_lines(continued)
     text = "\n".join(lines)
     with open(os.path.join(out_dir, "README.md"), "w") as fh:
         fh.write(text)
@@ -210,6 +214,47 @@ def _chain_lines(chains: list[dict[str, Any]]) -> list[str]:
                 f"| {key} {_fmt(last['errors'].get(key))} | {_fmt(t_ref, ' ')} "
                 f"| {data.get('note') or ''} |"
             )
+    return [*out, ""]
+
+
+def _continue_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """Markdown for bench/lbfgs_continue.py's runs: a finished run continued with another
+    optimizer; the errors at the start, at the first record at or below 1e-4 in the primary
+    field, and at the end."""
+    if not runs:
+        return []
+    out = [
+        "## A finished run continued (bench/lbfgs_continue.py)",
+        "",
+        "| problem | from | optimizer (options) | record | epoch | train s | errors |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for data in runs:
+        name, pts = data["problem"], data["trajectory"]
+        key = primary_key(name, pts)
+        opts = ", ".join(
+            f"{k} {data[k]:g}"
+            for k in ("tolerance_grad", "tolerance_change", "curvature_eps")
+            if data.get(k) is not None
+        )
+        head = f"| {name} | {data['run']}, {data['run_epochs']} epochs | "
+        head += f"{data.get('optimizer', 'lbfgs')} ({opts}) | "
+        hit = next((p for p in pts if p["errors"].get(key, math.inf) <= 1e-4), None)
+        marks = [("start", pts[0]), (f"first {key} <= 1e-4", hit), ("last", pts[-1])]
+        for label, p in marks:
+            if p is None:
+                out.append(head + f"{label} | - | - | not reached |")
+                continue
+            errs = ", ".join(f"{k} {_fmt(v)}" for k, v in p["errors"].items() if "matrix" not in k)
+            out.append(head + f"{label} | {p['epoch']} | {_fmt(p['train_s'], ' ')} | {errs} |")
+    out.append("")
+    for data in runs:
+        m = data["machine"]
+        out.append(
+            f"- {data['problem']} with {data.get('optimizer', 'lbfgs')}: {m.get('cpu', '?')}, "
+            f"{m.get('torch_threads', '?')} thread(s), torch {m.get('torch', '?')}, "
+            f"{m.get('date', '?')}" + (f". {data['note']}" if data.get("note") else "")
+        )
     return [*out, ""]
 
 

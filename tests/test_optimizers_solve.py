@@ -104,6 +104,36 @@ def test_bench_report_reads_runs_and_marks_failures(tmp_path):
     assert (tmp_path / "helmholtz.png").stat().st_size > 0
 
 
+def test_bench_report_lists_continued_runs(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    import optimizers as bench_opt
+
+    pts = [
+        {"epoch": e, "train_s": float(e), "errors": {"u": 1e-3 / (e + 1), "p": err}}
+        for e, err in [(0, 1e-3), (25, 5e-4), (50, 8e-5), (75, 2e-5)]
+    ]
+    data = {
+        "problem": "stokes",
+        "run": "results/stokes/flux",
+        "run_epochs": 10000,
+        "optimizer": "ssbroyden",
+        "tolerance_grad": 0.0,
+        "tolerance_change": 0.0,
+        "curvature_eps": 1e-12,
+        "machine": {"cpu": "test cpu", "torch_threads": 1, "torch": "x", "date": "today"},
+        "trajectory": pts,
+    }
+    (tmp_path / "continue-stokes.json").write_text(json.dumps(data))
+    text = bench_opt.report(str(tmp_path))
+    rows = [ln for ln in text.splitlines() if ln.startswith("| stokes")]
+    assert [r.split(" | ")[3:5] for r in rows] == [
+        ["start", "0"],
+        ["first p <= 1e-4", "50"],
+        ["last", "75"],
+    ]
+    assert "ssbroyden (tolerance_grad 0, tolerance_change 0, curvature_eps 1e-12)" in rows[0]
+
+
 def test_optimizer_options_reach_the_optimizer_and_results():
     opts = solver.effective_options(
         small_poisson(), optimizer_options={"tolerance_grad": 0.0, "curvature_eps": 1e-12}

@@ -78,18 +78,23 @@ def _final_errors(r: dict) -> dict[str, float]:
     return errs
 
 
+def _options(opts: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k} {v:g}" if isinstance(v, float | int) else f"{k} {v}" for k, v in opts.items()
+    )
+
+
 def settings(r: dict[str, Any]) -> str:
-    """What a flux run changed from the reference's method: optimizer, its options, seed."""
+    """What a flux run changed from the reference's method: optimizer(s), options, seed."""
     out = []
-    if r.get("optimizer", "lbfgs") != "lbfgs":
-        out.append(str(r["optimizer"]))
-    opts = r.get("optimizer_options") or {}
-    if opts:
-        out.append(
-            ", ".join(
-                f"{k} {v:g}" if isinstance(v, float | int) else f"{k} {v}" for k, v in opts.items()
-            )
-        )
+    if r.get("optimizer", "lbfgs") != "lbfgs" or r.get("then_optimizer"):
+        out.append(str(r.get("optimizer", "lbfgs")))
+    if r.get("optimizer_options"):
+        out.append(_options(r["optimizer_options"]))
+    if r.get("then_optimizer"):
+        out.append(f"after epoch {r.get('switched_at_epoch')}: {r['then_optimizer']}")
+        if r.get("then_optimizer_options"):
+            out.append(_options(r["then_optimizer_options"]))
     if r.get("seed", 0) != 0:
         out.append(f"seed {r['seed']}")
     return f" ({'; '.join(out)})" if out else ""

@@ -5,6 +5,8 @@ The README table is made from these files by bench/results_table.py.
 
 Usage: python bench/run_problems.py [NAME ...] [--formulations flux pinn] [--epochs N]
        [--time-budget SECONDS] [--stop-after SECONDS] [--trace-every N] [--out results]
+       [--seed S] [--optimizer NAME] [--optimizer-options JSON]
+       [--then-optimizer NAME --switch-epoch N [--then-optimizer-options JSON]]
 --epochs overrides every problem's default; --time-budget scales each problem's epochs down
 (never up) so that a run ends near that many seconds, from a short timed probe; --stop-after
 ends a run after the first epoch past that many training seconds (fluxkern.training.TimeBudget;
@@ -93,7 +95,19 @@ def main(argv=None) -> int:
     p.add_argument(
         "--optimizer", default=None, help="the flux runs' optimizer (default: the problem's)"
     )
+    p.add_argument("--then-optimizer", default=None, help="the flux runs' second optimizer")
+    p.add_argument("--switch-epoch", type=int, default=None, help="epochs before the switch")
+    p.add_argument("--then-optimizer-options", type=json.loads, default=None, help="JSON, as above")
     args = p.parse_args(argv)
+    switch = {
+        k: v
+        for k, v in {
+            "then_optimizer": args.then_optimizer,
+            "switch_epoch": args.switch_epoch,
+            "then_optimizer_options": args.then_optimizer_options,
+        }.items()
+        if v is not None
+    }
     if args.threads:
         torch.set_num_threads(args.threads)
     names = args.names or problems.names()
@@ -128,6 +142,7 @@ def main(argv=None) -> int:
                     **({"optimizer_options": args.optimizer_options} if opt_kw else {}),
                     **({"optimizer": args.optimizer} if args.optimizer and form == "flux" else {}),
                     **({"seed": args.seed} if args.seed is not None else {}),
+                    **(switch if form == "flux" else {}),
                 )
             except solver.NonFiniteLossError as exc:
                 print(f"   stopped: {exc}", flush=True)

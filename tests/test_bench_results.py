@@ -108,6 +108,14 @@ def test_settings_names_what_differs_from_the_reference_method():
         {"optimizer": "ssbroyden", "optimizer_options": {"curvature_eps": 1e-12}, "seed": 3}
     )
     assert got == " (ssbroyden; curvature_eps 1e-12; seed 3)"
+    switched = {
+        "optimizer": "lbfgs",
+        "then_optimizer": "ssbroyden",
+        "switched_at_epoch": 1200,
+        "then_optimizer_options": {"tolerance_grad": 0},
+    }
+    got = results_table.settings(switched)
+    assert got == " (lbfgs; after epoch 1200: ssbroyden; tolerance_grad 0)"
 
 
 def test_chain_gives_the_second_optimizer_its_options(tmp_path, monkeypatch):

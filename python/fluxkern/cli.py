@@ -52,6 +52,9 @@ def _load_config(path: str) -> dict[str, Any]:
         "lr": (int, float),
         "optimizer": str,
         "optimizer_options": dict,
+        "then_optimizer": str,
+        "then_optimizer_options": dict,
+        "switch_epoch": int,
         "dtype": str,
         "device": str,
         "backend": str,
@@ -134,6 +137,18 @@ def _add_training_options(s: argparse.ArgumentParser) -> None:
         help="primal optimizer; lbfgs: strong Wolfe, max_iter 20, history 100; ssbfgs, "
         "ssbroyden: dense self-scaled quasi-Newton (<= 20000 parameters); gauss_newton: "
         f"Levenberg-Marquardt, flux formulation ({own.format(d.optimizer)})",
+    )
+    s.add_argument(
+        "--then-optimizer",
+        choices=list(SolveOptions.CHOICES["optimizer"]),
+        help="a second optimizer, from --switch-epoch on (e.g. lbfgs, then ssbroyden); its "
+        "options: [then_optimizer_options] in --config (default: none)",
+    )
+    s.add_argument(
+        "--switch-epoch",
+        type=int,
+        metavar="N",
+        help="epochs run with --optimizer before --then-optimizer takes over (default: none)",
     )
     s.add_argument(
         "--lr",
@@ -241,6 +256,8 @@ def _cmd_list() -> int:
 _COMMAND_LINE_OPTIONS = (
     "epochs",
     "optimizer",
+    "then_optimizer",
+    "switch_epoch",
     "lr",
     "dtype",
     "device",
@@ -294,10 +311,11 @@ def _config_toml(problem: Any, opts: Any, sources: dict[str, str], out: str) -> 
     ]
     notes = {
         "lr": "not set: lbfgs uses 1.0, adam 0.001",
+        "then_optimizer": "not set: one optimizer throughout",
         "backend": "not set: the fastest available for the device",
     }
     for key, val in vars(opts).items():
-        if key in ("out", "resume", "dual_options", "optimizer_options"):
+        if key in ("out", "resume", "dual_options", "optimizer_options", "then_optimizer_options"):
             continue
         if val is None:
             lines.append(f"# {key}: {notes.get(key, 'not set')}")
@@ -307,6 +325,13 @@ def _config_toml(problem: Any, opts: Any, sources: dict[str, str], out: str) -> 
     source = sources.get("optimizer_options", "default").replace("\n", " ")
     lines.append(f"\n[optimizer_options]  # {source}; the optimizer's own defaults otherwise")
     lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in opts.optimizer_options.items()]
+    if opts.then_optimizer is not None or opts.then_optimizer_options:
+        source = sources.get("then_optimizer_options", "default").replace("\n", " ")
+        lines.append(
+            f"\n[then_optimizer_options]  # {source}; the optimizer's own defaults otherwise"
+        )
+        opts_then = opts.then_optimizer_options.items()
+        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in opts_then]
     source = sources.get("dual_options", "default").replace("\n", " ")
     lines.append(f"\n[dual_options]  # {source}")
     lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in opts.dual_options.items()]

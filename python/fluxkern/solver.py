@@ -42,6 +42,7 @@ from fluxkern.training import (
     EpochFunction,
     NonFiniteLossError,
     Progress,
+    SwitchOptimizer,
     Trainer,
 )
 
@@ -79,6 +80,12 @@ class SolveOptions:
         optimizer_options: More keyword arguments of the optimizer's constructor (see
             fluxkern.optim), e.g. {"tolerance_grad": 0.0, "curvature_eps": 1e-12} for lbfgs,
             ssbfgs and ssbroyden; they replace the defaults named above.
+        then_optimizer: A second optimizer (same names) that replaces the first after
+            switch_epoch epochs, with its default lr, or None for one optimizer throughout
+            (e.g. lbfgs, then ssbroyden once L-BFGS has slowed down; the Stokes result in
+            README). A resumed run continues with the optimizer its checkpoint was saved with.
+        then_optimizer_options: Keyword options of then_optimizer, as optimizer_options.
+        switch_epoch: The epochs run with the first optimizer when then_optimizer is set.
         dtype: "float32" or "float64".
         device: "cpu" or "cuda".
         backend: None (fastest), "torch", "cpu" or "cuda".
@@ -103,6 +110,9 @@ class SolveOptions:
     optimizer: str = "lbfgs"
     lr: float | None = None
     optimizer_options: dict[str, Any] = field(default_factory=dict)
+    then_optimizer: str | None = None
+    then_optimizer_options: dict[str, Any] = field(default_factory=dict)
+    switch_epoch: int | None = None
     dtype: str = "float64"
     device: str = "cpu"
     backend: str | None = None
@@ -120,6 +130,7 @@ class SolveOptions:
 
     CHOICES = {
         "optimizer": ("lbfgs", "adam", "ssbfgs", "ssbroyden", "gauss_newton"),
+        "then_optimizer": (None, "lbfgs", "adam", "ssbfgs", "ssbroyden", "gauss_newton"),
         "dtype": ("float32", "float64"),
         "device": ("cpu", "cuda"),
         "backend": (None, "torch", "cpu", "cuda"),
@@ -150,10 +161,29 @@ class SolveOptions:
         except TypeError as exc:
             raise ValueError(f"dual_options: {exc}") from None
         check_optimizer_options(self.optimizer, self.optimizer_options)
+        self._validate_switch()
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' asked for, but no CUDA device is available")
         if self.distributed and self.formulation != "flux":
             raise ValueError("distributed training runs the flux formulation only")
+
+    def _validate_switch(self) -> None:
+        """Checks then_optimizer, its options and switch_epoch together."""
+        if self.then_optimizer is None:
+            if self.switch_epoch is not None or self.then_optimizer_options:
+                raise ValueError("switch_epoch and then_optimizer_options need a then_optimizer")
+            return
+        epoch = self.switch_epoch
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+            raise ValueError(
+                f"then_optimizer needs switch_epoch, a non-negative integer; got {epoch!r}"
+            )
+        try:
+            check_optimizer_options(self.then_optimizer, self.then_optimizer_options)
+        except ValueError as exc:
+            raise ValueError(f"then_{exc}") from None
+        if self.distributed:
+            raise ValueError("then_optimizer is not supported with distributed training")
 
 
 def option_names() -> list[str]:
@@ -316,13 +346,41 @@ def make_trainer(problem: Problem, opts: SolveOptions) -> Trainer:
     return Trainer(model, loss, opt, name=name, problem=problem, seed=opts.seed)
 
 
-def _resume(trainer: Trainer, path: str, problem: Problem, opts: SolveOptions) -> None:
-    """Loads out/checkpoint.pt into the trainer.
+def _then_optimizer(opts: SolveOptions) -> SwitchOptimizer | None:
+    """The callback that switches to opts.then_optimizer, or None without one."""
+    name = opts.then_optimizer
+    if name is None:
+        return None
+    assert opts.switch_epoch is not None  # SolveOptions.validate
+    options = dict(opts.then_optimizer_options)
+    return SwitchOptimizer(
+        opts.switch_epoch,
+        lambda t: make_optimizer(name, t.params, t.loss_fn, None, options),
+    )
+
+
+def _resume(
+    trainer: Trainer,
+    path: str,
+    problem: Problem,
+    opts: SolveOptions,
+    switch: SwitchOptimizer | None,
+) -> None:
+    """Loads out/checkpoint.pt into the trainer (with the second optimizer if it was saved
+    after the switch).
 
     Raises:
         RunFileError: No, a damaged or another run's checkpoint; or it does not fit.
     """
     ck = read_checkpoint(path, problem.name, opts.formulation, opts.epochs)
+    if ck.get("switched_at") is not None:
+        if switch is None:
+            raise RunFileError(
+                path,
+                "resume: the checkpoint was saved after a switch of optimizer; give the same "
+                "then_optimizer and switch_epoch",
+            )
+        trainer.set_optimizer(switch.make(trainer))
     try:
         trainer.load_state_dict(ck)
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
@@ -332,11 +390,16 @@ def _resume(trainer: Trainer, path: str, problem: Problem, opts: SolveOptions) -
 
 
 def _fit(
-    trainer: Trainer, opts: SolveOptions, ckpt: Checkpoint | None, extra: list[Callback]
+    trainer: Trainer,
+    opts: SolveOptions,
+    ckpt: Checkpoint | None,
+    extra: list[Callback],
+    switch: SwitchOptimizer | None = None,
 ) -> None:
-    """Runs trainer.fit with the progress line, the checkpoints and the caller's callbacks,
-    and turns Ctrl-C and a non-finite loss into solve()'s errors."""
+    """Runs trainer.fit with the progress line, the switch of optimizer, the checkpoints and
+    the caller's callbacks, and turns Ctrl-C and a non-finite loss into solve()'s errors."""
     cbs: list[Callback] = [Progress(opts.progress)]
+    cbs += [switch] if switch is not None else []
     cbs += [ckpt] if ckpt is not None else []
     try:
         trainer.fit(opts.epochs, cbs + extra)
@@ -369,11 +432,12 @@ def _run(problem: Problem, opts: SolveOptions, callbacks: list[Callback]) -> dic
         meta = {"problem": problem.name, "formulation": opts.formulation}
         ckpt = Checkpoint(os.path.join(opts.out, CHECKPOINT), opts.checkpoint_every, meta)
         ckpt.meta["options"] = dataclasses.asdict(opts)
+    switch = _then_optimizer(opts)
     if opts.resume:
         assert ckpt is not None
-        _resume(trainer, ckpt.path, problem, opts)
+        _resume(trainer, ckpt.path, problem, opts, switch)
         ckpt.last_epoch = trainer.epoch
-    _fit(trainer, opts, ckpt, callbacks)
+    _fit(trainer, opts, ckpt, callbacks, switch)
     if opts.out:  # the trained state first: a failure writing the results keeps it
         atomic_save(
             {
@@ -409,6 +473,9 @@ def _results(
         "stopped_by_callback": trainer.stopped,
         "optimizer": opts.optimizer,
         "optimizer_options": dict(opts.optimizer_options),
+        "then_optimizer": opts.then_optimizer,
+        "then_optimizer_options": dict(opts.then_optimizer_options),
+        "switched_at_epoch": trainer.switched_at,
         "dtype": opts.dtype,
         "device": opts.device,
         "backend": al.backend if al is not None else "torch autograd (PINN)",

@@ -20,6 +20,7 @@ from fluxkern.training.callbacks import (
 )
 from fluxkern.training.history import EpochRecord, History
 from fluxkern.training.resample import Resample
+from fluxkern.training.switch import SwitchOptimizer
 from fluxkern.training.trainer import NonFiniteLossError, Trainer
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "Progress",
     "Resample",
     "StopTraining",
+    "SwitchOptimizer",
     "TimeBudget",
     "Trainer",
 ]

@@ -56,6 +56,8 @@ class Trainer:
         target_epochs: The epochs the current or last fit() asked for.
         stopped: Whether a callback ended the last fit() early.
         stop_reason: Why (a StopTraining message or the callback's class name), or None.
+        switched_at: The epoch after which :meth:`set_optimizer` replaced the optimizer (e.g.
+            by :class:`fluxkern.training.SwitchOptimizer`), or None; kept in checkpoints.
     """
 
     def __init__(
@@ -73,9 +75,8 @@ class Trainer:
         self.al = loss if isinstance(loss, AugmentedLagrangian) else None
         self.name, self.problem, self.seed = name, problem, seed
         self.params = list(model.parameters())
-        self.uses_closure = isinstance(optimizer, (LBFGS, torch.optim.LBFGS)) or getattr(
-            optimizer, "steps_with_closure", False
-        )
+        self.uses_closure = _steps_with_closure(optimizer)
+        self.switched_at: int | None = None
         self.history = History()
         self.epoch, self.target_epochs, self.current_epoch = 0, 0, 1
         self.stopped, self.stop_reason = False, None
@@ -97,6 +98,18 @@ class Trainer:
         self.al = loss if isinstance(loss, AugmentedLagrangian) else None
         if hasattr(self.optimizer, "set_loss"):  # optimizers that evaluate the loss themselves
             self.optimizer.set_loss(loss)
+
+    def set_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
+        """Steps with another optimizer over the same parameters from the next epoch on.
+
+        Records the switch in :attr:`switched_at` (the epochs completed now).
+
+        Args:
+            optimizer: The new optimizer (its own state starts afresh).
+        """
+        self.optimizer = optimizer
+        self.uses_closure = _steps_with_closure(optimizer)
+        self.switched_at = self.epoch
 
     def _dual_update(self, loss: float) -> tuple[float, float, float, float]:
         """The flux form's dual update: loss, max |C|, smallest and largest multiplier."""
@@ -213,10 +226,15 @@ class Trainer:
             "dual": self.al.state_dict() if self.al is not None else None,
             "history": self.history.to_dict(),
             "rng": torch.get_rng_state(),
+            "switched_at": self.switched_at,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restores what :meth:`state_dict` saved (a checkpoint), to continue training.
+
+        The optimizer must be of the kind the state was saved with: after a switch
+        (``state["switched_at"]`` not None) call :meth:`set_optimizer` with the second one
+        first (fluxkern.solve does).
 
         Raises:
             RuntimeError, ValueError, KeyError, TypeError: The state does not fit this trainer
@@ -228,4 +246,12 @@ class Trainer:
             self.al.load_state_dict(state["dual"])
         self.history = History.from_dict(state["history"])
         self.epoch, self.elapsed_before = state["epoch"], state["elapsed_s"]
+        self.switched_at = state.get("switched_at")
         torch.set_rng_state(state["rng"])
+
+
+def _steps_with_closure(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether the optimizer's step takes the loss closure (L-BFGS and fluxkern.optim's)."""
+    return isinstance(optimizer, (LBFGS, torch.optim.LBFGS)) or bool(
+        getattr(optimizer, "steps_with_closure", False)
+    )

@@ -127,7 +127,7 @@ def make_case(name: str, seed: int, dtype: torch.dtype, device: str = "cpu") -> 
     """
     problem = fk.problems.get(name)
     dtype_name = str(dtype).replace("torch.", "")
-    options = solver._make_options(problem, {"dtype": dtype_name, "seed": seed})
+    options = solver.make_options(problem, {"dtype": dtype_name, "seed": seed})
     dev = torch.device(device)
     torch.manual_seed(options.seed)
     model = solver.build_model(problem, "flux", dtype, dev)

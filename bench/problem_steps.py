@@ -168,7 +168,7 @@ def make_case(name: str, dtype: torch.dtype, device: str = "cpu") -> ProblemCase
         The case.
     """
     problem = fk.problems.get(name)
-    options = solver._make_options(problem, {"dtype": str(dtype).replace("torch.", "")})
+    options = solver.make_options(problem, {"dtype": str(dtype).replace("torch.", "")})
     dev = torch.device(device)
     torch.manual_seed(options.seed)  # as solver.make_trainer: seed, model, points
     model = solver.build_model(problem, "flux", dtype, dev)

@@ -1,6 +1,6 @@
 """solve(): a problem's run, composed of a Trainer and its callbacks, with its files and results.
 
-The options of a run are :class:`SolveOptions`; the loop itself is
+The options of a run are :class:`SolveOptions` (:mod:`fluxkern.options`); the loop itself is
 :class:`fluxkern.training.Trainer`, and the run's files are written by :mod:`fluxkern.runfiles`.
 """
 
@@ -11,7 +11,6 @@ import os
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,10 +18,10 @@ import torch
 from torch import Tensor, nn
 
 import fluxkern
-from fluxkern.duals import make_rule
 from fluxkern.lagrangian import AugmentedLagrangian
 from fluxkern.nn import MLP
-from fluxkern.optim.by_name import check_optimizer_options, make_optimizer
+from fluxkern.optim.by_name import make_optimizer
+from fluxkern.options import SolveOptions, effective_options, make_options, option_names
 from fluxkern.problems.base import Problem
 from fluxkern.runfiles import (
     CHECKPOINT,
@@ -35,7 +34,7 @@ from fluxkern.runfiles import (
     write_file,
     write_json,
 )
-from fluxkern.settings import MATMUL_PRECISIONS, matmul_precision
+from fluxkern.settings import matmul_precision
 from fluxkern.training import (
     Callback,
     Checkpoint,
@@ -54,6 +53,7 @@ __all__ = [
     "RunFileError",
     "SolveOptions",
     "effective_options",
+    "make_options",
     "make_trainer",
     "option_names",
     "solve",
@@ -62,167 +62,6 @@ __all__ = [
 
 class InterruptedRun(KeyboardInterrupt):
     """Ctrl-C during training; says where the last checkpoint is."""
-
-
-@dataclass
-class SolveOptions:
-    """Options of a run (a problem's defaults fill what is not given).
-
-    Attributes:
-        epochs: Outer iterations: one primal step and one dual update each.
-        optimizer: "lbfgs" (strong Wolfe, max_iter 20, history 100), "adam", "ssbfgs" or
-            "ssbroyden" (dense self-scaled quasi-Newton, strong Wolfe, max_iter 20; at most
-            20000 parameters) or "gauss_newton" (Levenberg-Marquardt on the generalised
-            Gauss-Newton model, 5 iterations per epoch; flux formulation only). See
-            fluxkern.optim.
-        lr: Learning rate (default 1.0 for L-BFGS and the quasi-Newton ones, 1e-3 for Adam;
-            gauss_newton takes none).
-        optimizer_options: More keyword arguments of the optimizer's constructor (see
-            fluxkern.optim), e.g. {"tolerance_grad": 0.0, "curvature_eps": 1e-12} for lbfgs,
-            ssbfgs and ssbroyden; they replace the defaults named above.
-        then_optimizer: A second optimizer (same names) that replaces the first after
-            switch_epoch epochs, with its default lr, or None for one optimizer throughout
-            (e.g. lbfgs, then ssbroyden once L-BFGS has slowed down; the Stokes result in
-            README). A resumed run continues with the optimizer its checkpoint was saved with.
-        then_optimizer_options: Keyword options of then_optimizer, as optimizer_options.
-        switch_epoch: The epochs run with the first optimizer when then_optimizer is set.
-        dtype: "float32" or "float64".
-        device: "cpu" or "cuda".
-        backend: None (fastest), "torch", "cpu" or "cuda".
-        seed: Seed of the network initialisation and of the points.
-        formulation: "flux" (augmented Lagrangian) or "pinn" (second-order, plain penalties).
-        dual: Dual rule: "rmsprop", "pecann" or "capu".
-        dual_options: Options of the dual rule.
-        matmul_precision: "ieee" (default) or "tf32": precision of the fused ops' float32 GEMMs
-            on CUDA during the run (:func:`fluxkern.set_matmul_precision`; no effect on CPU or
-            float64).
-        checkpoint_every: Epochs between checkpoints (when `out` is set).
-        out: Output folder, or None for no files.
-        resume: Continue from out/checkpoint.pt.
-        progress: Show a progress line on stderr.
-        plots: Write PNG plots into `out`.
-        distributed: Data-parallel over the ranks of a torch.distributed process group (one
-            started by torchrun, or by the caller): each rank trains on its shard of the
-            points, rank 0 writes the files (fluxkern.distributed; flux formulation only).
-    """
-
-    epochs: int = 1000
-    optimizer: str = "lbfgs"
-    lr: float | None = None
-    optimizer_options: dict[str, Any] = field(default_factory=dict)
-    then_optimizer: str | None = None
-    then_optimizer_options: dict[str, Any] = field(default_factory=dict)
-    switch_epoch: int | None = None
-    dtype: str = "float64"
-    device: str = "cpu"
-    backend: str | None = None
-    seed: int = 0
-    formulation: str = "flux"
-    dual: str = "rmsprop"
-    dual_options: dict[str, float] = field(default_factory=dict)
-    matmul_precision: str = "ieee"
-    checkpoint_every: int = 100
-    out: str | None = None
-    resume: bool = False
-    progress: bool = True
-    plots: bool = True
-    distributed: bool = False
-
-    CHOICES = {
-        "optimizer": ("lbfgs", "adam", "ssbfgs", "ssbroyden", "gauss_newton"),
-        "then_optimizer": (None, "lbfgs", "adam", "ssbfgs", "ssbroyden", "gauss_newton"),
-        "dtype": ("float32", "float64"),
-        "device": ("cpu", "cuda"),
-        "backend": (None, "torch", "cpu", "cuda"),
-        "formulation": ("flux", "pinn"),
-        "dual": ("rmsprop", "pecann", "capu"),
-        "matmul_precision": MATMUL_PRECISIONS,
-    }
-
-    def validate(self) -> None:
-        """Raises ValueError naming a bad option and its valid choices."""
-        for key, choices in self.CHOICES.items():
-            val = getattr(self, key)
-            if val not in choices:
-                shown = ", ".join(str(c) for c in choices if c is not None)
-                raise ValueError(f"{key} must be one of {shown}; got {val!r}")
-        if not isinstance(self.epochs, int) or self.epochs < 0:
-            raise ValueError(f"epochs must be a non-negative integer; got {self.epochs!r}")
-        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
-            raise ValueError(
-                f"checkpoint_every must be a positive integer; got {self.checkpoint_every!r}"
-            )
-        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number; got {self.lr!r}")
-        if self.resume and not self.out:
-            raise ValueError("resume needs an output folder (out) holding checkpoint.pt")
-        try:
-            make_rule(self.dual, **self.dual_options)
-        except TypeError as exc:
-            raise ValueError(f"dual_options: {exc}") from None
-        check_optimizer_options(self.optimizer, self.optimizer_options)
-        self._validate_switch()
-        if self.device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device 'cuda' asked for, but no CUDA device is available")
-        if self.distributed and self.formulation != "flux":
-            raise ValueError("distributed training runs the flux formulation only")
-
-    def _validate_switch(self) -> None:
-        """Checks then_optimizer, its options and switch_epoch together."""
-        if self.then_optimizer is None:
-            if self.switch_epoch is not None or self.then_optimizer_options:
-                raise ValueError("switch_epoch and then_optimizer_options need a then_optimizer")
-            return
-        epoch = self.switch_epoch
-        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
-            raise ValueError(
-                f"then_optimizer needs switch_epoch, a non-negative integer; got {epoch!r}"
-            )
-        try:
-            check_optimizer_options(self.then_optimizer, self.then_optimizer_options)
-        except ValueError as exc:
-            raise ValueError(f"then_{exc}") from None
-        if self.distributed:
-            raise ValueError("then_optimizer is not supported with distributed training")
-
-
-def option_names() -> list[str]:
-    """The names of the SolveOptions fields, in declaration order."""
-    return [f.name for f in dataclasses.fields(SolveOptions)]
-
-
-def _make_options(problem: Problem, overrides: dict[str, Any]) -> SolveOptions:
-    valid = set(option_names())
-    merged: dict[str, Any] = {k: v for k, v in problem.defaults.items() if k in valid}
-    for k, v in overrides.items():
-        if k not in valid:
-            raise ValueError(f"unknown option {k!r}; valid: {', '.join(sorted(valid))}")
-        if v is not None or k == "backend":
-            merged[k] = v
-    opts = SolveOptions(**merged)
-    opts.validate()
-    return opts
-
-
-def effective_options(problem: Problem | str, **options: Any) -> SolveOptions:
-    """The options solve(problem, **options) runs with: the problem's defaults, then options.
-
-    Args:
-        problem: A Problem or a registered name.
-        **options: Fields of SolveOptions.
-
-    Returns:
-        The validated options.
-
-    Raises:
-        ValueError: A bad option, or a PINN formulation for a problem without one.
-    """
-    if isinstance(problem, str):
-        problem = fluxkern.problems.resolve(problem)
-    opts = _make_options(problem, options)
-    if opts.formulation == "pinn" and not problem.has_pinn():
-        raise ValueError(f"problem {problem.name!r} has no PINN form")
-    return opts
 
 
 def versions() -> dict[str, str]:

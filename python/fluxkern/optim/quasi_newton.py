@@ -186,12 +186,7 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
             hy = (hs @ y).mul_(c)  # [P]
         yhy = float(y.dot(hy))
         if not (yhy > 0.0 and math.isfinite(yhy)):  # H lost positive definiteness (rounding)
-            state["resets"] = state.get("resets", 0) + 1
-            hs.zero_()
-            hs.diagonal().fill_(1.0)
-            c = sy / float(y.dot(y))  # H_0 of the first update, from this pair
-            hy = y.mul(c)
-            p = None if g_new is None else g_new.clone()
+            c, hy, p = _restart_h(state, sy, y, g_new)
             yhy = float(y.dot(hy))
         # s.B s with B = H^-1: B s = t B d = -t g_old (B of the H that gave d; / gamma for the
         # rescaled H_0)
@@ -199,17 +194,7 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         tau, phi = 1.0, 1.0
         if self.param_groups[0]["self_scaling"]:
             tau, phi = self.scalars(b, h, s.numel())
-        # (1 / tau) [H - Hy Hy^T / yHy + phi v v^T] + s s^T / sy, v = a s - Hy / sqrt(yHy),
-        # a = sqrt(yHy) / sy, in the basis U = [Hy, s]
-        cross = -phi / (tau * sy)
-        mat = torch.tensor(
-            [
-                [(phi - 1.0) / (tau * yhy), cross],
-                [cross, phi * yhy / (tau * sy * sy) + 1.0 / sy],
-            ],
-            dtype=hs.dtype,
-            device=hs.device,
-        )  # [2, 2] M
+        mat = _update_matrix(tau, phi, sy, yhy, hs)  # [2, 2] M
         basis = torch.stack([hy, s], 1)  # [P, 2] U
         c_new = c / tau
         hs.addmm_(basis, (mat / c_new) @ basis.t())  # H_s += U (M / c_new) U^T
@@ -344,3 +329,31 @@ class SSBroyden(_DenseQuasiNewton):
         base = rho_plus * sigma ** (-1.0 / max(n - 1, 1))
         tau = min(base, 1.0 / theta) if theta > 0 else min(base, sigma)
         return tau, phi
+
+
+def _restart_h(
+    state: dict[str, Any], sy: float, y: Tensor, g_new: Tensor | None
+) -> tuple[float, Tensor, Tensor | None]:
+    """Restarts H_s at the identity (counted in state["resets"]) with the scale of a first
+    update from the pair: returns that scale c, H y [P] and H_s g_new [P] (or None)."""
+    hs: Tensor = state["H"]  # [P, P]
+    state["resets"] = state.get("resets", 0) + 1
+    hs.zero_()
+    hs.diagonal().fill_(1.0)
+    c = sy / float(y.dot(y))  # H_0 of the first update, from this pair
+    return c, y.mul(c), None if g_new is None else g_new.clone()
+
+
+def _update_matrix(tau: float, phi: float, sy: float, yhy: float, like: Tensor) -> Tensor:
+    """M [2, 2] of the update H+ = H / tau + U M U^T in the basis U = [H y, s]:
+    (1 / tau) [H - Hy Hy^T / yHy + phi v v^T] + s s^T / sy, v = a s - Hy / sqrt(yHy),
+    a = sqrt(yHy) / sy."""
+    cross = -phi / (tau * sy)
+    return torch.tensor(
+        [
+            [(phi - 1.0) / (tau * yhy), cross],
+            [cross, phi * yhy / (tau * sy * sy) + 1.0 / sy],
+        ],
+        dtype=like.dtype,
+        device=like.device,
+    )

@@ -75,6 +75,15 @@ class Trace(Callback):
             self.record(trainer)
 
 
+def with_overrides(prob: problems.Problem, overrides: dict) -> problems.Problem:
+    """The problem with some of its defaults (and width / depth) replaced."""
+    rest = dict(overrides)
+    prob.width = rest.pop("width", prob.width)
+    prob.depth = rest.pop("depth", prob.depth)
+    prob.defaults = {**prob.defaults, **rest}
+    return prob
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("names", nargs="*", help="problems (default: all)")
@@ -98,7 +107,21 @@ def main(argv=None) -> int:
     p.add_argument("--then-optimizer", default=None, help="the flux runs' second optimizer")
     p.add_argument("--switch-epoch", type=int, default=None, help="epochs before the switch")
     p.add_argument("--then-optimizer-options", type=json.loads, default=None, help="JSON, as above")
+    p.add_argument(
+        "--problem-default",
+        action="append",
+        default=[],
+        metavar="KEY=JSON",
+        help="replace one of the problems' defaults (points, ic_form, ...), e.g. n_interior=8000"
+        " or ic_form='\"squared\"'; width=N and depth=N set the network; repeatable",
+    )
     args = p.parse_args(argv)
+    overrides = {}
+    for item in args.problem_default:
+        key, sep, val = item.partition("=")
+        if not sep:
+            p.error(f"--problem-default takes KEY=JSON; got {item!r}")
+        overrides[key] = json.loads(val)
     switch = {
         k: v
         for k, v in {
@@ -112,7 +135,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     names = args.names or problems.names()
     for name in names:
-        prob = problems.get(name)
+        prob = with_overrides(problems.get(name), overrides)
         for form in args.formulations:
             if form == "pinn" and not prob.has_pinn():
                 continue
@@ -125,7 +148,7 @@ def main(argv=None) -> int:
                 epochs = max(probe, min(epochs, int(args.time_budget / per_epoch)))
             out = os.path.join(args.out, name, form)
             print(f"== {name} ({form}): {epochs} epochs -> {out}", flush=True)
-            prob = problems.get(name)
+            prob = with_overrides(problems.get(name), overrides)
             traced = args.trace_every and form == "flux"
             opt_kw = args.optimizer_options is not None and form == "flux"
             trace = Trace(prob, args.trace_every, out) if traced else None
@@ -147,9 +170,12 @@ def main(argv=None) -> int:
             except solver.NonFiniteLossError as exc:
                 print(f"   stopped: {exc}", flush=True)
                 continue
+            if overrides:
+                res["problem_overrides"] = overrides
             if trace is not None:
                 res["trajectory"] = trace.points
                 res["trace_eval_s"] = trace.excluded  # included in wall_time_s
+            if trace is not None or overrides:
                 tmp = os.path.join(out, "results.json.tmp")
                 with open(tmp, "w") as f:
                     json.dump(res, f, indent=2)

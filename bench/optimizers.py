@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import long_runs  # noqa: E402
 from fluxkern import problems, solver  # noqa: E402
 from fluxkern.training import Callback, EpochRecord, Trainer  # noqa: E402
 
@@ -181,6 +182,7 @@ def report(out_dir: str) -> str:
         lines.append("")
         _plot(os.path.join(out_dir, f"{name}.png"), name, key, runs, ref)
         lines += [f"![{name}]({name}.png)", ""]
+    lines += long_runs.section(out_dir)
     lines += _chain_lines(chains)
     lines += _continue_lines(continued)
     text = "\n".join(lines)

@@ -133,3 +133,48 @@ def test_chain_gives_the_second_optimizer_its_options(tmp_path, monkeypatch):
     assert optimizer_chain.main(argv) == 0
     assert made == [("ssbroyden", {"curvature_eps": 1e-12, "tolerance_grad": 0})]
     assert json.load(open(out))["second_options"] == {"curvature_eps": 1e-12, "tolerance_grad": 0}
+
+
+def test_run_problems_switch_and_problem_defaults_reach_the_run(tmp_path):
+    argv = ["poisson", "--formulations", "flux", "--epochs", "4", "--trace-every", "2"]
+    argv += ["--then-optimizer", "ssbroyden", "--switch-epoch", "2"]
+    argv += ["--problem-default", "width=8", "--problem-default", "n_interior=64"]
+    assert run_problems.main([*argv, "--out", str(tmp_path), "--threads", "1"]) == 0
+    res = json.load(open(os.path.join(str(tmp_path), "poisson", "flux", "results.json")))
+    assert res["switched_at_epoch"] == 2 and res["then_optimizer"] == "ssbroyden"
+    assert res["net"][1] == 8 and res["problem_overrides"] == {"width": 8, "n_interior": 64}
+    with pytest.raises(SystemExit):
+        run_problems.main(["poisson", "--problem-default", "width"])
+
+
+def test_long_runs_tabulates_and_plots_copied_results(tmp_path):
+    import long_runs
+
+    def run(opt, errs):
+        traj = [
+            {"epoch": 10 * (i + 1), "train_s": 2.0**i, "errors": {"u": e}}
+            for i, e in enumerate(errs)
+        ]
+        return {
+            "problem": "helmholtz",
+            "optimizer": opt,
+            "trajectory": traj,
+            "reference": {"errors": {"u": 2.8e-4}},
+            "machine": {"cpu": "X"},
+        }
+
+    src = tmp_path / "a.json"
+    src.write_text(json.dumps(run("lbfgs", [1e-1, 1e-2, 3e-3])))
+    out = str(tmp_path / "out")
+    assert long_runs.main([str(src), "lbfgs", "--out", out, "--note", "busy"]) == 0
+    src.write_text(json.dumps(run("ssbroyden", [1e-2, 2e-4, 5e-6])))
+    assert long_runs.main([str(src), "ssb", "--out", out]) == 0
+    text = open(os.path.join(out, "README.md")).read()
+    rows = [ln for ln in text.splitlines() if ln.startswith("| lbfgs") or ln.startswith("| ssb")]
+    # t(2.8e-4), t(1e-3), t(1e-4), t(1e-5): lbfgs reaches none, ssbroyden the first two at 2 s
+    assert rows[0].split(" | ")[5:9] == ["-", "-", "-", "-"] and "busy" in rows[0]
+    assert rows[1].split(" | ")[5:9] == ["2.0 s", "2.0 s", "4.0 s", "4.0 s"]
+    assert os.path.exists(os.path.join(out, "long-helmholtz.png"))
+    src.write_text(json.dumps({"problem": "poisson", "trajectory": []}))
+    with pytest.raises(SystemExit):
+        long_runs.main([str(src), "empty", "--out", out])

@@ -85,7 +85,8 @@ def _options(opts: dict[str, Any]) -> str:
 
 
 def settings(r: dict[str, Any]) -> str:
-    """What a flux run changed from the reference's method: optimizer(s), options, seed."""
+    """What a flux run changed from the reference's method: optimizer(s), options, seed and
+    problem defaults (bench/run_problems.py --problem-default)."""
     out = []
     if r.get("optimizer", "lbfgs") != "lbfgs" or r.get("then_optimizer"):
         out.append(str(r.get("optimizer", "lbfgs")))
@@ -97,6 +98,8 @@ def settings(r: dict[str, Any]) -> str:
             out.append(_options(r["then_optimizer_options"]))
     if r.get("seed", 0) != 0:
         out.append(f"seed {r['seed']}")
+    if r.get("problem_overrides"):
+        out.append(_options(r["problem_overrides"]))
     return f" ({'; '.join(out)})" if out else ""
 
 

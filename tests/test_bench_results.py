@@ -116,6 +116,8 @@ def test_settings_names_what_differs_from_the_reference_method():
     }
     got = results_table.settings(switched)
     assert got == " (lbfgs; after epoch 1200: ssbroyden; tolerance_grad 0)"
+    got = results_table.settings({"problem_overrides": {"n_interior": 10000, "ic_form": "squared"}})
+    assert got == " (n_interior 10000, ic_form squared)"
 
 
 def test_chain_gives_the_second_optimizer_its_options(tmp_path, monkeypatch):

@@ -86,6 +86,10 @@ def test_resume_after_a_switch_without_it_is_refused(tmp_path):
             {"then_optimizer": "ssbroyden", "switch_epoch": 1, "then_optimizer_options": {"x": 1}},
             "then_optimizer_options: ssbroyden takes no 'x'",
         ),
+        (
+            {"then_optimizer": "ssbroyden", "switch_epoch": 1, "distributed": True},
+            "not supported with distributed",
+        ),
     ],
 )
 def test_bad_switch_options_are_refused(options, match):

@@ -26,9 +26,21 @@ from results_table import settings  # noqa: E402
 
 
 def label(run: dict[str, Any]) -> str:
-    """The optimizer(s) and options of a run, as in the README's results table."""
+    """The optimizer(s), options and changed problem defaults of a run (as in the README's
+    results table, with L-BFGS named)."""
     text = settings({**run, "seed": 0}).strip(" ()")
-    return text or "lbfgs (the reference's settings)"
+    if run.get("optimizer", "lbfgs") == "lbfgs" and not run.get("then_optimizer"):
+        return "lbfgs; " + text if text else "lbfgs (the reference's settings)"
+    return text
+
+
+def short_label(run: dict[str, Any]) -> str:
+    """The plot's legend: the optimizer(s) and changed problem defaults (no optimizer options)."""
+    text = run.get("optimizer", "lbfgs")
+    if run.get("then_optimizer"):
+        text += f" -> {run['then_optimizer']} (epoch {run.get('switched_at_epoch')})"
+    over = run.get("problem_overrides") or {}
+    return text + ("; " + ", ".join(f"{k} {v}" for k, v in over.items()) if over else "")
 
 
 def load(long_dir: str) -> dict[str, list[dict[str, Any]]]:
@@ -98,7 +110,7 @@ def _plot(path: str, name: str, key: str, group: list[dict[str, Any]], ref: floa
     for r in group:
         pts = [p for p in r["trajectory"] if p["train_s"] > 0 and key in p["errors"]]
         xs, ys = [p["train_s"] for p in pts], [p["errors"][key] for p in pts]
-        ax.loglog(xs, ys, "-", lw=1.5, label=label(r)[:60])
+        ax.loglog(xs, ys, "-", lw=1.5, label=short_label(r))
     if ref:
         ax.axhline(ref, color="gray", ls="--", lw=1, label="reference")
     ax.set_xlabel("training seconds")

@@ -215,6 +215,9 @@ problem = declare(
     eval_grid=(101, 101),
     width=20,
     depth=6,
+    # The reference's points. They limit the accuracy: the reference code, fluxkern's L-BFGS and
+    # ssbroyden all level off 0.022-0.028 (u) from Ghia's centreline; with n_interior 10000 and
+    # n_face 512 ssbroyden reaches 0.0088 / 0.0051 (u / v) in 10 min (README, results/cavity).
     defaults=method_defaults(20000, eta=1e-2, n_interior=2500, n_face=128),
     reference=reference_run(
         {},

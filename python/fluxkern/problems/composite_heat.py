@@ -103,7 +103,10 @@ problem = declare(
     width=20,
     depth=4,
     # The reference code used the signed error u - u_ic for the initial condition (and the
-    # squared error for every other constraint); ic_form "squared" is the alternative.
+    # squared error for every other constraint); ic_form "squared" is the alternative, needed
+    # with ssbroyden (a signed constraint leaves the Lagrangian unbounded below within an epoch).
+    # With 4x the points and ic_form "squared" ssbroyden reaches u 5.7e-4 / sigma 2.2e-4 in
+    # 15 min (README, results/composite_heat); with these points it over-fits from u ~5e-3.
     defaults=method_defaults(10000, n_interior=2028, n_side=512, n_initial=512, ic_form="signed"),
     reference=reference_run(
         {"u": 4.2e-3, "sigma": 1.5e-3},

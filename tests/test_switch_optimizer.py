@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import pytest
 import torch
@@ -138,3 +139,18 @@ def test_cli_switch_and_config(tmp_path, monkeypatch, capsys):
     assert "[then_optimizer_options]" in text and "max_iter = 4" in text
     assert cli.main(["solve", "poisson", "--switch-epoch", "2", "--no-progress"]) == 2
     assert "need a then_optimizer" in capsys.readouterr().err
+
+
+def test_dense_quasi_newton_with_a_signed_constraint_warns():
+    p = problems.get("composite_heat")  # its initial condition is signed by default
+    with pytest.warns(UserWarning, match="signed constraint.*initial"):
+        solver.make_trainer(p, solver.effective_options(p, optimizer="ssbroyden"))
+    with pytest.warns(UserWarning, match="ssbroyden"):
+        opts = solver.effective_options(p, then_optimizer="ssbroyden", switch_epoch=3)
+        solver.make_trainer(p, opts)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        solver.make_trainer(p, solver.effective_options(p))  # lbfgs: no warning
+        q = problems.get("composite_heat")
+        q.defaults = {**q.defaults, "ic_form": "squared"}
+        solver.make_trainer(q, solver.effective_options(q, optimizer="ssbroyden"))

@@ -10,6 +10,7 @@ import dataclasses
 import os
 import platform
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -178,11 +179,28 @@ def make_trainer(problem: Problem, opts: SolveOptions) -> Trainer:
         loss = AugmentedLagrangian(
             model, terms, dual=opts.dual, backend=opts.backend, **opts.dual_options
         )
+        _warn_signed_with_long_steps(loss, opts)
     else:
         loss = problem.pinn_loss(model, opts.seed, dtype, device)
     opt = make_optimizer(opts.optimizer, params, loss, opts.lr, opts.optimizer_options)
     name = f"{problem.name} ({opts.formulation})"
     return Trainer(model, loss, opt, name=name, problem=problem, seed=opts.seed)
+
+
+def _warn_signed_with_long_steps(al: AugmentedLagrangian, opts: SolveOptions) -> None:
+    """Warns when a dense quasi-Newton optimizer meets a signed constraint."""
+    dense = {opts.optimizer, opts.then_optimizer} & {"ssbfgs", "ssbroyden"}
+    signed = [t.name for t in al.terms if getattr(t, "form", "squared") == "signed"]
+    if dense and signed:
+        warnings.warn(
+            f"{', '.join(sorted(dense))} with the signed constraint(s) {', '.join(signed)}: with "
+            "the multipliers fixed during an epoch the augmented Lagrangian is linear in a signed "
+            "residual, unbounded below, and long quasi-Newton steps can follow it until the run "
+            "diverges (composite_heat's signed initial condition does); use form='squared' "
+            "(composite_heat: ic_form 'squared') or lbfgs",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _then_optimizer(opts: SolveOptions) -> SwitchOptimizer | None:

@@ -59,7 +59,9 @@ def load(long_dir: str) -> dict[str, list[dict[str, Any]]]:
 
 def section(out_dir: str) -> list[str]:
     """Markdown lines for the long runs (plots written beside); [] when there are none."""
-    from optimizers import PRIMARY, THRESHOLDS, _fmt, first_time_below  # its report calls this
+    from optimizers import PRIMARY, THRESHOLDS, _fmt, first_time_below, table_head
+
+    columns = ["optimizer", "date", "epochs", "train s", "final error"]
 
     runs = load(os.path.join(out_dir, "long"))
     if not runs:
@@ -78,10 +80,7 @@ def section(out_dir: str) -> list[str]:
         out += [
             f"### {name} (error of {key}; reference {_fmt(ref) if ref else 'none'})",
             "",
-            "| optimizer | date | epochs | train s | final error | "
-            + " | ".join(f"t({_fmt(lv)})" for lv in levels)
-            + " | machine, note |",
-            "|---" * (6 + len(levels)) + "|",
+            *table_head(columns, levels, "machine, note"),
         ]
         for r in group:
             pts = r["trajectory"]

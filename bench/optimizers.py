@@ -124,6 +124,12 @@ def _fmt(x: float | None, unit: str = "") -> str:
     return f"{x:.1f}{unit}" if unit else f"{x:.2e}"
 
 
+def table_head(columns: list[str], levels: list[float], last: str) -> list[str]:
+    """A markdown table's header and rule: the columns, t(level) per level, then `last`."""
+    names = [*columns, *(f"t({_fmt(lv)})" for lv in levels), last]
+    return ["| " + " | ".join(names) + " |", "|---" * len(names) + "|"]
+
+
 def report(out_dir: str) -> str:
     """Writes README.md and one PNG per problem from the JSON files in out_dir; returns the
     markdown."""
@@ -160,10 +166,9 @@ def report(out_dir: str) -> str:
             f"optimizer, seed {data['seed']}, torch {data['versions'].get('torch', '?')}; "
             f"run {data['date']}." + (f" {data['note']}" if data.get("note") else ""),
             "",
-            "| optimizer | epochs | train s | final error | best error | "
-            + " | ".join(f"t({_fmt(lv)})" for lv in levels)
-            + " | note |",
-            "|---" * (6 + len(levels)) + "|",
+            *table_head(
+                ["optimizer", "epochs", "train s", "final error", "best error"], levels, "note"
+            ),
         ]
         for r in runs:
             pts = r["trajectory"]

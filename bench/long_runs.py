@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from results_table import settings  # noqa: E402
+from results_table import options_text, settings  # noqa: E402
 
 
 def label(run: dict[str, Any]) -> str:
@@ -39,8 +39,8 @@ def short_label(run: dict[str, Any]) -> str:
     text = run.get("optimizer", "lbfgs")
     if run.get("then_optimizer"):
         text += f" -> {run['then_optimizer']} (epoch {run.get('switched_at_epoch')})"
-    over = run.get("problem_overrides") or {}
-    return text + ("; " + ", ".join(f"{k} {v}" for k, v in over.items()) if over else "")
+    over = run.get("problem_overrides")
+    return text + (f"; {options_text(over)}" if over else "")
 
 
 def load(long_dir: str) -> dict[str, list[dict[str, Any]]]:

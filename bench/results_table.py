@@ -78,7 +78,8 @@ def _final_errors(r: dict) -> dict[str, float]:
     return errs
 
 
-def _options(opts: dict[str, Any]) -> str:
+def options_text(opts: dict[str, Any]) -> str:
+    """Options as "key value, key value" (numbers in %g)."""
     return ", ".join(
         f"{k} {v:g}" if isinstance(v, float | int) else f"{k} {v}" for k, v in opts.items()
     )
@@ -91,15 +92,15 @@ def settings(r: dict[str, Any]) -> str:
     if r.get("optimizer", "lbfgs") != "lbfgs" or r.get("then_optimizer"):
         out.append(str(r.get("optimizer", "lbfgs")))
     if r.get("optimizer_options"):
-        out.append(_options(r["optimizer_options"]))
+        out.append(options_text(r["optimizer_options"]))
     if r.get("then_optimizer"):
         out.append(f"after epoch {r.get('switched_at_epoch')}: {r['then_optimizer']}")
         if r.get("then_optimizer_options"):
-            out.append(_options(r["then_optimizer_options"]))
+            out.append(options_text(r["then_optimizer_options"]))
     if r.get("seed", 0) != 0:
         out.append(f"seed {r['seed']}")
     if r.get("problem_overrides"):
-        out.append(_options(r["problem_overrides"]))
+        out.append(options_text(r["problem_overrides"]))
     return f" ({'; '.join(out)})" if out else ""
 
 

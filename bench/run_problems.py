@@ -122,15 +122,12 @@ def main(argv=None) -> int:
         if not sep:
             p.error(f"--problem-default takes KEY=JSON; got {item!r}")
         overrides[key] = json.loads(val)
-    switch = {
-        k: v
-        for k, v in {
-            "then_optimizer": args.then_optimizer,
-            "switch_epoch": args.switch_epoch,
-            "then_optimizer_options": args.then_optimizer_options,
-        }.items()
-        if v is not None
+    given = {
+        "then_optimizer": args.then_optimizer,
+        "switch_epoch": args.switch_epoch,
+        "then_optimizer_options": args.then_optimizer_options,
     }
+    switch = {k: v for k, v in given.items() if v is not None}
     if args.threads:
         torch.set_num_threads(args.threads)
     names = args.names or problems.names()

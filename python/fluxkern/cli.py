@@ -300,6 +300,13 @@ def _toml_key(key: str) -> str:
     return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
 
 
+def _toml_table(name: str, values: dict[str, Any], sources: dict[str, str], note: str) -> list:
+    """A TOML table of options with the source of its values in a comment after the header."""
+    source = sources.get(name, "default").replace("\n", " ")
+    head = [f"\n[{name}]  # {source}{note}"]
+    return head + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items()]
+
+
 def _config_toml(problem: Any, opts: Any, sources: dict[str, str], out: str) -> str:
     """The effective options as a TOML config (what --config accepts), with their sources."""
     from fluxkern.duals import RULES
@@ -315,26 +322,18 @@ def _config_toml(problem: Any, opts: Any, sources: dict[str, str], out: str) -> 
         "backend": "not set: the fastest available for the device",
     }
     for key, val in vars(opts).items():
-        if key in ("out", "resume", "dual_options", "optimizer_options", "then_optimizer_options"):
+        if key in ("out", "resume") or isinstance(val, dict):  # the tables come after
             continue
         if val is None:
             lines.append(f"# {key}: {notes.get(key, 'not set')}")
         else:
             source = sources.get(key, "default").replace("\n", " ")
             lines.append(f"{key} = {_toml_value(val)}  # {source}")
-    source = sources.get("optimizer_options", "default").replace("\n", " ")
-    lines.append(f"\n[optimizer_options]  # {source}; the optimizer's own defaults otherwise")
-    lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in opts.optimizer_options.items()]
+    own = "; the optimizer's own defaults otherwise"
+    lines += _toml_table("optimizer_options", opts.optimizer_options, sources, own)
     if opts.then_optimizer is not None or opts.then_optimizer_options:
-        source = sources.get("then_optimizer_options", "default").replace("\n", " ")
-        lines.append(
-            f"\n[then_optimizer_options]  # {source}; the optimizer's own defaults otherwise"
-        )
-        opts_then = opts.then_optimizer_options.items()
-        lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in opts_then]
-    source = sources.get("dual_options", "default").replace("\n", " ")
-    lines.append(f"\n[dual_options]  # {source}")
-    lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in opts.dual_options.items()]
+        lines += _toml_table("then_optimizer_options", opts.then_optimizer_options, sources, own)
+    lines += _toml_table("dual_options", opts.dual_options, sources, "")
     unset = {k: v for k, v in RULES[opts.dual].DEFAULTS.items() if k not in opts.dual_options}
     if unset:
         shown = ", ".join(f"{k} = {v!r}" for k, v in unset.items())

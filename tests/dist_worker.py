@@ -19,6 +19,7 @@ import torch
 
 import fluxkern as fk
 from fluxkern import problems
+from fluxkern.distributed import end_process
 from fluxkern.geometry import Rectangle, periodic_pairs
 
 
@@ -109,4 +110,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    end_process(code)  # what `fluxkern solve` does at the end of a rank (returns only if no group)
+    raise SystemExit(code)

@@ -26,7 +26,7 @@ import torch
 import dist_worker
 from fluxkern import solver
 from fluxkern.blocks import Constraint
-from fluxkern.distributed import shard_block, shard_range
+from fluxkern.distributed import end_process, shard_block, shard_range, shutdown
 from fluxkern.expr import outputs
 from fluxkern.training import Resample
 from matrix import TOL, rel_err
@@ -307,3 +307,12 @@ def test_distributed_needs_a_process_group(monkeypatch):
         run_single("", epochs=1, distributed=True)
     with pytest.raises(ValueError, match="flux formulation only"):
         run_single("", epochs=1, distributed=True, formulation="pinn")
+
+
+def test_end_process_returns_without_a_group_of_fluxkerns():
+    """end_process ends only processes where fluxkern made the group (a test process has none);
+    in the workers above it ends every rank, and their exit codes (0, or 3 after an error) are
+    the ones asserted there."""
+    assert not torch.distributed.is_initialized()
+    end_process(5)  # would end pytest with exit code 5 if it did not return
+    shutdown()  # no group: nothing to do

@@ -487,7 +487,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "list":
             return _cmd_list()
         if args.command == "solve":
-            return _cmd_solve(args)
+            code = _cmd_solve(args)
+            if argv is None and "fluxkern.distributed" in sys.modules:  # a launched rank
+                from fluxkern.distributed import end_process
+
+                end_process(code)  # skips torch's teardown if a process group was made here
+            return code
         if args.command == "diagnose":
             return _cmd_diagnose(args)
         parser.print_help(sys.stderr)

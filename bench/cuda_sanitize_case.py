@@ -22,6 +22,7 @@ import torch
 
 import fluxkern
 from fluxkern import reference
+from fluxkern.nn import MlpSpec
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -51,7 +52,7 @@ def case(n, d, width, depth, m, act: str, dtype: torch.dtype, device: str = "cud
     k = len(s.weights)
     wc, bc, xc = cpu[:k], cpu[k : 2 * k], cpu[-1]
     shift, scale = s.shift.cpu().double(), s.scale.cpu().double()
-    yr, jr = reference.mlp_jet(xc, shift, scale, wc, bc, s.activation)
+    yr, jr = reference.mlp_jet(xc, MlpSpec(shift, scale, wc, bc, s.activation))
     loss_ref = (yr * gy.cpu().double()).sum() + (jr * gj.cpu().double()).sum()
     ref = torch.autograd.grad(loss_ref, cpu)
     errs = [rel_err(y, yr), rel_err(jac, jr)]

@@ -136,11 +136,11 @@ def copy_net(net: fk.MLP, dtype: torch.dtype) -> fk.MLP:
 def jet_errors(net64: fk.MLP, x64: Tensor) -> dict[str, Any]:
     """y and J of the twin in float32 (plain and TF32) and of the fused CPU op, against float64."""
     s64 = net64.spec()
-    y64, j64 = reference.mlp_jet(x64, s64.shift, s64.scale, s64.weights, s64.biases, "tanh")
+    y64, j64 = reference.mlp_jet(x64, s64)
     net32 = copy_net(net64, torch.float32)
     s = net32.spec()
     x = x64.float()
-    args = (x, s.shift, s.scale, s.weights, s.biases, "tanh")
+    args = (x, s)
     out: dict[str, Any] = {}
     with torch.no_grad():
         y, j = reference.mlp_jet(*args)

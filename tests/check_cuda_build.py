@@ -20,6 +20,7 @@ import torch
 
 import fluxkern
 from fluxkern import reference
+from fluxkern.nn import MlpSpec
 from fluxkern.program import split_op_args
 
 OPS = ("mlp_jet", "mlp_jet_backward", "block_loss", "residual_jacobian")
@@ -100,7 +101,7 @@ def problems(want_archs: list[str]) -> list[str]:
             out.append(f"the CUDA kernel of residual_jacobian refused cpu tensors with: {exc}")
     # The CPU kernels of this build against the torch twin.
     y, jac, _ = torch.ops.fluxkern.mlp_jet(x, shift, scale, ws, bs, "tanh")
-    y_ref, jac_ref = reference.mlp_jet(x, shift, scale, ws, bs, "tanh")
+    y_ref, jac_ref = reference.mlp_jet(x, MlpSpec(shift, scale, ws, bs, "tanh"))
     if not (torch.allclose(y, y_ref, rtol=1e-12) and torch.allclose(jac, jac_ref, rtol=1e-12)):
         out.append("the CPU jet of the CUDA build differs from the torch twin")
     loss, c, _, _ = torch.ops.fluxkern.block_loss(*args)

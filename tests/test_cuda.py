@@ -16,6 +16,7 @@ import torch
 
 import fluxkern
 from fluxkern import _ext, ops, reference
+from fluxkern.nn import MlpSpec
 from fluxkern.program import split_op_args
 from matrix import TOL, rel_err
 
@@ -292,7 +293,7 @@ def test_gradcheck_cuda_float64(act):
 
     def f(x, shift, scale, *wb):
         k = len(ws)
-        return ops.mlp_jet(x, shift, scale, list(wb[:k]), list(wb[k:]), act, backend="cuda")
+        return ops.mlp_jet(x, MlpSpec(shift, scale, wb[:k], wb[k:], act), backend="cuda")
 
     assert torch.autograd.gradcheck(f, (x, shift, scale, *ws, *bs))
 
@@ -325,11 +326,13 @@ def test_float32_cuda_close_to_float64_reference(act):
     s = net.spec()
     y64, jac64 = reference.mlp_jet(
         x.double(),
-        s.shift.double(),
-        s.scale.double(),
-        [w.double() for w in s.weights],
-        [b.double() for b in s.biases],
-        act,
+        MlpSpec(
+            s.shift.double(),
+            s.scale.double(),
+            [w.double() for w in s.weights],
+            [b.double() for b in s.biases],
+            act,
+        ),
     )
     assert rel_err(y, y64) < TOL[torch.float32] and rel_err(jac, jac64) < TOL[torch.float32]
 

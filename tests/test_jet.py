@@ -10,6 +10,7 @@ from torch.func import jacfwd, vmap
 
 import fluxkern
 from fluxkern import ops, reference
+from fluxkern.nn import MlpSpec
 from matrix import DTYPES, TOL, device_backends, rel_err
 
 ACTS = ["tanh", "sin", "silu"]
@@ -67,7 +68,7 @@ def test_gradients_of_random_scalar_match_autograd_float64(device, backend, act)
     y, jac = fluxkern.jet(net, x, backend=backend)
     got = torch.autograd.grad((y * gy).sum() + (jac * gj).sum(), wanted)
     s = net.spec()
-    y_r, jac_r = reference.mlp_jet(x, s.shift, s.scale, s.weights, s.biases, act)
+    y_r, jac_r = reference.mlp_jet(x, s)
     ref = torch.autograd.grad((y_r * gy).sum() + (jac_r * gj).sum(), wanted)
     for g, r in zip(got, ref, strict=True):
         assert rel_err(g, r) < TOL[torch.float64]
@@ -104,7 +105,7 @@ def test_gradcheck_float64(act):
 
     def f(x, shift, scale, *wb):
         k = len(ws)
-        return ops.mlp_jet(x, shift, scale, list(wb[:k]), list(wb[k:]), act, backend="cpu")
+        return ops.mlp_jet(x, MlpSpec(shift, scale, wb[:k], wb[k:], act), backend="cpu")
 
     assert torch.autograd.gradcheck(f, (x, *params, *ws, *bs))
 
@@ -163,8 +164,8 @@ def test_non_contiguous_inputs():
     s = net.spec()
     weights = [w.detach().t().contiguous().t() for w in s.weights]  # transposed storage
     assert not weights[1].is_contiguous()
-    y, jac = ops.mlp_jet(x, s.shift, s.scale, weights, s.biases, "tanh", backend="cpu")
-    y_r, jac_r = reference.mlp_jet(x.contiguous(), s.shift, s.scale, s.weights, s.biases, "tanh")
+    y, jac = ops.mlp_jet(x, MlpSpec(s.shift, s.scale, weights, s.biases, "tanh"), backend="cpu")
+    y_r, jac_r = reference.mlp_jet(x.contiguous(), s)
     assert rel_err(y, y_r) < 1e-12 and rel_err(jac, jac_r) < 1e-12
 
 

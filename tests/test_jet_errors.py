@@ -7,6 +7,7 @@ import torch
 
 import fluxkern
 from fluxkern import ops
+from fluxkern.nn import MlpSpec
 
 
 def _args(d=2, width=5, m=3, dtype=torch.float64):
@@ -16,8 +17,8 @@ def _args(d=2, width=5, m=3, dtype=torch.float64):
     return x, s.shift, s.scale, [w.detach() for w in s.weights], [b.detach() for b in s.biases]
 
 
-def call(x, shift, scale, weights, biases, act="tanh"):
-    return ops.mlp_jet(x, shift, scale, weights, biases, act, backend="cpu")
+def call(x, shift, scale, weights, biases, act="tanh", backend="cpu"):
+    return ops.mlp_jet(x, MlpSpec(shift, scale, weights, biases, act), backend=backend)
 
 
 def test_x_wrong_rank():
@@ -94,13 +95,13 @@ def test_output_limit():
 
 def test_unknown_backend():
     with pytest.raises(ValueError, match="unknown backend 'gpu'; choose from torch, cpu, cuda"):
-        ops.mlp_jet(*_args(), "tanh", backend="gpu")
+        call(*_args(), backend="gpu")
 
 
 @pytest.mark.skipif("cuda" in fluxkern.backends(), reason="checks the CPU-only build's message")
 def test_cuda_backend_on_cpu_only_build_is_refused():
     with pytest.raises((RuntimeError, ValueError), match="cuda"):
-        ops.mlp_jet(*_args(), "tanh", backend="cuda")
+        call(*_args(), backend="cuda")
 
 
 def test_backward_saved_buffer_checked():

@@ -78,12 +78,11 @@ def test_program_residuals_are_the_blocks_residuals(paired, backend):
     signed = dataclasses.replace(prog, squared=torch.zeros_like(prog.squared))  # C = r
     s = mlp_spec(net)
     lam, mu = torch.zeros(prog.n_res, dtype=F64), torch.zeros(prog.n_res, dtype=F64)
-    net_args = (s.shift, s.scale, s.weights, s.biases, s.activation)
     _, r = ops.block_loss(signed, x, s, lam, mu, backend=backend)  # [N, R]
     assert r.shape == (n, prog.n_res)
     for b, (name, r0, r1, c0, c1) in zip(bound, prog.slices, strict=True):
         assert name == b.block.name
-        y, jac = reference.mlp_jet(b.x, *net_args)
+        y, jac = reference.mlp_jet(b.x, s)
         want = b.residuals_torch(y, jac)
         torch.testing.assert_close(r[r0:r1, c0:c1], want, rtol=1e-12, atol=1e-12)
         off = torch.ones(n, dtype=torch.bool)

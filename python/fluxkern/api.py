@@ -34,4 +34,4 @@ def jet(model: nn.Module, x: Tensor, backend: str | None = None) -> tuple[Tensor
         raise TypeError(f"fluxkern.jet: x must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 2:
         raise ValueError(f"fluxkern.jet: x must be 2-D [N, d], got shape {list(x.shape)}")
-    return ops.mlp_jet(x, s.shift, s.scale, s.weights, s.biases, s.activation, backend)
+    return ops.mlp_jet(x, s, backend)

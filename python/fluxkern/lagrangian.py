@@ -231,9 +231,7 @@ class AugmentedLagrangian:
         """A non-polynomial block: residuals in torch on top of the (fused) jet."""
         spec = mlp_spec(self.model)
         lam, mu, sq, red = self._flags(b.block)
-        y, jac = ops.mlp_jet(
-            b.x, spec.shift, spec.scale, spec.weights, spec.biases, spec.activation, self.backend
-        )
+        y, jac = ops.mlp_jet(b.x, spec, self.backend)
         r = b.residuals_torch(y, jac)
         c = torch.where(sq != 0, r * r, r)
         return (red * (lam * c + 0.5 * mu * c * c)).sum(), c.detach()

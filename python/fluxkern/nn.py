@@ -121,8 +121,7 @@ class MLP(nn.Module):
         Returns:
             (y, J).
         """
-        s = self.spec()
-        return ops.mlp_jet(x, s.shift, s.scale, s.weights, s.biases, s.activation, backend)
+        return ops.mlp_jet(x, self.spec(), backend)
 
     def to_sequential(self) -> nn.Sequential:
         """An equivalent nn.Sequential with the input standardisation folded into layer 1."""

@@ -7,7 +7,6 @@ functions with the same signatures as their pure-torch twins in :mod:`fluxkern.r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -100,33 +99,23 @@ def resolve_backend(backend: str | None, device: torch.device) -> str:
     return backend
 
 
-def mlp_jet(
-    x: Tensor,
-    shift: Tensor,
-    scale: Tensor,
-    weights: Sequence[Tensor],
-    biases: Sequence[Tensor],
-    activation: str,
-    backend: str | None = None,
-) -> tuple[Tensor, Tensor]:
+def mlp_jet(x: Tensor, net: MlpSpec, backend: str | None = None) -> tuple[Tensor, Tensor]:
     """MLP values and input Jacobian in one forward-mode pass (fused op or torch twin).
 
     Args:
         x: Points [N, d].
-        shift: Input shift [d]; the network sees (x - shift) / scale.
-        scale: Input scale [d].
-        weights: Linear weights in nn.Linear layout, [W_1, d], ..., [m, W_L].
-        biases: Linear biases [W_1], ..., [m].
-        activation: Hidden activation, "tanh", "sin" or "silu".
+        net: The MLP (:class:`fluxkern.nn.MlpSpec`: input shift and scale, weights in
+            nn.Linear layout, biases, activation), as for :func:`fluxkern.reference.mlp_jet`.
         backend: None (fastest for x's device), "torch", "cpu" or "cuda".
 
     Returns:
-        y [N, m] and J = dy/dx [N, m, d]. Differentiable with respect to every tensor argument
-        (first order only on the fused backends).
+        y [N, m] and J = dy/dx [N, m, d]. Differentiable with respect to x and every tensor
+        of net (first order only on the fused backends).
     """
     if resolve_backend(backend, x.device) == "torch":
-        return reference.mlp_jet(x, shift, scale, weights, biases, activation)
-    y, jac, _ = torch.ops.fluxkern.mlp_jet(x, shift, scale, list(weights), list(biases), activation)
+        return reference.mlp_jet(x, net)
+    weights, biases = list(net.weights), list(net.biases)
+    y, jac, _ = torch.ops.fluxkern.mlp_jet(x, net.shift, net.scale, weights, biases, net.activation)
     return y, jac
 
 

@@ -6,7 +6,7 @@ the oracle in tests: plain autograd differentiates them, to any order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -66,28 +66,20 @@ def activation_and_derivative(activation: str) -> Callable[[Tensor], tuple[Tenso
         ) from None
 
 
-def mlp_jet(
-    x: Tensor,
-    shift: Tensor,
-    scale: Tensor,
-    weights: Sequence[Tensor],
-    biases: Sequence[Tensor],
-    activation: str,
-) -> tuple[Tensor, Tensor]:
+def mlp_jet(x: Tensor, net: MlpSpec) -> tuple[Tensor, Tensor]:
     """MLP values and input Jacobian by forward-mode propagation in plain torch.
 
     Args:
         x: Points [N, d].
-        shift: Input shift [d]; the network sees (x - shift) / scale.
-        scale: Input scale [d].
-        weights: Linear weights in nn.Linear layout, [W_1, d], [W_2, W_1], ..., [m, W_L].
-        biases: Linear biases [W_1], ..., [m].
-        activation: Hidden activation, "tanh", "sin" or "silu".
+        net: The MLP: input shift [d] and scale [d] (the network sees (x - shift) / scale),
+            weights in nn.Linear layout [W_1, d], [W_2, W_1], ..., [m, W_L], biases [W_1],
+            ..., [m] and the hidden activation ("tanh", "sin" or "silu").
 
     Returns:
         y [N, m] and J = dy/dx [N, m, d], with J taken with respect to the raw x.
     """
-    act = activation_and_derivative(activation)
+    shift, scale, weights, biases = net.shift, net.scale, net.weights, net.biases
+    act = activation_and_derivative(net.activation)
     h = (x - shift) / scale  # [N, d]
     tangent = None  # [N, W, d]
     for layer, (a, b) in enumerate(zip(weights[:-1], biases[:-1], strict=True)):
@@ -104,11 +96,7 @@ def mlp_jet(
 
 
 def block_loss(
-    program: ResidualProgram,
-    x: Tensor,
-    net: MlpSpec,
-    lam: Tensor,
-    mu: Tensor,
+    program: ResidualProgram, x: Tensor, net: MlpSpec, lam: Tensor, mu: Tensor
 ) -> tuple[Tensor, Tensor]:
     """Augmented-Lagrangian loss of one fused group, in plain torch (the fused op's twin).
 
@@ -146,7 +134,7 @@ def residuals(program: ResidualProgram, x: Tensor, net: MlpSpec) -> Tensor:
     Returns:
         r [N, R]: r = e for an unpaired program, r = e(a) - e(b) for a paired one.
     """
-    y, jac = mlp_jet(x, net.shift, net.scale, net.weights, net.biases, net.activation)
+    y, jac = mlp_jet(x, net)
     e = residuals_from_fields(program, y, jac)  # [P, R]
     n = e.shape[0] // 2 if program.paired else e.shape[0]
     return e[:n] - e[n:] if program.paired else e

@@ -101,7 +101,8 @@ def torch_residual_jacobian(bound: BoundBlock, net: MlpSpec) -> tuple[Tensor, Te
 
     def residuals(theta: Tensor) -> Tensor:
         weights, biases = _unflatten(theta, net)
-        y, jac = reference.mlp_jet(bound.x, net.shift, net.scale, weights, biases, net.activation)
+        spec = MlpSpec(net.shift, net.scale, weights, biases, net.activation)
+        y, jac = reference.mlp_jet(bound.x, spec)
         return bound.residuals_torch(y, jac)
 
     theta = parameter_vector(net)

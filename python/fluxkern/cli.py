@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
+
+from fluxkern import config_file
 
 __all__ = ["main"]
 
@@ -28,57 +28,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _load_config(path: str) -> dict[str, Any]:
-    """Reads a TOML config whose keys are solve options; checks keys and types."""
     try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    from fluxkern.solver import SolveOptions, option_names
-
-    try:
-        with open(path, "rb") as fh:
-            cfg = tomllib.load(fh)
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read the config ({exc.strerror or exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: config: not valid TOML ({exc})") from None
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: config: not valid TOML (not UTF-8 text)") from None
-    valid = [n for n in option_names() if n not in ("out", "resume")]
-    types = {
-        "epochs": int,
-        "checkpoint_every": int,
-        "seed": int,
-        "lr": (int, float),
-        "optimizer": str,
-        "optimizer_options": dict,
-        "then_optimizer": str,
-        "then_optimizer_options": dict,
-        "switch_epoch": int,
-        "dtype": str,
-        "device": str,
-        "backend": str,
-        "formulation": str,
-        "dual": str,
-        "dual_options": dict,
-        "matmul_precision": str,
-        "progress": bool,
-        "plots": bool,
-        "distributed": bool,
-    }
-    for key, val in cfg.items():
-        if key not in valid:
-            raise UsageError(f"{path}: config: unknown key {key!r}; valid keys: {', '.join(valid)}")
-        want = types.get(key)
-        if want is not None and (
-            not isinstance(val, want) or (want is int and isinstance(val, bool))
-        ):
-            names = want.__name__ if isinstance(want, type) else "number"
-            raise UsageError(f"{path}: config: {key!r} must be {names}, got {val!r}")
-        if key in SolveOptions.CHOICES and val not in SolveOptions.CHOICES[key]:
-            choices = ", ".join(str(c) for c in SolveOptions.CHOICES[key] if c is not None)
-            raise UsageError(f"{path}: config: {key} must be one of {choices}; got {val!r}")
-    return cfg
+        return config_file.load(path)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _build_parser() -> _Parser:
@@ -283,64 +236,6 @@ def _command_line_options(args: argparse.Namespace) -> dict[str, Any]:
     return opts
 
 
-def _toml_value(val: Any) -> str:
-    """A TOML scalar: bool, int, float (repr: 1e-08, inf and nan are TOML too) or string."""
-    if isinstance(val, bool):
-        return "true" if val else "false"
-    if isinstance(val, int):
-        return str(val)
-    if isinstance(val, float):
-        return repr(val)
-    if isinstance(val, str):
-        return json.dumps(val)  # JSON's escapes are a subset of a TOML basic string's
-    raise UsageError(f"cannot write {val!r} as a TOML value")
-
-
-def _toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key)
-
-
-def _toml_table(name: str, values: dict[str, Any], sources: dict[str, str], note: str) -> list:
-    """A TOML table of options with the source of its values in a comment after the header."""
-    source = sources.get(name, "default").replace("\n", " ")
-    head = [f"\n[{name}]  # {source}{note}"]
-    return head + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items()]
-
-
-def _config_toml(problem: Any, opts: Any, sources: dict[str, str], out: str) -> str:
-    """The effective options as a TOML config (what --config accepts), with their sources."""
-    from fluxkern.duals import RULES
-
-    lines = [
-        f"# fluxkern solve {problem.name}: the effective options (the problem's defaults, then",
-        "# --config, then the command line); give this file back with --config FILE.toml.",
-        f"# Command line only: --out {out}",
-    ]
-    notes = {
-        "lr": "not set: lbfgs uses 1.0, adam 0.001",
-        "then_optimizer": "not set: one optimizer throughout",
-        "backend": "not set: the fastest available for the device",
-    }
-    for key, val in vars(opts).items():
-        if key in ("out", "resume") or isinstance(val, dict):  # the tables come after
-            continue
-        if val is None:
-            lines.append(f"# {key}: {notes.get(key, 'not set')}")
-        else:
-            source = sources.get(key, "default").replace("\n", " ")
-            lines.append(f"{key} = {_toml_value(val)}  # {source}")
-    own = "; the optimizer's own defaults otherwise"
-    lines += _toml_table("optimizer_options", opts.optimizer_options, sources, own)
-    if opts.then_optimizer is not None or opts.then_optimizer_options:
-        lines += _toml_table("then_optimizer_options", opts.then_optimizer_options, sources, own)
-    lines += _toml_table("dual_options", opts.dual_options, sources, "")
-    unset = {k: v for k, v in RULES[opts.dual].DEFAULTS.items() if k not in opts.dual_options}
-    if unset:
-        shown = ", ".join(f"{k} = {v!r}" for k, v in unset.items())
-        lines.append(f"# not set, the {opts.dual} rule's defaults: {shown}")
-    return "\n".join(lines) + "\n"
-
-
 def _print_config(problem: Any, layers: list[tuple[str, dict[str, Any]]], out: str) -> int:
     """Writes the effective options of a solve as TOML on stdout; solves nothing."""
     from fluxkern import solver
@@ -354,7 +249,7 @@ def _print_config(problem: Any, layers: list[tuple[str, dict[str, Any]]], out: s
         opts = solver.effective_options(problem, **merged)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    sys.stdout.write(_config_toml(problem, opts, sources, out))
+    sys.stdout.write(config_file.to_toml(problem, opts, sources, out))
     return 0
 
 

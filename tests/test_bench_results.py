@@ -180,3 +180,41 @@ def test_long_runs_tabulates_and_plots_copied_results(tmp_path):
     src.write_text(json.dumps({"problem": "poisson", "trajectory": []}))
     with pytest.raises(SystemExit):
         long_runs.main([str(src), "empty", "--out", out])
+
+
+def test_seed_spread_reruns_the_committed_setup_with_another_seed(tmp_path):
+    import seed_spread
+
+    results, out = tmp_path / "results", tmp_path / "seeds"
+    os.makedirs(results / "poisson" / "flux")
+    committed = {
+        "problem": "poisson",
+        "seed": 0,
+        "optimizer": "adam",
+        "optimizer_options": {},
+        "then_optimizer": "lbfgs",
+        "switched_at_epoch": 2,
+        "then_optimizer_options": {"history_size": 5},
+        "problem_overrides": {"width": 8, "n_interior": 64, "n_boundary": 16},
+        "errors": {"u": 0.5},
+        "epochs": 4,
+        "wall_time_s": 1.0,
+        "reference": {"errors": {}},
+        "machine": {"cpu": "X"},
+    }
+    (results / "poisson" / "flux" / "results.json").write_text(json.dumps(committed))
+    argv = seed_spread.command("poisson", 3, 2.0, 2, "O", str(results))
+    joined = " ".join(argv)
+    assert "--seed 3" in joined and "--optimizer adam" in joined and "--switch-epoch 2" in joined
+    assert '--then-optimizer-options {"history_size": 5}' in joined
+    assert "--problem-default n_interior=64" in joined and "--stop-after 2.0" in joined
+    common = ["--out", str(out), "--results", str(results)]
+    assert seed_spread.main([*common, "run", "poisson", "--seeds", "3", "--stop-after", "2",
+                             "--trace-every", "1"]) == 0  # fmt: skip
+    run = json.load(open(out / "seed3" / "poisson" / "flux" / "results.json"))
+    assert run["seed"] == 3 and run["net"][1] == 8 and run["then_optimizer"] == "lbfgs"
+    assert run["trajectory"] and run["trajectory"][0]["epoch"] == 1
+    assert seed_spread.main([*common, "report"]) == 0
+    rows = [ln for ln in open(out / "README.md").read().splitlines() if ln.startswith("| poisson")]
+    assert [r.split(" | ")[1] for r in rows] == ["0", "3"]  # the committed run, then seed 3
+    assert all("n/a (no reference error)" in r for r in rows)

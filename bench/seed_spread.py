@@ -1,0 +1,180 @@
+"""Other seeds of the committed results: do they reach the reference error too, and when?
+
+Every committed result (results/<problem>/flux/results.json) is one run with seed 0. This reruns
+a problem's committed setup (optimizer, its options, the optimizer switch, the problem
+overrides, all read from that results.json) with other seeds through bench/run_problems.py,
+one thread, errors traced every N epochs, and reports per seed the first traced epoch and
+training time at which the reference's errors are reached (cavity: both centreline deviations
+at or below 0.02), as bench/results_table.py does for the committed run.
+
+Usage:
+    python bench/seed_spread.py run PROBLEM [PROBLEM ...] --seeds 0 1 2 --stop-after SECONDS
+    python bench/seed_spread.py report    # writes bench/results/seeds/README.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from results_table import first_reached, options_text, targets  # noqa: E402
+
+OUT = os.path.join(HERE, "results", "seeds")
+RESULTS = "results"
+MANY_EPOCHS = 1_000_000  # the runs end by --stop-after
+
+
+def committed(problem: str, results: str) -> dict[str, Any]:
+    """The committed flux result of a problem."""
+    with open(os.path.join(results, problem, "flux", "results.json")) as fh:
+        return json.load(fh)
+
+
+def command(
+    problem: str, seed: int, stop_after: float, trace_every: int, out: str, results: str
+) -> list[str]:
+    """The bench/run_problems.py command that reruns the committed setup with another seed."""
+    r = committed(problem, results)
+    argv = [sys.executable, os.path.join(HERE, "run_problems.py"), problem]
+    argv += ["--formulations", "flux", "--threads", "1", "--seed", str(seed)]
+    argv += ["--epochs", str(MANY_EPOCHS), "--stop-after", str(stop_after)]
+    argv += ["--trace-every", str(trace_every), "--out", out, "--optimizer", r["optimizer"]]
+    if r.get("optimizer_options"):
+        argv += ["--optimizer-options", json.dumps(r["optimizer_options"])]
+    if r.get("then_optimizer"):
+        argv += ["--then-optimizer", r["then_optimizer"]]
+        argv += ["--switch-epoch", str(r["switched_at_epoch"])]
+        argv += ["--then-optimizer-options", json.dumps(r.get("then_optimizer_options", {}))]
+    for key, val in (r.get("problem_overrides") or {}).items():
+        argv += ["--problem-default", f"{key}={json.dumps(val)}"]
+    return argv
+
+
+def run(
+    problems: list[str],
+    seeds: list[int],
+    stop_after: float,
+    trace_every: int,
+    out: str,
+    results: str,
+) -> int:
+    """Runs each problem's committed setup with each seed into out/seedS/; 0 or an exit code."""
+    for problem in problems:
+        for seed in seeds:
+            where = os.path.join(out, f"seed{seed}")
+            argv = command(problem, seed, stop_after, trace_every, where, results)
+            print(" ".join(argv), flush=True)
+            code = subprocess.call(argv)
+            if code:
+                print(f"{problem} seed {seed}: exit code {code}", flush=True)
+                return code
+    return 0
+
+
+def _errors(errs: dict[str, float], keys: list[str]) -> str:
+    return ", ".join(f"{k.split()[0]} {errs[k]:.1e}" for k in keys if k in errs)
+
+
+def rows(problem: str, out: str, results: str) -> list[str]:
+    """Table rows: the committed run, then each seed run under out."""
+    ref = committed(problem, results)
+    goal = targets(problem, ref.get("reference", {}))
+    keys = list(goal) or list(ref["errors"])
+    found = []
+    for path in sorted(glob.glob(os.path.join(out, "seed*", problem, "flux", "results.json"))):
+        with open(path) as fh:
+            found.append(("here", json.load(fh)))
+    out = []
+    for where, r in [("results/ (committed)", ref), *found]:
+        hit = first_reached(r.get("trajectory", []), goal)
+        reached = f"epoch {hit['epoch']}, {hit['train_s']:.0f} s" if hit else "**not reached**"
+        reached = reached if goal else "n/a (no reference error)"
+        final = r.get("trajectory", [{}])[-1].get("errors", r["errors"]) if goal else r["errors"]
+        machine = r.get("machine", {}).get("cpu", "?")
+        out.append(
+            f"| {problem} | {r['seed']} | {reached} | {_errors(final, keys)} | {r['epochs']} | "
+            f"{r['wall_time_s']:.0f} | {machine}{'' if where == 'here' else ', ' + where} |"
+        )
+    return out
+
+
+def report(problems: list[str], out: str, results: str) -> str:
+    """The README text: the table of every problem's runs, the settings and the machines."""
+    lines = [
+        "# Other seeds of the committed results",
+        "",
+        "Written by `python bench/seed_spread.py report` from the runs of `python "
+        "bench/seed_spread.py run PROBLEM --seeds ...` (one thread each, at most two side by "
+        "side; times are training seconds without the error tracing, so contended runs are "
+        "slower than alone). Each run repeats the committed setup of results/PROBLEM/flux: "
+        "the same optimizer, options, switch and problem overrides, another seed (the points "
+        "and the initial network).",
+        "",
+        "Reached: the first traced epoch at which every reference error is met (cavity: both "
+        "centreline deviations from Ghia et al. <= 0.02). Errors: at the end of the run.",
+        "",
+        "| problem | seed | reference reached | final errors | epochs | s | machine |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for problem in problems:
+        lines += rows(problem, out, results)
+    settings = []
+    for problem in problems:
+        r = committed(problem, results)
+        opts = {"optimizer": r["optimizer"], "optimizer_options": r.get("optimizer_options")}
+        if r.get("then_optimizer"):
+            opts |= {"then": r["then_optimizer"], "switch_epoch": r.get("switched_at_epoch")}
+        opts |= {"overrides": r.get("problem_overrides")}
+        settings.append(f"- {problem}: {options_text({k: v for k, v in opts.items() if v})}")
+    versions = set()
+    for path in glob.glob(os.path.join(out, "seed*", "*", "flux", "results.json")):
+        with open(path) as fh:
+            r = json.load(fh)
+        v, m = r.get("versions", {}), r.get("machine", {})
+        versions.add(
+            f"{m.get('cpu')}, {m.get('cores')} cores, Python {v.get('python')}, torch "
+            f"{v.get('torch')}, fluxkern {v.get('fluxkern')}, {r.get('date')}"
+        )
+    lines += ["", "Settings (from the committed results.json):", *settings, ""]
+    lines += ["Machines of the seed runs:", *[f"- {v}" for v in sorted(versions)], ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=OUT, help="the seed runs' folder (default %(default)s)")
+    p.add_argument("--results", default=RESULTS, help="the committed results (default results)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("problems", nargs="+")
+    r.add_argument("--seeds", type=int, nargs="+", required=True)
+    r.add_argument("--stop-after", type=float, required=True, help="training seconds per run")
+    r.add_argument("--trace-every", type=int, default=50)
+    rep = sub.add_parser("report")
+    rep.add_argument("problems", nargs="*")
+    args = p.parse_args(argv)
+    if args.cmd == "run":
+        return run(
+            args.problems, args.seeds, args.stop_after, args.trace_every, args.out, args.results
+        )
+    found = glob.glob(os.path.join(args.out, "seed*", "*", "flux", "results.json"))
+    names = args.problems or sorted({f.split(os.sep)[-3] for f in found})
+    if not names:
+        p.error(f"no seed runs under {args.out}")
+    text = report(names, args.out, args.results)
+    with open(os.path.join(args.out, "README.md"), "w") as fh:
+        fh.write(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -212,6 +212,13 @@ def test_print_config_rejects_what_solve_would(capsys):
     assert code == 2 and out == "" and "dual_options: dual rule 'pecann'" in err
 
 
+def test_print_config_refuses_a_value_toml_cannot_hold(capsys, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[optimizer_options]\nhistory_size = [1, 2]\n")
+    code, out, err = run(capsys, "solve", "poisson", "--config", str(cfg), "--print-config")
+    assert code == 2 and out == "" and "cannot write [1, 2] as a TOML value" in err
+
+
 # --- files: one line naming the file, exit code 2, nothing written before is lost ----------
 
 

@@ -245,11 +245,12 @@ def _print_config(problem: Any, layers: list[tuple[str, dict[str, Any]]], out: s
     for name, layer in layers:
         sources.update({k: name for k in layer})
         merged.update(layer)
-    try:
+    try:  # bad options, or a value TOML cannot hold (ConfigError)
         opts = solver.effective_options(problem, **merged)
+        text = config_file.to_toml(problem, opts, sources, out)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    sys.stdout.write(config_file.to_toml(problem, opts, sources, out))
+    sys.stdout.write(text)
     return 0
 
 

@@ -166,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             args.problems, args.seeds, args.stop_after, args.trace_every, args.out, args.results
         )
     found = glob.glob(os.path.join(args.out, "seed*", "*", "flux", "results.json"))
-    names = args.problems or sorted({f.split(os.sep)[-3] for f in found})
-    if not names:
+    if not found:
         p.error(f"no seed runs under {args.out}")
+    names = args.problems or sorted({f.split(os.sep)[-3] for f in found})
     text = report(names, args.out, args.results)
     with open(os.path.join(args.out, "README.md"), "w") as fh:
         fh.write(text)

@@ -218,3 +218,5 @@ def test_seed_spread_reruns_the_committed_setup_with_another_seed(tmp_path):
     rows = [ln for ln in open(out / "README.md").read().splitlines() if ln.startswith("| poisson")]
     assert [r.split(" | ")[1] for r in rows] == ["0", "3"]  # the committed run, then seed 3
     assert all("n/a (no reference error)" in r for r in rows)
+    with pytest.raises(SystemExit):  # nothing to report
+        seed_spread.main(["--out", str(tmp_path / "none"), "--results", str(results), "report"])

@@ -5,7 +5,8 @@ a problem's committed setup (optimizer, its options, the optimizer switch, the p
 overrides, all read from that results.json) with other seeds through bench/run_problems.py,
 one thread, errors traced every N epochs, and reports per seed the first traced epoch and
 training time at which the reference's errors are reached (cavity: both centreline deviations
-at or below 0.02), as bench/results_table.py does for the committed run.
+at or below 0.02), as bench/results_table.py does for the committed run. Of each run only its
+results.json (with the error trajectory) is kept.
 
 Usage:
     python bench/seed_spread.py run PROBLEM [PROBLEM ...] --seeds 0 1 2 --stop-after SECONDS
@@ -30,6 +31,16 @@ from results_table import first_reached, options_text, targets  # noqa: E402
 OUT = os.path.join(HERE, "results", "seeds")
 RESULTS = "results"
 MANY_EPOCHS = 1_000_000  # the runs end by --stop-after
+COLUMNS = (
+    "problem",
+    "seed",
+    "reference reached",
+    "final errors",
+    "best traced",
+    "epochs",
+    "s",
+    "machine",
+)
 
 
 def committed(problem: str, results: str) -> dict[str, Any]:
@@ -76,6 +87,10 @@ def run(
             if code:
                 print(f"{problem} seed {seed}: exit code {code}", flush=True)
                 return code
+            folder = os.path.join(where, problem, "flux")
+            for name in os.listdir(folder):  # results.json holds the trajectory; plots and
+                if name != "results.json":  # models of every seed would bloat the repository
+                    os.remove(os.path.join(folder, name))
     return 0
 
 
@@ -97,10 +112,13 @@ def rows(problem: str, out: str, results: str) -> list[str]:
         hit = first_reached(r.get("trajectory", []), goal)
         reached = f"epoch {hit['epoch']}, {hit['train_s']:.0f} s" if hit else "**not reached**"
         reached = reached if goal else "n/a (no reference error)"
-        final = r.get("trajectory", [{}])[-1].get("errors", r["errors"]) if goal else r["errors"]
+        traj = r.get("trajectory") or [{"errors": r["errors"]}]
+        final = traj[-1]["errors"] if goal else r["errors"]
+        best = {k: min(p["errors"][k] for p in traj if k in p["errors"]) for k in final}
         machine = r.get("machine", {}).get("cpu", "?")
         out.append(
-            f"| {problem} | {r['seed']} | {reached} | {_errors(final, keys)} | {r['epochs']} | "
+            f"| {problem} | {r['seed']} | {reached} | {_errors(final, keys)} | "
+            f"{_errors(best, keys)} | {r['epochs']} | "
             f"{r['wall_time_s']:.0f} | {machine}{'' if where == 'here' else ', ' + where} |"
         )
     return out
@@ -119,10 +137,11 @@ def report(problems: list[str], out: str, results: str) -> str:
         "and the initial network).",
         "",
         "Reached: the first traced epoch at which every reference error is met (cavity: both "
-        "centreline deviations from Ghia et al. <= 0.02). Errors: at the end of the run.",
+        "centreline deviations from Ghia et al. <= 0.02). Final: at the end of the run; best: the "
+        "smallest traced, per field.",
         "",
-        "| problem | seed | reference reached | final errors | epochs | s | machine |",
-        "|---|---|---|---|---|---|---|",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
     ]
     for problem in problems:
         lines += rows(problem, out, results)
@@ -132,6 +151,7 @@ def report(problems: list[str], out: str, results: str) -> str:
         opts = {"optimizer": r["optimizer"], "optimizer_options": r.get("optimizer_options")}
         if r.get("then_optimizer"):
             opts |= {"then": r["then_optimizer"], "switch_epoch": r.get("switched_at_epoch")}
+            opts |= {"then_options": r.get("then_optimizer_options")}
         opts |= {"overrides": r.get("problem_overrides")}
         settings.append(f"- {problem}: {options_text({k: v for k, v in opts.items() if v})}")
     versions = set()

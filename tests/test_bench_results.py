@@ -211,6 +211,7 @@ def test_seed_spread_reruns_the_committed_setup_with_another_seed(tmp_path):
     common = ["--out", str(out), "--results", str(results)]
     assert seed_spread.main([*common, "run", "poisson", "--seeds", "3", "--stop-after", "2",
                              "--trace-every", "1"]) == 0  # fmt: skip
+    assert os.listdir(out / "seed3" / "poisson" / "flux") == ["results.json"]
     run = json.load(open(out / "seed3" / "poisson" / "flux" / "results.json"))
     assert run["seed"] == 3 and run["net"][1] == 8 and run["then_optimizer"] == "lbfgs"
     assert run["trajectory"] and run["trajectory"][0]["epoch"] == 1

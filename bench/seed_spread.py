@@ -26,7 +26,7 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from results_table import first_reached, options_text, targets  # noqa: E402
+from results_table import first_reached, settings, targets  # noqa: E402
 
 OUT = os.path.join(HERE, "results", "seeds")
 RESULTS = "results"
@@ -98,30 +98,35 @@ def _errors(errs: dict[str, float], keys: list[str]) -> str:
     return ", ".join(f"{k.split()[0]} {errs[k]:.1e}" for k in keys if k in errs)
 
 
-def rows(problem: str, out: str, results: str) -> list[str]:
-    """Table rows: the committed run, then each seed run under out."""
-    ref = committed(problem, results)
+def _seed_runs(out: str, problem: str = "*") -> list[dict[str, Any]]:
+    """The results.json of every seed run under out (of one problem, or all)."""
+    paths = sorted(glob.glob(os.path.join(out, "seed*", problem, "flux", "results.json")))
+    runs = []
+    for path in paths:
+        with open(path) as fh:
+            runs.append(json.load(fh))
+    return runs
+
+
+def rows(ref: dict[str, Any], runs: list[dict[str, Any]]) -> list[str]:
+    """Table rows: the committed run ref, then the seed runs."""
+    problem = ref["problem"]
     goal = targets(problem, ref.get("reference", {}))
     keys = list(goal) or list(ref["errors"])
-    found = []
-    for path in sorted(glob.glob(os.path.join(out, "seed*", problem, "flux", "results.json"))):
-        with open(path) as fh:
-            found.append(("here", json.load(fh)))
-    out = []
-    for where, r in [("results/ (committed)", ref), *found]:
+    table = []
+    for r in [ref, *runs]:
         hit = first_reached(r.get("trajectory", []), goal)
         reached = f"epoch {hit['epoch']}, {hit['train_s']:.0f} s" if hit else "**not reached**"
         reached = reached if goal else "n/a (no reference error)"
         traj = r.get("trajectory") or [{"errors": r["errors"]}]
         final = traj[-1]["errors"] if goal else r["errors"]
         best = {k: min(p["errors"][k] for p in traj if k in p["errors"]) for k in final}
-        machine = r.get("machine", {}).get("cpu", "?")
-        out.append(
+        machine = r.get("machine", {}).get("cpu", "?") + (", results/ (committed)" * (r is ref))
+        table.append(
             f"| {problem} | {r['seed']} | {reached} | {_errors(final, keys)} | "
-            f"{_errors(best, keys)} | {r['epochs']} | "
-            f"{r['wall_time_s']:.0f} | {machine}{'' if where == 'here' else ', ' + where} |"
+            f"{_errors(best, keys)} | {r['epochs']} | {r['wall_time_s']:.0f} | {machine} |"
         )
-    return out
+    return table
 
 
 def report(problems: list[str], out: str, results: str) -> str:
@@ -143,28 +148,20 @@ def report(problems: list[str], out: str, results: str) -> str:
         "| " + " | ".join(COLUMNS) + " |",
         "|" + "---|" * len(COLUMNS),
     ]
-    for problem in problems:
-        lines += rows(problem, out, results)
-    settings = []
-    for problem in problems:
-        r = committed(problem, results)
-        opts = {"optimizer": r["optimizer"], "optimizer_options": r.get("optimizer_options")}
-        if r.get("then_optimizer"):
-            opts |= {"then": r["then_optimizer"], "switch_epoch": r.get("switched_at_epoch")}
-            opts |= {"then_options": r.get("then_optimizer_options")}
-        opts |= {"overrides": r.get("problem_overrides")}
-        settings.append(f"- {problem}: {options_text({k: v for k, v in opts.items() if v})}")
-    versions = set()
-    for path in glob.glob(os.path.join(out, "seed*", "*", "flux", "results.json")):
-        with open(path) as fh:
-            r = json.load(fh)
-        v, m = r.get("versions", {}), r.get("machine", {})
-        versions.add(
-            f"{m.get('cpu')}, {m.get('cores')} cores, Python {v.get('python')}, torch "
-            f"{v.get('torch')}, fluxkern {v.get('fluxkern')}, {r.get('date')}"
-        )
-    lines += ["", "Settings (from the committed results.json):", *settings, ""]
-    lines += ["Machines of the seed runs:", *[f"- {v}" for v in sorted(versions)], ""]
+    refs = {problem: committed(problem, results) for problem in problems}
+    machines = set()
+    for problem, ref in refs.items():
+        runs = _seed_runs(out, problem)
+        lines += rows(ref, runs)
+        for r in runs:
+            v, m = r.get("versions", {}), r.get("machine", {})
+            machines.add(
+                f"{m.get('cpu')}, {m.get('cores')} cores, Python {v.get('python')}, torch "
+                f"{v.get('torch')}, fluxkern {v.get('fluxkern')}, {r.get('date')}"
+            )
+    lines += ["", "Settings (from the committed results.json; lbfgs unless named):"]
+    lines += [f"- {problem}{settings(ref)}" for problem, ref in refs.items()]
+    lines += ["", "Machines of the seed runs:", *[f"- {m}" for m in sorted(machines)], ""]
     return "\n".join(lines)
 
 
@@ -185,10 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         return run(
             args.problems, args.seeds, args.stop_after, args.trace_every, args.out, args.results
         )
-    found = glob.glob(os.path.join(args.out, "seed*", "*", "flux", "results.json"))
+    found = _seed_runs(args.out)
     if not found:
         p.error(f"no seed runs under {args.out}")
-    names = args.problems or sorted({f.split(os.sep)[-3] for f in found})
+    names = args.problems or sorted({r["problem"] for r in found})
     text = report(names, args.out, args.results)
     with open(os.path.join(args.out, "README.md"), "w") as fh:
         fh.write(text)

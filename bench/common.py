@@ -55,7 +55,8 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     return info
 
 
-def _sync(device: str) -> None:
+def sync(device: str) -> None:
+    """torch.cuda.synchronize() on cuda; nothing on the CPU."""
     if device == "cuda":
         torch.cuda.synchronize()
 
@@ -70,13 +71,13 @@ def time_call(
     """Median wall time of fn() in seconds, after warm-up, synchronising on GPU."""
     for _ in range(warmup):
         fn()
-    _sync(device)
+    sync(device)
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < 5 or (time.perf_counter() - start < min_time and len(times) < max_reps):
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 

@@ -4,8 +4,9 @@
 # compute-sanitizer (memcheck, racecheck; initcheck if time is left) on a small jet case (both
 # CUDA jet forwards: the GEMM path and the fused tile kernel), runs the jet and loss benchmarks on
 # cuda twice (default GEMM forward, then the tile kernel with FLUXKERN_CUDA_TILE=1, so that the
-# default can be chosen from measurements), and writes one JSON file of results plus printed
-# tables into OUTDIR.
+# default can be chosen from measurements) and, between them, the users' workloads (the seven
+# benchmark problems at their own sizes in float64, fused against plain PyTorch on the GPU), and
+# writes one JSON file of results plus printed tables into OUTDIR.
 #
 #   bash bench/gpu_check.sh OUTDIR
 #
@@ -202,9 +203,10 @@ fi
 BENCH_LOG="$OUT/bench.log"
 : >"$BENCH_LOG"
 if [[ "$DRY" == 1 ]]; then
-  BDEV=cpu BN=(300 1000) BW=(16 33) BT=0.05
+  BDEV=cpu BN=(300 1000) BW=(16 33) BT=0.05 BPROBLEMS=(poisson)
 else
   BDEV=cuda BN=(8192 65536 262144) BW=(64 128 256) BT=0.25
+  BPROBLEMS=(poisson helmholtz convection composite_heat convection_diffusion stokes cavity)
 fi
 # The tile kernel serves widths <= 128: its jet run skips the widest width.
 BW_TILE=()
@@ -215,6 +217,12 @@ if ((built)); then
     --json "$WORK/bench_jet.json"
   step "bench loss" 60 "$BENCH_LOG" env FLUXKERN_CUDA_TILE=0 "$PY" bench/bench_loss.py \
     --device "$BDEV" --n "${BN[@]}" --min-time "$BT" --json "$WORK/bench_loss.json"
+  # The users' workloads: the benchmark problems at their own sizes (float64), fused against
+  # the twin and plain PyTorch on the same device, checked before timing (bench/run.py).
+  step "bench problems" 150 "$BENCH_LOG" env FLUXKERN_CUDA_TILE=0 "$PY" -m bench \
+    --workloads problems --device "$BDEV" --problems "${BPROBLEMS[@]}" --dtypes float64 \
+    --threads 1 --epoch-reps 3 --warm-epochs 6 --min-time "$BT" --out "$WORK/problems" &&
+    cat "$WORK"/problems/*.md >>"$BENCH_LOG"
   step "bench jet (tile)" 90 "$BENCH_LOG" env FLUXKERN_CUDA_TILE=1 "$PY" bench/bench_jet.py \
     --device "$BDEV" --n "${BN[@]}" --width "${BW_TILE[@]}" --min-time "$BT" \
     --json "$WORK/bench_jet_tile.json"
@@ -260,7 +268,7 @@ fi
 # ---- results -----------------------------------------------------------------------------------
 export GC_OUT="$OUT" GC_WORK="$WORK" GC_START="$START" GC_DRY="$DRY" GC_ARCHS="$ARCHS"
 timeout 30 "$PY" - <<'EOF' | tee "$OUT/summary.txt"
-import json, os, re, subprocess, time, xml.etree.ElementTree as ET
+import glob, json, os, re, subprocess, time, xml.etree.ElementTree as ET
 
 out, work = os.environ["GC_OUT"], os.environ["GC_WORK"]
 res = {"dry_run": os.environ["GC_DRY"] == "1", "cuda_architectures_built": os.environ["GC_ARCHS"]}
@@ -316,12 +324,15 @@ for name in ("bench_jet", "bench_loss", "bench_jet_tile", "bench_loss_tile"):
     path = os.path.join(work, f"{name}.json")
     if os.path.exists(path):
         res[name] = json.load(open(path))
+for path in glob.glob(os.path.join(work, "problems", "*.json")):
+    res["bench_problems"] = json.load(open(path))["workloads"]["problems"]
 
 ok = all(s["status"] in ("ok",) or s["status"].startswith("skipped") for s in steps
          if s["step"] != "sanitizer initcheck")
 must = ["build", "tests"] + ([] if res["dry_run"] else
                              ["sanitizer memcheck", "sanitizer racecheck", "bench jet",
-                              "bench loss", "bench jet (tile)", "bench loss (tile)"])
+                              "bench loss", "bench problems", "bench jet (tile)",
+                              "bench loss (tile)"])
 ran = {s["step"] for s in steps if s["status"] == "ok"}
 res["passed"] = ok and all(m in ran for m in must)
 with open(os.path.join(out, "results.json"), "w") as fh:
@@ -369,6 +380,10 @@ table("loss benchmark, fused forward = tile kernel (FLUXKERN_CUDA_TILE=1)",
       res.get("bench_loss_tile", {}).get("rows", []),
       ("dtype", "N", "impl", "ms/step", "vs fused", "GFLOP/s", "of datasheet peak",
        "of GEMM peak"))
+table("problems at their own sizes, float64 (loss + gradient eval and one L-BFGS epoch; 'x fused' "
+      "= time / fused)", res.get("bench_problems", {}).get("results", []),
+      ("problem", "contender", "eval_ms", "epoch_ms", "evals_per_epoch", "x fused eval",
+       "x fused epoch"))
 print(f"\nresults: {os.path.join(out, 'results.json')}")
 EOF
 rc=$?

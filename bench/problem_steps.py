@@ -588,15 +588,16 @@ def check_contenders(
 
 
 # --------------------------------------------------------------------------- timing
-def time_eval(c: Contender, min_time: float) -> float:
-    """Median seconds of one loss + gradient evaluation (zero grads, loss, backward)."""
+def time_eval(c: Contender, min_time: float, device: str = "cpu") -> float:
+    """Median seconds of one loss + gradient evaluation (zero grads, loss, backward); on cuda
+    each evaluation ends with a synchronize."""
 
     def step() -> None:
         for p in c.params:
             p.grad = None
         c.loss().backward()
 
-    return common.time_call(step, min_time=min_time, warmup=3)
+    return common.time_call(step, device=device, min_time=min_time, warmup=3)
 
 
 def run_epoch(c: Contender, opt: torch.optim.Optimizer) -> int:
@@ -627,11 +628,13 @@ def time_epochs(
     opt_state: dict[str, Any] | None,
     reps: int,
     warmup: int = 1,
+    device: str = "cpu",
 ) -> dict[str, dict[str, Any]]:
     """Epochs from the same start (parameters, multipliers and the L-BFGS state of the warm
     epochs, history included, as in a running solve), round robin over the contenders so that
     a disturbance of the machine hits all of them alike. Each contender's optimizer (its
     `optimizer` class) loads a copy of opt_state (torch.optim.LBFGS's format) before each epoch.
+    On cuda the clock starts and stops after a synchronize.
 
     Returns:
         {contender: {"s": median seconds, "evals": closure evaluations of each timed epoch,
@@ -646,8 +649,10 @@ def time_epochs(
             opt = make_opt(c.params, c.optimizer)
             if opt_state is not None:
                 opt.load_state_dict(copy.deepcopy(opt_state))
+            common.sync(device)
             t0 = time.perf_counter()
             n = run_epoch(c, opt)
+            common.sync(device)
             t = time.perf_counter() - t0
             if rep >= warmup:
                 times[c.name].append(t)
@@ -665,11 +670,15 @@ def time_epochs(
     }
 
 
-def gemm_rate_gflops(rows: int, width: int, dtype: torch.dtype, min_time: float) -> float:
+def gemm_rate_gflops(
+    rows: int, width: int, dtype: torch.dtype, min_time: float, device: str = "cpu"
+) -> float:
     """GFLOP/s of torch.mm [rows, W] x [W, W] (the jet's stacked-row GEMM at these sizes)."""
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(rows, width, generator=gen, dtype=dtype)
-    b = torch.randn(width, width, generator=gen, dtype=dtype)
-    out = torch.empty(rows, width, dtype=dtype)
-    t = common.time_call(lambda: torch.mm(a, b, out=out), min_time=min_time, warmup=3)
+    a = torch.randn(rows, width, generator=gen, dtype=dtype).to(device)
+    b = torch.randn(width, width, generator=gen, dtype=dtype).to(device)
+    out = torch.empty(rows, width, dtype=dtype, device=device)
+    t = common.time_call(
+        lambda: torch.mm(a, b, out=out), device=device, min_time=min_time, warmup=3
+    )
     return 2.0 * rows * width * width / t / 1e9

@@ -27,8 +27,9 @@ def _fmt_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _header(payload: dict[str, Any]) -> str:
     m = payload["machine"]
     return (
-        f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads; "
-        f"Python {m['python']}, torch {m['torch']}, fluxkern {m['fluxkern']}, "
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads"
+        + (f", GPU {m['gpu']} (CUDA {m.get('cuda')})" if m.get("gpu") else "")
+        + f"; Python {m['python']}, torch {m['torch']}, fluxkern {m['fluxkern']}, "
         f"DeepXDE {m.get('deepxde') or 'not installed'}; {m['date']}. Measured float32 GEMM "
         f"rate {m['gemm_peak_gflops_float32']} GFLOP/s (2048^2 matmul through torch)."
     ) + _source(m)
@@ -123,8 +124,13 @@ def problems_tables(rows: list[dict[str, Any]]) -> str:
         for threads in _by([r for r in rows if r["dtype"] == dtype], "threads"):
             sel = [r for r in rows if r["dtype"] == dtype and r["threads"] == threads]
             fused0 = next(r for r in sel if r["kind"] == "fused")
+            where = (
+                f"on {fused0['device']}"
+                if fused0.get("device")
+                else f"{threads} thread{'s' if threads > 1 else ''}"
+            )
             parts.append(
-                f"\n#### problems: {dtype}, {threads} thread{'s' if threads > 1 else ''} "
+                f"\n#### problems: {dtype}, {where} "
                 f"(large-GEMM peak {fused0['gemm_peak_gflops']:.1f} GFLOP/s)\n"
             )
             table = []

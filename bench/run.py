@@ -358,7 +358,7 @@ def run_problems(args: argparse.Namespace, save: Callable[[Any], None]) -> list[
                 dtype = getattr(torch, dname)
                 key = (threads, dname)
                 if key not in peaks:
-                    peaks[key] = common.gemm_peak_gflops(dtype)
+                    peaks[key] = common.gemm_peak_gflops(dtype, args.device)
                     print(
                         f" {dname}, {threads} thread(s): large-GEMM peak {peaks[key]:.1f} GFLOP/s",
                         flush=True,
@@ -390,9 +390,10 @@ def problem_rows(
         problem_steps.CheckFailed: A contender disagrees with fused (before any timing).
     """
     dname = str(dtype).replace("torch.", "")
-    label = f"{name} {dname} {threads}t"
-    case_ = ps.make_case(name, dtype)
-    fused = ps.FluxkernContender(case_, "cpu")
+    dev = args.device
+    label = f"{name} {dname} {dev if dev != 'cpu' else f'{threads}t'}"
+    case_ = ps.make_case(name, dtype, dev)
+    fused = ps.FluxkernContender(case_, dev)
     cons: list[ps.Contender] = [fused, ps.FluxkernContender(case_, "torch"), ps.PlainTorch(case_)]
     if name == "convection":
         cons.append(ps.HandConvection(case_))
@@ -408,15 +409,16 @@ def problem_rows(
     evals: dict[str, float] = {}
     for c in cons:
         c.load_state(start)
-        evals[c.name] = ps.time_eval(c, args.min_time)
+        evals[c.name] = ps.time_eval(c, args.min_time, dev)
         c.load_state(start)
-    epochs = ps.time_epochs(cons, start, case_.lbfgs, opt_state, args.epoch_reps)
+    epochs = ps.time_epochs(cons, start, case_.lbfgs, opt_state, args.epoch_reps, device=dev)
     flops = common.jet_step_flops(case_.d, case_.problem.width, case_.problem.depth, case_.m)
     flops *= case_.n_rows
     gemm_rows = (1 + case_.d) * case_.n_rows
-    gemm = ps.gemm_rate_gflops(gemm_rows, case_.problem.width, dtype, min(args.min_time, 0.5))
+    gemm = ps.gemm_rate_gflops(gemm_rows, case_.problem.width, dtype, min(args.min_time, 0.5), dev)
     t_eval0, t_ep0 = evals[fused.name], epochs[fused.name]["s"]
     meta = {"workload": "problems", "problem": name, "dtype": dname, "threads": threads}
+    meta |= {"device": dev} if dev != "cpu" else {}
     desc = case_.describe()
     rows = []
     for c in cons:
@@ -523,6 +525,14 @@ def parse(argv=None) -> argparse.Namespace:
         help="problems workload: fused epochs run from the initial weights before the start "
         "state (parameters, multipliers, L-BFGS history) of every check and timed epoch is saved",
     )
+    p.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="problems workload: the device of the points and networks (cuda: the fused op's "
+        "cuda kernels, every timed evaluation and epoch ends with a synchronize); the other "
+        "workloads run on the CPU only",
+    )
     p.add_argument("--out", default=os.path.join("bench", "results"))
     quick = "--quick" in (sys.argv[1:] if argv is None else argv)
     if quick:  # explicit options still win
@@ -530,6 +540,10 @@ def parse(argv=None) -> argparse.Namespace:
         p.set_defaults(problems=["poisson"], dtypes=["float64"], epoch_reps=2, warm_epochs=1)
     args = p.parse_args(argv)
     args.problem_threads = args.threads or ([1] if quick else [1, 2])
+    if args.device != "cpu" and set(args.workloads) != {"problems"}:
+        p.error(f"--device {args.device} is for the problems workload only (--workloads problems)")
+    if args.device == "cuda" and "cuda" not in fk.backends():
+        p.error("--device cuda: this fluxkern was built without its cuda kernels")
     return args
 
 
@@ -537,14 +551,16 @@ def main(argv=None) -> int:
     args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads[0])
-    info = common.machine_info("cpu")
+    info = common.machine_info(args.device)
     info["deepxde"] = deepxde_version()
     info["backends"] = fk.backends()
     info["fluxkern_source"] = fluxkern_source()
-    peak = common.gemm_peak_gflops(torch.float32)
+    peak = common.gemm_peak_gflops(torch.float32, args.device)
     info["gemm_peak_gflops_float32"] = round(peak, 1)
     stem = os.path.join(args.out, f"{machine_slug(info)}-{info['date']}")
     print(f"machine: {info['cpu']} ({info['cores']} cores, {info['torch_threads']} torch threads)")
+    if "gpu" in info:
+        print(f"gpu: {info['gpu']}, CUDA {info['cuda']}, fluxkern backends {info['backends']}")
     print(
         f"versions: python {info['python']}, torch {info['torch']}, fluxkern {info['fluxkern']}, "
         f"deepxde {info['deepxde'] or 'not installed'}; measured float32 GEMM {peak:.0f} GFLOP/s"

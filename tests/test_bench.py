@@ -156,3 +156,34 @@ def test_problems_check_catches_a_wrong_plain_loss():
     wrong.loss = same_value_wrong_gradient
     with pytest.raises(ps.CheckFailed, match="gradient"):
         ps.check_contenders([fused, wrong], start, torch.float64, "poisson")
+
+
+def test_problems_device_option_is_for_the_problems_workload_only(capsys):
+    with pytest.raises(SystemExit):
+        run.parse(["--workloads", "jet", "problems", "--device", "cuda"])
+    assert "--device cuda is for the problems workload only" in capsys.readouterr().err
+    assert run.parse(["--workloads", "problems"]).device == "cpu"
+
+
+@pytest.mark.skipif("cuda" in __import__("fluxkern").backends(), reason="a build with cuda")
+def test_problems_on_cuda_without_cuda_kernels_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit):
+        run.parse(["--workloads", "problems", "--device", "cuda"])
+    assert "built without its cuda kernels" in capsys.readouterr().err
+
+
+@pytest.mark.skipif("cuda" not in __import__("fluxkern").backends(), reason="needs a GPU")
+def test_problems_workload_on_cuda_writes_checked_rows(tmp_path):
+    cmd = [sys.executable, "-m", "bench", "--workloads", "problems", "--quick", "--device"]
+    cmd += ["cuda", "--problems", "poisson", "--min-time", "0.05", "--epoch-reps", "1"]
+    cmd += ["--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (js,) = list(tmp_path.glob("gpu-*.json"))
+    rows = json.loads(js.read_text())["workloads"]["problems"]["results"]
+    assert {r["kind"] for r in rows} == {"fused", "twin", "plain"}
+    for r in rows:
+        assert r["device"] == "cuda" and r["epoch_ms"] > 0
+        assert max(r["check"].values()) <= 1e-10
+    md = open(str(js)[: -len(".json")] + ".md").read()
+    assert "problems: float64, on cuda" in md and "GPU NVIDIA" in md

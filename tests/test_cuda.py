@@ -50,12 +50,15 @@ def make_net(d, m, width, depth, act, dtype=torch.float64, device="cuda", seed=0
 
 
 def loss_and_grads(net, x, backend, seed=1):
-    """A random linear functional of (y, J) and its gradient w.r.t. parameters and x."""
+    """A random linear functional of (y, J) and its gradient w.r.t. parameters and x.
+
+    The functional is drawn on the CPU (the CUDA generator gives other numbers for the same seed),
+    so that the same seed gives the same functional on every device."""
     x = x.detach().requires_grad_(True)
     y, jac = fluxkern.jet(net, x, backend=backend)
-    g = torch.Generator(device=x.device).manual_seed(seed)
-    gy = torch.randn(y.shape, generator=g, dtype=y.dtype, device=y.device)  # [N, m]
-    gj = torch.randn(jac.shape, generator=g, dtype=y.dtype, device=y.device)  # [N, m, d]
+    g = torch.Generator().manual_seed(seed)
+    gy = torch.randn(y.shape, generator=g, dtype=y.dtype).to(y.device)  # [N, m]
+    gj = torch.randn(jac.shape, generator=g, dtype=y.dtype).to(y.device)  # [N, m, d]
     loss = (y * gy).sum() + (jac * gj).sum()
     grads = torch.autograd.grad(loss, [*net.parameters(), x])
     return y, jac, grads
@@ -218,7 +221,7 @@ def test_large_n_over_many_grid_strides_matches_cpu(act):
     net = make_net(2, 3, 24, 2, act)
     x = torch.rand(150000, 2, dtype=torch.float64, device="cuda") * 4 - 2
     y, jac, g = loss_and_grads(net, x, "cuda")
-    net_cpu = make_net(2, 3, 24, 2, act, device="cpu")
+    net_cpu = copy.deepcopy(net).cpu()  # the same weights (the CUDA generator draws others)
     y_c, jac_c, g_c = loss_and_grads(net_cpu, x.cpu(), "cpu")
     assert rel_err(y, y_c) < TOL[torch.float64] and rel_err(jac, jac_c) < TOL[torch.float64]
     for a, b in zip(g, g_c, strict=True):
@@ -243,10 +246,11 @@ def test_64bit_indexing_matches_a_small_run():
     y, jac, g = loss_and_grads(net, x, "cuda")
     y_big, jac_big, gx_big = y[rows], jac[rows], g[-1][rows]
     del y, jac, g
-    # The same random functional restricted to the rows: regenerate it for the small run.
-    gen = torch.Generator(device="cuda").manual_seed(1)
-    gy = torch.randn((n, 2), generator=gen, device="cuda")[rows]
-    gj = torch.randn((n, 2, d), generator=gen, device="cuda")[rows]
+    # The same random functional restricted to the rows (loss_and_grads draws it on the CPU):
+    # regenerate it for the small run.
+    gen = torch.Generator().manual_seed(1)
+    gy = torch.randn((n, 2), generator=gen)[rows.cpu()].cuda()
+    gj = torch.randn((n, 2, d), generator=gen)[rows.cpu()].cuda()
     xs = x[rows].detach().requires_grad_(True)
     ys, js = fluxkern.jet(net, xs, backend="cuda")
     (gx_small,) = torch.autograd.grad((ys * gy).sum() + (js * gj).sum(), [xs])
@@ -799,7 +803,7 @@ def test_tile_forward_large_n_matches_cpu(act):
     x = torch.rand(150001, 2, dtype=torch.float64, device="cuda") * 4 - 2
     with fluxkern.cuda_kernel("tile"):
         y, jac, g = loss_and_grads(net, x, "cuda")
-    net_cpu = make_net(2, 3, 64, 3, act, device="cpu")
+    net_cpu = copy.deepcopy(net).cpu()  # the same weights (the CUDA generator draws others)
     y_c, jac_c, g_c = loss_and_grads(net_cpu, x.cpu(), "cpu")
     assert rel_err(y, y_c) < TOL[torch.float64] and rel_err(jac, jac_c) < TOL[torch.float64]
     for a, b in zip(g, g_c, strict=True):

@@ -187,3 +187,12 @@ def test_problems_workload_on_cuda_writes_checked_rows(tmp_path):
         assert max(r["check"].values()) <= 1e-10
     md = open(str(js)[: -len(".json")] + ".md").read()
     assert "problems: float64, on cuda" in md and "GPU NVIDIA" in md
+
+
+def test_lbfgs_op_count_the_fused_direction_saves_most_dispatches_of_an_epoch():
+    import lbfgs_op_count
+
+    op = lbfgs_op_count.count_epoch("poisson", twin=False, warm_epochs=2)
+    twin = lbfgs_op_count.count_epoch("poisson", twin=True, warm_epochs=2)
+    assert op["evals"] == twin["evals"] and op["directions"] == twin["directions"] >= 1
+    assert twin["ops"] > 3 * op["ops"]  # the twin's recursion dominates the epoch's dispatches

@@ -15,11 +15,13 @@ import torch
 import fluxkern
 from fluxkern import ops, reference
 from fluxkern.optim import LBFGS
+from fluxkern.optim.lbfgs import history_device
 from fluxkern.specs import LbfgsHistory
-from matrix import TOL, rel_err
+from matrix import DEVICES, TOL, rel_err
 
 F64 = torch.float64
 needs_ext = pytest.mark.skipif("cpu" not in fluxkern.backends(), reason="needs the CPU build")
+needs_gpu = pytest.mark.skipif("cuda" not in DEVICES, reason="needs a GPU")
 
 
 def _pairs(p, h, count, start, dtype=F64, seed=0):
@@ -154,15 +156,15 @@ def test_direction_bad_arguments(change, match):
         )
 
 
-def _problem(seed=0):
+def _problem(seed=0, device="cpu"):
     """A small augmented-Lagrangian problem (flux-form Poisson) and its closure factory."""
     torch.manual_seed(seed)
-    net = fluxkern.MLP(2, 3, 12, 2, dtype=F64)
+    net = fluxkern.MLP(2, 3, 12, 2, dtype=F64).to(device)
     x, y = fluxkern.inputs("x y")
     u, qx, qy = fluxkern.outputs("u qx qy")
     g = torch.Generator().manual_seed(seed)
-    pts = torch.rand(80, 2, generator=g, dtype=F64)
-    bnd = torch.rand(20, 2, generator=g, dtype=F64).round()
+    pts = torch.rand(80, 2, generator=g, dtype=F64).to(device)
+    bnd = torch.rand(20, 2, generator=g, dtype=F64).round().to(device)
     terms = [
         fluxkern.Objective("pde", qx.d(x) + qy.d(y) + 1.0, pts, reduction="sum"),
         fluxkern.Constraint("flux", [qx - u.d(x), qy - u.d(y)], pts, reduction="sum"),
@@ -171,8 +173,8 @@ def _problem(seed=0):
     return net, terms
 
 
-def _run(opt_cls, steps=4, line_search="strong_wolfe", history=5, resume_at=None):
-    net, terms = _problem()
+def _run(opt_cls, steps=4, line_search="strong_wolfe", history=5, resume_at=None, device="cpu"):
+    net, terms = _problem(device=device)
     al = fluxkern.AugmentedLagrangian(net, terms)
     opt = opt_cls(net.parameters(), max_iter=7, history_size=history, line_search_fn=line_search)
     evals = [0]
@@ -215,6 +217,50 @@ def test_optimizer_follows_torch_lbfgs(line_search):
 def test_optimizer_resume_from_state_dict_is_exact():
     full, n_full, p_full = _run(LBFGS)
     resumed, n_res, p_res = _run(LBFGS, resume_at=2)
+    assert full == resumed and n_full == n_res
+    for a, b in zip(p_full, p_res, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_history_lives_on_the_cpu_where_the_cpu_op_is_built(monkeypatch):
+    like = torch.zeros(3, dtype=F64)
+    assert history_device(like) == torch.device("cpu")
+    monkeypatch.setattr(ops, "backends", lambda: ["torch"])  # a pure-torch install
+    assert history_device(like) == like.device
+
+
+@needs_gpu
+@needs_ext
+def test_optimizer_on_cuda_keeps_its_history_on_the_cpu_and_follows_torch_lbfgs():
+    ours, n_ours, p_ours = _run(LBFGS, device="cuda")
+    theirs, n_theirs, p_theirs = _run(torch.optim.LBFGS, device="cuda")
+    assert n_ours == n_theirs
+    for a, b in zip(ours, theirs, strict=True):
+        assert abs(a - b) <= 1e-8 * abs(b)
+    for a, b in zip(p_ours, p_theirs, strict=True):
+        assert a.is_cuda and rel_err(a, b) < 1e-7
+    net, terms = _problem(device="cuda")
+    al = fluxkern.AugmentedLagrangian(net, terms)
+    opt = LBFGS(net.parameters(), max_iter=3, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = al()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    opt.step(closure)
+    state = opt.state[next(iter(net.parameters()))]
+    assert state["count"] > 0 and all(state[k].device.type == "cpu" for k in ("s", "y", "sy"))
+
+
+@needs_gpu
+@needs_ext
+def test_optimizer_on_cuda_resumes_exactly_with_its_history_back_on_the_cpu():
+    # Optimizer.load_state_dict moves the saved history to the parameters' device
+    full, n_full, p_full = _run(LBFGS, device="cuda")
+    resumed, n_res, p_res = _run(LBFGS, resume_at=2, device="cuda")
     assert full == resumed and n_full == n_res
     for a, b in zip(p_full, p_res, strict=True):
         assert torch.equal(a, b)

@@ -110,7 +110,7 @@ def residual_jacobian(
         x: Points [P, d]; for a paired program P = 2N and x = cat(a, b).
         net: The MLP.
         backend: None (the fused op on the CPU, the twin elsewhere), "torch", "cpu" or "cuda"
-            (the CUDA kernel: one thread per point, never run on a GPU yet).
+            (the CUDA kernel: one thread per point; matched the twin on an H200, not timed).
         chunk: Points (pairs) per pass; None picks the most whose jac block stays under
             JACOBIAN_CHUNK_BYTES.
 

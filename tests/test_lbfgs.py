@@ -266,6 +266,33 @@ def test_optimizer_on_cuda_resumes_exactly_with_its_history_back_on_the_cpu():
         assert torch.equal(a, b)
 
 
+def test_steps_follow_a_parameter_whose_storage_was_replaced():
+    # _add_grad keeps flat views of the parameters; `p.data = ...` must not leave them stale
+    net, _ = _problem()
+    params = list(net.parameters())
+    opt = LBFGS(params)
+    d = torch.arange(sum(p.numel() for p in params), dtype=F64)
+    sizes = [p.numel() for p in params]
+    chunks = [c.view_as(p) for c, p in zip(d.split(sizes), params, strict=True)]
+    before = [p.detach().clone() for p in params]
+    with torch.no_grad():  # as in step()
+        opt._add_grad(0.5, d)
+        params[0].data = params[0].data.clone()  # a new storage, as a reassignment makes
+        opt._add_grad(0.5, d)
+    for p, b, c in zip(params, before, chunks, strict=True):
+        assert torch.equal(p.detach(), b + 0.5 * c + 0.5 * c)
+
+
+def test_steps_reach_a_non_contiguous_parameter():
+    p = torch.nn.Parameter(torch.zeros(3, 4, dtype=F64).t())  # [4, 3], not contiguous
+    q = torch.nn.Parameter(torch.ones(5, dtype=F64))
+    opt = LBFGS([p, q])
+    with torch.no_grad():  # as in step()
+        opt._add_grad(2.0, torch.arange(17, dtype=F64))
+    assert torch.equal(p.detach(), 2.0 * torch.arange(12, dtype=F64).view(4, 3))
+    assert torch.equal(q.detach(), 1.0 + 2.0 * torch.arange(12, 17, dtype=F64))
+
+
 def test_optimizer_bad_options():
     net, _ = _problem()
     with pytest.raises(ValueError, match="learning rate"):

@@ -95,12 +95,33 @@ class FlatParams:
         flat = torch.cat(views, 0)  # [P]
         return flat if self.flat_dtype is None else flat.to(self.flat_dtype)
 
+    def _param_views(self) -> list[Tensor] | None:
+        """Flat [numel] views of the parameters, kept while each parameter keeps its storage
+        (its data pointer and size); None when one is not contiguous (no flat view of it)."""
+        views: list[Tensor] | None = getattr(self, "_views", None)
+        if views is not None and all(
+            v.data_ptr() == p.data_ptr() and v.numel() == p.numel()
+            for v, p in zip(views, self._params, strict=True)
+        ):
+            return views
+        if not all(p.is_contiguous() for p in self._params):
+            return None
+        self._views = [p.view(-1) for p in self._params]
+        return self._views
+
     def _add_grad(self, step: float, direction: Tensor) -> None:
-        offset = 0
-        for p in self._params:
-            n = p.numel()
-            p.add_(direction[offset : offset + n].view_as(p).to(p.dtype), alpha=step)
-            offset += n
+        """params += step * direction, in two dispatches (a split and one foreach add) instead
+        of four per parameter: an L-BFGS iteration calls this twice or more, and on a GPU at the
+        benchmark problems' sizes every dispatch costs about as much as its arithmetic."""
+        chunks = direction.split([p.numel() for p in self._params])
+        views = self._param_views()
+        if views is None:
+            for p, c in zip(self._params, chunks, strict=True):
+                p.add_(c.view_as(p).to(p.dtype), alpha=step)
+            return
+        if any(c.dtype != v.dtype for c, v in zip(chunks, views, strict=True)):
+            chunks = tuple(c.to(v.dtype) for c, v in zip(chunks, views, strict=True))
+        torch._foreach_add_(views, chunks, alpha=step)
 
     def _begin_step(
         self, closure: Callable[[], Tensor]

@@ -103,8 +103,7 @@ class LBFGS(FlatParams, Optimizer):
 
     # ------------------------------------------------------------------ flat views
     def _set_params(self, values: list[Tensor]) -> None:
-        for p, v in zip(self._params, values, strict=True):
-            p.copy_(v)
+        torch._foreach_copy_(self._params, values)  # one dispatch for all parameters
 
     def _directional_evaluate(
         self, closure: Callable[[], Tensor], x: list[Tensor], t: float, d: Tensor

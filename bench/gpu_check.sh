@@ -4,7 +4,7 @@
 # compute-sanitizer (memcheck, racecheck; initcheck if time is left) on a small jet case (both
 # CUDA jet forwards: the GEMM path and the fused tile kernel), runs the jet and loss benchmarks on
 # cuda twice (default GEMM forward, then the tile kernel with FLUXKERN_CUDA_TILE=1, so that the
-# default can be chosen from measurements) and, between them, the users' workloads (the seven
+# default can be chosen from measurements) and, after each pair, the users' workloads (the seven
 # benchmark problems at their own sizes in float64, fused against plain PyTorch on the GPU), and
 # writes one JSON file of results plus printed tables into OUTDIR.
 #
@@ -228,6 +228,11 @@ if ((built)); then
     --json "$WORK/bench_jet_tile.json"
   step "bench loss (tile)" 60 "$BENCH_LOG" env FLUXKERN_CUDA_TILE=1 "$PY" bench/bench_loss.py \
     --device "$BDEV" --n "${BN[@]}" --min-time "$BT" --json "$WORK/bench_loss_tile.json"
+  # The problems again with the tile forward: at their small N it may be the better default.
+  step "bench problems (tile)" 120 "$BENCH_LOG" env FLUXKERN_CUDA_TILE=1 "$PY" -m bench \
+    --workloads problems --device "$BDEV" --problems "${BPROBLEMS[@]}" --dtypes float64 \
+    --threads 1 --epoch-reps 3 --warm-epochs 6 --min-time "$BT" --out "$WORK/problems_tile" &&
+    cat "$WORK"/problems_tile/*.md >>"$BENCH_LOG"
 else
   skip "bench jet" "no build"
 fi
@@ -324,8 +329,9 @@ for name in ("bench_jet", "bench_loss", "bench_jet_tile", "bench_loss_tile"):
     path = os.path.join(work, f"{name}.json")
     if os.path.exists(path):
         res[name] = json.load(open(path))
-for path in glob.glob(os.path.join(work, "problems", "*.json")):
-    res["bench_problems"] = json.load(open(path))["workloads"]["problems"]
+for key, sub in (("bench_problems", "problems"), ("bench_problems_tile", "problems_tile")):
+    for path in glob.glob(os.path.join(work, sub, "*.json")):
+        res[key] = json.load(open(path))["workloads"]["problems"]
 
 ok = all(s["status"] in ("ok",) or s["status"].startswith("skipped") for s in steps
          if s["step"] != "sanitizer initcheck")
@@ -382,6 +388,10 @@ table("loss benchmark, fused forward = tile kernel (FLUXKERN_CUDA_TILE=1)",
        "of GEMM peak"))
 table("problems at their own sizes, float64 (loss + gradient eval and one L-BFGS epoch; 'x fused' "
       "= time / fused)", res.get("bench_problems", {}).get("results", []),
+      ("problem", "contender", "eval_ms", "epoch_ms", "evals_per_epoch", "x fused eval",
+       "x fused epoch"))
+table("problems at their own sizes, float64, fused forward = tile kernel (FLUXKERN_CUDA_TILE=1)",
+      res.get("bench_problems_tile", {}).get("results", []),
       ("problem", "contender", "eval_ms", "epoch_ms", "evals_per_epoch", "x fused eval",
        "x fused epoch"))
 print(f"\nresults: {os.path.join(out, 'results.json')}")

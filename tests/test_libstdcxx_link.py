@@ -5,7 +5,9 @@ formatting in it fails: the numbers go missing from the ops' error messages (as 
 here), or the process segfaults (the GPU machine, built with a GCC 13.3 in /opt/gcc). CMakeLists.txt
 links the process's libstdc++ explicitly and cmake/check_shared_libstdcxx.cmake fails a build whose
 module has no NEEDED libstdc++.so entry. The numbers in the ops' messages themselves are asserted
-by the error tests (test_jet_errors.py, test_residual_jacobian.py). Linux and g++ only.
+by the error tests (test_jet_errors.py, test_residual_jacobian.py); the last test here checks
+one such message on every device in a process of its own, so that a crash fails one test instead
+of ending the run. The link tests need Linux, g++, readelf and cmake.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import textwrap
 import pytest
 
 from fluxkern import _ext
+from matrix import DEVICES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHECK = os.path.join(ROOT, "cmake", "check_shared_libstdcxx.cmake")
@@ -110,3 +113,31 @@ def test_the_check_fails_a_static_copy_and_the_link_of_cmakelists_repairs_it(tmp
 def test_the_installed_module_passes_the_check():
     res = check(_ext.module().__file__)
     assert res.returncode == 0, res.stderr
+
+
+# An op error whose message carries numbers, in a process of its own (a module with a static
+# libstdc++ crashed there on the GPU machine; here that must fail one test, not end the run).
+OP_ERROR = textwrap.dedent(
+    """
+    import sys, torch, fluxkern
+    dev = sys.argv[1]
+    net = fluxkern.MLP(2, 3, 5, 2, dtype=torch.float64, device=dev)
+    s = net.spec()
+    x = torch.zeros(4, 9, dtype=torch.float64, device=dev)  # d = 9 > 8
+    w, b = [t.detach() for t in s.weights], [t.detach() for t in s.biases]
+    try:
+        torch.ops.fluxkern.mlp_jet(x, s.shift, s.scale, w, b, "tanh")
+    except ValueError as e:
+        print(e)
+    """
+)
+
+
+@pytest.mark.skipif(not _ext.available(), reason="needs the compiled extension")
+@pytest.mark.parametrize("device", DEVICES)
+def test_op_errors_print_their_numbers_on_every_device(device):
+    res = subprocess.run(
+        [sys.executable, "-c", OP_ERROR, device], capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, f"exit {res.returncode}: {res.stderr[-2000:]}"
+    assert "d = 9 input columns" in res.stdout and "1..8" in res.stdout, res.stdout

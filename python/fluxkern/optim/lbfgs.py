@@ -9,10 +9,10 @@ C++ on CPU, its torch twin elsewhere). The ring buffers live on the CPU wherever
 also for parameters on a GPU: there the twin's recursion is ~1,500 kernel launches per iteration
 (30,500 of the 33,900 dispatches of a poisson epoch), while the CPU op costs a copy of the new
 pair and the gradient to the host and of the direction back. Everything else follows
-torch.optim.LBFGS: the same
-options and defaults, the first step min(1, 1 / |g|_1) lr, the curvature condition y.s > 1e-10,
-H_diag = y.s / y.y, the same stopping tests and the same strong-Wolfe line search (torch's own
-function), so iterates agree with torch.optim.LBFGS up to rounding.
+torch.optim.LBFGS: the same options and defaults, the first step min(1, 1 / |g|_1) lr, the
+curvature condition y.s > 1e-10, H_diag = y.s / y.y, the same stopping tests and the same
+strong-Wolfe line search (torch's own function), so iterates agree with torch.optim.LBFGS up to
+rounding.
 
 One option torch does not have: ``curvature_eps`` replaces the absolute curvature condition by
 the scale-free y.s > curvature_eps |s| |y|. With the absolute one, once the loss and its

@@ -7,6 +7,7 @@ Usage: python bench/run_problems.py [NAME ...] [--formulations flux pinn] [--epo
        [--time-budget SECONDS] [--stop-after SECONDS] [--trace-every N] [--out results]
        [--seed S] [--optimizer NAME] [--optimizer-options JSON]
        [--then-optimizer NAME --switch-epoch N [--then-optimizer-options JSON]]
+       [--problem-default KEY=JSON ...] [--resample-every N [--resample-keep-optimizer]]
 --epochs overrides every problem's default; --time-budget scales each problem's epochs down
 (never up) so that a run ends near that many seconds, from a short timed probe; --stop-after
 ends a run after the first epoch past that many training seconds (fluxkern.training.TimeBudget;
@@ -14,6 +15,7 @@ results then give the epochs actually run). --trace-every N records the errors e
 (bench/fidelity.py's Evaluator: relative L2, the reference's matrix 2-norm where it used one,
 cavity's centreline deviations) with the training seconds so far, the evaluation time left out,
 in results.json under "trajectory" (also written to trajectory.json as the run goes).
+--resample-every N redraws the flux runs' points every N epochs (results.json: "resample").
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from fluxkern import problems, solver  # noqa: E402
-from fluxkern.training import Callback, EpochRecord, TimeBudget, Trainer  # noqa: E402
+from fluxkern.training import Callback, EpochRecord, Resample, TimeBudget, Trainer  # noqa: E402
 
 
 class Trace(Callback):
@@ -115,7 +117,27 @@ def main(argv=None) -> int:
         help="replace one of the problems' defaults (points, ic_form, ...), e.g. n_interior=8000"
         " or ic_form='\"squared\"'; width=N and depth=N set the network; repeatable",
     )
+    p.add_argument(
+        "--resample-every",
+        type=int,
+        default=None,
+        metavar="N",
+        help="flux runs: redraw the points every N epochs (fluxkern.training.Resample; pointwise "
+        "multipliers reset)",
+    )
+    p.add_argument(
+        "--resample-keep-optimizer",
+        action="store_true",
+        help="with --resample-every: keep the optimizer's state across a redraw (default: reset)",
+    )
     args = p.parse_args(argv)
+    if args.resample_every is not None and args.resample_every < 1:
+        p.error(f"--resample-every takes a positive number of epochs; got {args.resample_every}")
+    resample = (
+        {"every": args.resample_every, "reset_optimizer": not args.resample_keep_optimizer}
+        if args.resample_every
+        else None
+    )
     overrides = {}
     for item in args.problem_default:
         key, sep, val = item.partition("=")
@@ -151,6 +173,7 @@ def main(argv=None) -> int:
             trace = Trace(prob, args.trace_every, out) if traced else None
             cbs = [TimeBudget(args.stop_after)] if args.stop_after else []
             cbs += [trace] if trace is not None else []
+            cbs += [Resample(**resample)] if resample and form == "flux" else []
             try:
                 res = solver.solve(
                     prob,
@@ -169,10 +192,12 @@ def main(argv=None) -> int:
                 continue
             if overrides:
                 res["problem_overrides"] = overrides
+            if resample and form == "flux":
+                res["resample"] = resample
             if trace is not None:
                 res["trajectory"] = trace.points
                 res["trace_eval_s"] = trace.excluded  # included in wall_time_s
-            if trace is not None or overrides:
+            if trace is not None or overrides or (resample and form == "flux"):
                 tmp = os.path.join(out, "results.json.tmp")
                 with open(tmp, "w") as f:
                     json.dump(res, f, indent=2)

@@ -50,9 +50,16 @@ def committed(problem: str, results: str) -> dict[str, Any]:
 
 
 def command(
-    problem: str, seed: int, stop_after: float, trace_every: int, out: str, results: str
+    problem: str,
+    seed: int,
+    stop_after: float,
+    trace_every: int,
+    out: str,
+    results: str,
+    extra: list[str] | None = None,
 ) -> list[str]:
-    """The bench/run_problems.py command that reruns the committed setup with another seed."""
+    """The bench/run_problems.py command that reruns the committed setup with another seed
+    (extra: more run_problems.py options, e.g. --resample-every N)."""
     r = committed(problem, results)
     argv = [sys.executable, os.path.join(HERE, "run_problems.py"), problem]
     argv += ["--formulations", "flux", "--threads", "1", "--seed", str(seed)]
@@ -66,7 +73,7 @@ def command(
         argv += ["--then-optimizer-options", json.dumps(r.get("then_optimizer_options", {}))]
     for key, val in (r.get("problem_overrides") or {}).items():
         argv += ["--problem-default", f"{key}={json.dumps(val)}"]
-    return argv
+    return argv + list(extra or [])
 
 
 def run(
@@ -76,12 +83,13 @@ def run(
     trace_every: int,
     out: str,
     results: str,
+    extra: list[str] | None = None,
 ) -> int:
     """Runs each problem's committed setup with each seed into out/seedS/; 0 or an exit code."""
     for problem in problems:
         for seed in seeds:
             where = os.path.join(out, f"seed{seed}")
-            argv = command(problem, seed, stop_after, trace_every, where, results)
+            argv = command(problem, seed, stop_after, trace_every, where, results, extra)
             print(" ".join(argv), flush=True)
             code = subprocess.call(argv)
             if code:
@@ -159,6 +167,21 @@ def report(problems: list[str], out: str, results: str) -> str:
                 f"{m.get('cpu')}, {m.get('cores')} cores, Python {v.get('python')}, torch "
                 f"{v.get('torch')}, fluxkern {v.get('fluxkern')}, {r.get('date')}"
             )
+    redraws = sorted(
+        {
+            f"every {r['resample']['every']} epochs, optimizer state "
+            + ("reset" if r["resample"]["reset_optimizer"] else "kept")
+            for problem in problems
+            for r in _seed_runs(out, problem)
+            if r.get("resample")
+        }
+    )
+    if redraws:
+        lines += [
+            "",
+            "These seed runs (not the committed ones) redraw their points "
+            f"({'; '.join(redraws)}; fluxkern.training.Resample, pointwise multipliers reset).",
+        ]
     lines += ["", "Settings (from the committed results.json; lbfgs unless named):"]
     lines += [f"- {problem}{settings(ref)}" for problem, ref in refs.items()]
     lines += ["", "Machines of the seed runs:", *[f"- {m}" for m in sorted(machines)], ""]
@@ -175,12 +198,22 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seeds", type=int, nargs="+", required=True)
     r.add_argument("--stop-after", type=float, required=True, help="training seconds per run")
     r.add_argument("--trace-every", type=int, default=50)
+    r.add_argument("--resample-every", type=int, default=None, help="run_problems.py's option")
+    r.add_argument("--resample-keep-optimizer", action="store_true")
     rep = sub.add_parser("report")
     rep.add_argument("problems", nargs="*")
     args = p.parse_args(argv)
     if args.cmd == "run":
+        extra = ["--resample-every", str(args.resample_every)] if args.resample_every else []
+        extra += ["--resample-keep-optimizer"] if args.resample_keep_optimizer else []
         return run(
-            args.problems, args.seeds, args.stop_after, args.trace_every, args.out, args.results
+            args.problems,
+            args.seeds,
+            args.stop_after,
+            args.trace_every,
+            args.out,
+            args.results,
+            extra,
         )
     found = _seed_runs(args.out)
     if not found:

@@ -221,3 +221,37 @@ def test_seed_spread_reruns_the_committed_setup_with_another_seed(tmp_path):
     assert all("n/a (no reference error)" in r for r in rows)
     with pytest.raises(SystemExit):  # nothing to report
         seed_spread.main(["--out", str(tmp_path / "none"), "--results", str(results), "report"])
+
+
+def test_run_problems_resample_redraws_the_points_and_records_it(tmp_path):
+    argv = ["poisson", "--formulations", "flux", "--epochs", "4", "--threads", "1"]
+    argv += ["--problem-default", "width=8", "--problem-default", "n_interior=64"]
+    finals = {}
+    for label, extra in (("plain", []), ("redrawn", ["--resample-every", "2"])):
+        out = str(tmp_path / label)
+        assert run_problems.main([*argv, *extra, "--out", out]) == 0
+        res = json.load(open(os.path.join(out, "poisson", "flux", "results.json")))
+        finals[label] = res["final_loss"]
+        assert res.get("resample") == ({"every": 2, "reset_optimizer": True} if extra else None)
+    assert finals["plain"] != finals["redrawn"]  # epochs 3 and 4 ran on other points
+    with pytest.raises(SystemExit):
+        run_problems.main(["poisson", "--resample-every", "0"])
+
+
+def test_seed_spread_passes_resampling_on_and_the_report_says_so(tmp_path):
+    import seed_spread
+
+    results, out = tmp_path / "results", tmp_path / "seeds"
+    run = {"problem": "poisson", "seed": 0, "optimizer": "lbfgs", "errors": {"u": 0.5},
+           "epochs": 4, "wall_time_s": 1.0, "reference": {"errors": {}},
+           "machine": {"cpu": "X"}}  # fmt: skip
+    os.makedirs(results / "poisson" / "flux")
+    (results / "poisson" / "flux" / "results.json").write_text(json.dumps(run))
+    argv = seed_spread.command("poisson", 1, 2.0, 2, "O", str(results), ["--resample-every", "25"])
+    assert argv[-2:] == ["--resample-every", "25"]
+    os.makedirs(out / "seed1" / "poisson" / "flux")
+    redrawn = run | {"seed": 1, "resample": {"every": 25, "reset_optimizer": False}}
+    (out / "seed1" / "poisson" / "flux" / "results.json").write_text(json.dumps(redrawn))
+    assert seed_spread.main(["--out", str(out), "--results", str(results), "report"]) == 0
+    text = open(out / "README.md").read()
+    assert "redraw their points (every 25 epochs, optimizer state kept" in text

@@ -57,6 +57,7 @@ def test_list_prints_one_line_per_problem(capsys):
         (["solve", "poisson", "--epochs", "ten"], "invalid int value: 'ten'"),
         (["solve", "poisson", "--epochs", "-2"], "--epochs must be >= 0"),
         (["solve", "poisson", "--matmul-precision", "bf16"], "invalid choice: 'bf16'"),
+        (["solve", "poisson", "--resample-every", "0"], "resample_every must be None or a"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
@@ -140,7 +141,7 @@ def solve_parser() -> argparse.ArgumentParser:
 
 def test_every_solve_option_names_its_default(capsys):
     options = [a for a in solve_parser()._actions if a.option_strings and a.dest != "help"]
-    assert len(options) == 19
+    assert len(options) == 21
     for action in options:
         assert action.help and "default" in action.help, action.option_strings
     with pytest.raises(SystemExit) as exit_:
@@ -192,6 +193,17 @@ def test_print_config_round_trips_through_config(capsys, tmp_path):
     wanted.update(epochs=5, lr=0.25, optimizer="adam", plots=False)
     effective = solver.effective_options("poisson", **wanted)
     assert solver.effective_options("poisson", **printed) == effective
+
+
+def test_resample_options_reach_the_run(capsys):
+    argv = ["solve", "poisson", "--resample-every", "25", "--resample-keep-optimizer"]
+    code, out, _ = run(capsys, *argv, "--print-config")
+    printed = tomllib.loads(out)
+    assert code == 0 and printed["resample_every"] == 25
+    assert printed["resample_keep_optimizer"] is True
+    code, out, _ = run(capsys, "solve", "poisson", "--print-config")
+    assert "resample_every" not in tomllib.loads(out)  # None: one draw
+    assert tomllib.loads(out)["resample_keep_optimizer"] is False
 
 
 def test_print_config_of_the_defaults_round_trips(capsys, tmp_path):

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from fluxkern import problems, solver
+from fluxkern.training import Resample
 
 
 def small_poisson(**defaults) -> problems.Problem:
@@ -165,6 +166,8 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
         ({"epochs": -1}, "epochs must be a non-negative integer"),
         ({"resume": True}, "resume needs an output folder"),
         ({"bogus": 1}, "unknown option 'bogus'"),
+        ({"resample_every": 0}, "resample_every must be None or a positive integer"),
+        ({"resample_every": True}, "resample_every must be None or a positive integer"),
     ],
 )
 def test_bad_options(kwargs, match):
@@ -219,3 +222,21 @@ def test_effective_options_are_what_solve_uses():
         solver.effective_options("poisson", dual="pecann")
     cfg = {"mu": 1.0}
     assert solver.effective_options("poisson", dual="pecann", dual_options=cfg).dual == "pecann"
+
+
+def test_resample_every_redraws_the_points_and_is_recorded(tmp_path):
+    plain = solver.solve(small_poisson(), epochs=4, progress=False)
+    kw = {"epochs": 4, "progress": False, "resample_every": 2}
+    redrawn = solver.solve(small_poisson(), **kw, out=str(tmp_path), plots=False)
+    kept = solver.solve(small_poisson(), **kw, resample_keep_optimizer=True)
+    assert plain["resample_every"] is None and redrawn["resample_every"] == 2
+    assert kept["resample_keep_optimizer"] is True
+    assert plain["final_loss"] != redrawn["final_loss"] != kept["final_loss"]
+    # the same as the callback given by hand: fluxkern.training.Resample after epochs 2 and 4
+    by_hand = solver.solve(small_poisson(), epochs=4, progress=False, callbacks=[Resample(2)])
+    assert by_hand["final_loss"] == redrawn["final_loss"]
+    # a resumed run continues on the draw it had
+    part = str(tmp_path / "part")
+    solver.solve(small_poisson(), **{**kw, "epochs": 3}, out=part, plots=False)
+    resumed = solver.solve(small_poisson(), **kw, out=part, plots=False, resume=True)
+    assert resumed["final_loss"] == redrawn["final_loss"]

@@ -138,6 +138,18 @@ def _add_training_options(s: argparse.ArgumentParser) -> None:
         help=f"dual update rule; its options: [dual_options] in --config ({own.format(d.dual)})",
     )
     s.add_argument(
+        "--resample-every",
+        type=int,
+        metavar="N",
+        help="redraw the points every N epochs; pointwise multipliers reset at each draw "
+        "(default: one draw)",
+    )
+    s.add_argument(
+        "--resample-keep-optimizer",
+        action="store_true",
+        help="with --resample-every: keep the optimizer's state across a draw (default: reset)",
+    )
+    s.add_argument(
         "--matmul-precision",
         choices=["ieee", "tf32"],
         help="float32 GEMMs of the fused ops on CUDA; no effect on CPU "
@@ -219,6 +231,7 @@ _COMMAND_LINE_OPTIONS = (
     "formulation",
     "dual",
     "matmul_precision",
+    "resample_every",
 )
 
 
@@ -227,6 +240,8 @@ def _command_line_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.epochs is not None and args.epochs < 0:
         raise UsageError(f"--epochs must be >= 0, got {args.epochs}")
     opts = {k: getattr(args, k) for k in _COMMAND_LINE_OPTIONS if getattr(args, k) is not None}
+    if args.resample_keep_optimizer:
+        opts["resample_keep_optimizer"] = True
     if args.no_progress:
         opts["progress"] = False
     if args.no_plots:

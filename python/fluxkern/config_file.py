@@ -46,6 +46,8 @@ def load(path: str) -> dict[str, Any]:
     types = {
         "epochs": int,
         "checkpoint_every": int,
+        "resample_every": int,
+        "resample_keep_optimizer": bool,
         "seed": int,
         "lr": (int, float),
         "optimizer": str,

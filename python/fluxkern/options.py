@@ -51,6 +51,11 @@ class SolveOptions:
             on CUDA during the run (:func:`fluxkern.set_matmul_precision`; no effect on CPU or
             float64).
         checkpoint_every: Epochs between checkpoints (when `out` is set).
+        resample_every: Redraw the points every N epochs (:class:`fluxkern.training.Resample`:
+            deterministic draws, pointwise multipliers reset at each), or None to keep the first
+            draw. composite_heat's seed 2 over-fits its points without (README: Results).
+        resample_keep_optimizer: Keep the optimizer's state (L-BFGS pairs, Adam moments)
+            across a redraw instead of resetting it.
         out: Output folder, or None for no files.
         resume: Continue from out/checkpoint.pt.
         progress: Show a progress line on stderr.
@@ -76,6 +81,8 @@ class SolveOptions:
     dual_options: dict[str, float] = field(default_factory=dict)
     matmul_precision: str = "ieee"
     checkpoint_every: int = 100
+    resample_every: int | None = None
+    resample_keep_optimizer: bool = False
     out: str | None = None
     resume: bool = False
     progress: bool = True
@@ -106,6 +113,10 @@ class SolveOptions:
             raise ValueError(
                 f"checkpoint_every must be a positive integer; got {self.checkpoint_every!r}"
             )
+        every = self.resample_every
+        whole = isinstance(every, int) and not isinstance(every, bool)
+        if every is not None and not (whole and every >= 1):
+            raise ValueError(f"resample_every must be None or a positive integer; got {every!r}")
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"lr must be a positive number; got {self.lr!r}")
         if self.resume and not self.out:

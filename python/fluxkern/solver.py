@@ -42,6 +42,7 @@ from fluxkern.training import (
     EpochFunction,
     NonFiniteLossError,
     Progress,
+    Resample,
     SwitchOptimizer,
     Trainer,
 )
@@ -152,6 +153,10 @@ def solve(
         raise TypeError(f"problem must be a fluxkern Problem or a name, got {problem!r}")
     opts = effective_options(problem, **options)
     extra = list(callbacks)
+    if opts.resample_every is not None:
+        extra.insert(
+            0, Resample(opts.resample_every, reset_optimizer=not opts.resample_keep_optimizer)
+        )
     if callback is not None:
         extra.append(EpochFunction(callback))
     with matmul_precision(opts.matmul_precision):
@@ -333,6 +338,8 @@ def _results(
         "then_optimizer": opts.then_optimizer,
         "then_optimizer_options": dict(opts.then_optimizer_options),
         "switched_at_epoch": trainer.switched_at,
+        "resample_every": opts.resample_every,
+        "resample_keep_optimizer": opts.resample_keep_optimizer,
         "dtype": opts.dtype,
         "device": opts.device,
         "backend": al.backend if al is not None else "torch autograd (PINN)",

@@ -15,7 +15,7 @@ results then give the epochs actually run). --trace-every N records the errors e
 (bench/fidelity.py's Evaluator: relative L2, the reference's matrix 2-norm where it used one,
 cavity's centreline deviations) with the training seconds so far, the evaluation time left out,
 in results.json under "trajectory" (also written to trajectory.json as the run goes).
---resample-every N redraws the flux runs' points every N epochs (results.json: "resample").
+--resample-every N redraws the flux runs' points every N epochs (solve's resample_every).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from fluxkern import problems, solver  # noqa: E402
-from fluxkern.training import Callback, EpochRecord, Resample, TimeBudget, Trainer  # noqa: E402
+from fluxkern.training import Callback, EpochRecord, TimeBudget, Trainer  # noqa: E402
 
 
 class Trace(Callback):
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
         type=int,
         default=None,
         metavar="N",
-        help="flux runs: redraw the points every N epochs (fluxkern.training.Resample; pointwise "
+        help="flux runs: redraw the points every N epochs (solve's resample_every; pointwise "
         "multipliers reset)",
     )
     p.add_argument(
@@ -134,9 +134,10 @@ def main(argv=None) -> int:
     if args.resample_every is not None and args.resample_every < 1:
         p.error(f"--resample-every takes a positive number of epochs; got {args.resample_every}")
     resample = (
-        {"every": args.resample_every, "reset_optimizer": not args.resample_keep_optimizer}
+        {"resample_every": args.resample_every}
+        | ({"resample_keep_optimizer": True} if args.resample_keep_optimizer else {})
         if args.resample_every
-        else None
+        else {}
     )
     overrides = {}
     for item in args.problem_default:
@@ -173,7 +174,6 @@ def main(argv=None) -> int:
             trace = Trace(prob, args.trace_every, out) if traced else None
             cbs = [TimeBudget(args.stop_after)] if args.stop_after else []
             cbs += [trace] if trace is not None else []
-            cbs += [Resample(**resample)] if resample and form == "flux" else []
             try:
                 res = solver.solve(
                     prob,
@@ -186,18 +186,17 @@ def main(argv=None) -> int:
                     **({"optimizer": args.optimizer} if args.optimizer and form == "flux" else {}),
                     **({"seed": args.seed} if args.seed is not None else {}),
                     **(switch if form == "flux" else {}),
+                    **(resample if form == "flux" else {}),
                 )
             except solver.NonFiniteLossError as exc:
                 print(f"   stopped: {exc}", flush=True)
                 continue
             if overrides:
                 res["problem_overrides"] = overrides
-            if resample and form == "flux":
-                res["resample"] = resample
             if trace is not None:
                 res["trajectory"] = trace.points
                 res["trace_eval_s"] = trace.excluded  # included in wall_time_s
-            if trace is not None or overrides or (resample and form == "flux"):
+            if trace is not None or overrides:
                 tmp = os.path.join(out, "results.json.tmp")
                 with open(tmp, "w") as f:
                     json.dump(res, f, indent=2)

@@ -137,6 +137,16 @@ def rows(ref: dict[str, Any], runs: list[dict[str, Any]]) -> list[str]:
     return table
 
 
+def _redraw(run: dict[str, Any]) -> tuple[int, bool] | None:
+    """(epochs between draws, optimizer state kept) of a run that redrew its points, else None:
+    solve's resample_every, or the "resample" entry bench/run_problems.py wrote before solve had
+    that option (the runs in bench/results/seeds_resample)."""
+    if run.get("resample_every"):
+        return run["resample_every"], bool(run.get("resample_keep_optimizer"))
+    old = run.get("resample")
+    return (old["every"], not old["reset_optimizer"]) if old else None
+
+
 def report(problems: list[str], out: str, results: str) -> str:
     """The README text: the table of every problem's runs, the settings and the machines."""
     lines = [
@@ -157,7 +167,7 @@ def report(problems: list[str], out: str, results: str) -> str:
         "|" + "---|" * len(COLUMNS),
     ]
     refs = {problem: committed(problem, results) for problem in problems}
-    machines = set()
+    machines, redraws = set(), set()
     for problem, ref in refs.items():
         runs = _seed_runs(out, problem)
         lines += rows(ref, runs)
@@ -167,20 +177,15 @@ def report(problems: list[str], out: str, results: str) -> str:
                 f"{m.get('cpu')}, {m.get('cores')} cores, Python {v.get('python')}, torch "
                 f"{v.get('torch')}, fluxkern {v.get('fluxkern')}, {r.get('date')}"
             )
-    redraws = sorted(
-        {
-            f"every {r['resample']['every']} epochs, optimizer state "
-            + ("reset" if r["resample"]["reset_optimizer"] else "kept")
-            for problem in problems
-            for r in _seed_runs(out, problem)
-            if r.get("resample")
-        }
-    )
+            if _redraw(r):
+                every, kept = _redraw(r)
+                redraws.add(f"every {every} epochs, optimizer state {'kept' if kept else 'reset'}")
     if redraws:
         lines += [
             "",
             "These seed runs (not the committed ones) redraw their points "
-            f"({'; '.join(redraws)}; fluxkern.training.Resample, pointwise multipliers reset).",
+            f"({'; '.join(sorted(redraws))}; fluxkern.training.Resample, pointwise multipliers "
+            "reset).",
         ]
     lines += ["", "Settings (from the committed results.json; lbfgs unless named):"]
     lines += [f"- {problem}{settings(ref)}" for problem, ref in refs.items()]

@@ -232,7 +232,8 @@ def test_run_problems_resample_redraws_the_points_and_records_it(tmp_path):
         assert run_problems.main([*argv, *extra, "--out", out]) == 0
         res = json.load(open(os.path.join(out, "poisson", "flux", "results.json")))
         finals[label] = res["final_loss"]
-        assert res.get("resample") == ({"every": 2, "reset_optimizer": True} if extra else None)
+        assert res["resample_every"] == (2 if extra else None)
+        assert res["resample_keep_optimizer"] is False
     assert finals["plain"] != finals["redrawn"]  # epochs 3 and 4 ran on other points
     with pytest.raises(SystemExit):
         run_problems.main(["poisson", "--resample-every", "0"])
@@ -249,9 +250,17 @@ def test_seed_spread_passes_resampling_on_and_the_report_says_so(tmp_path):
     (results / "poisson" / "flux" / "results.json").write_text(json.dumps(run))
     argv = seed_spread.command("poisson", 1, 2.0, 2, "O", str(results), ["--resample-every", "25"])
     assert argv[-2:] == ["--resample-every", "25"]
-    os.makedirs(out / "seed1" / "poisson" / "flux")
-    redrawn = run | {"seed": 1, "resample": {"every": 25, "reset_optimizer": False}}
-    (out / "seed1" / "poisson" / "flux" / "results.json").write_text(json.dumps(redrawn))
+    # solve's options, and the entry run_problems.py wrote before solve had them
+    for seed, redraw in (
+        (1, {"resample_every": 25, "resample_keep_optimizer": True}),
+        (2, {"resample": {"every": 10, "reset_optimizer": True}}),
+    ):
+        os.makedirs(out / f"seed{seed}" / "poisson" / "flux")
+        redrawn = run | {"seed": seed} | redraw
+        (out / f"seed{seed}" / "poisson" / "flux" / "results.json").write_text(json.dumps(redrawn))
     assert seed_spread.main(["--out", str(out), "--results", str(results), "report"]) == 0
     text = open(out / "README.md").read()
-    assert "redraw their points (every 25 epochs, optimizer state kept" in text
+    assert (
+        "redraw their points (every 10 epochs, optimizer state reset; every 25 epochs, "
+        "optimizer state kept;" in text
+    )

@@ -37,6 +37,8 @@
 #   FLUXKERN_GPU_CHECK_DRY=1     check this script on a machine without a GPU: CPU build, tests
 #                                without FLUXKERN_TEST_CUDA, sanitizers skipped, small CPU bench
 #   FLUXKERN_PYTEST_ARGS         extra pytest arguments
+#   FLUXKERN_COMMIT              the commit of the tree, printed in env.log (the copy's .git may
+#                                not match the tree)
 set -uo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -101,7 +103,13 @@ skip() { # skip NAME WHY
 # ---- environment -------------------------------------------------------------------------------
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "repo: $REPO ($(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo 'no git'))"
+  # The device tool copies the working tree, not always with a matching .git: its HEAD can be an
+  # older commit. FLUXKERN_COMMIT (set in the call) names the tree's commit; the count of files
+  # that differ from the copy's HEAD shows when the two disagree.
+  head=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo 'no git')
+  changed=$(git -C "$REPO" status --porcelain --untracked-files=no 2>/dev/null | wc -l)
+  echo "repo: $REPO (tree of commit ${FLUXKERN_COMMIT:-not given}; the copy's git HEAD $head," \
+    "$changed tracked files differ from it)"
   nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv 2>&1 || true
   command -v nvcc && nvcc --version | tail -2
   command -v compute-sanitizer && compute-sanitizer --version | tail -1

@@ -73,7 +73,7 @@ def _add_solve_parser(sub: Any) -> None:
 
 
 def _add_training_options(s: argparse.ArgumentParser) -> None:
-    """solve's options of the training itself (SolveOptions fields)."""
+    """solve's options of the training: the optimizer, then the rest (SolveOptions fields)."""
     from fluxkern.solver import SolveOptions
 
     d = SolveOptions()
@@ -108,6 +108,15 @@ def _add_training_options(s: argparse.ArgumentParser) -> None:
         type=float,
         help="learning rate (default: 1.0 for lbfgs, ssbfgs, ssbroyden; 0.001 for adam)",
     )
+    _add_setup_options(s)
+
+
+def _add_setup_options(s: argparse.ArgumentParser) -> None:
+    """solve's options of what is trained and how (the rest of the SolveOptions fields)."""
+    from fluxkern.solver import SolveOptions
+
+    d = SolveOptions()
+    own = "default: from the problem; {} if it sets none"
     s.add_argument(
         "--dtype",
         choices=["float32", "float64"],

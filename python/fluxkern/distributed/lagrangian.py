@@ -73,8 +73,8 @@ class DistributedAugmentedLagrangian(AugmentedLagrangian):
         One all-reduce carries the loss and, for each global multiplier, its C summed over the
         rank's points; pecann and capu all-reduce their norms and means over pointwise C.
         """
+        loss, values = self._evaluate_now()
         with torch.no_grad():
-            loss, values = self._evaluate()
             glob = [n for n in self._state if self.bound[n].block.multiplier == "global"]
             parts = [loss.reshape(1)] + [values[n].sum(0) for n in glob]
             total = self.comm.sum(torch.cat(parts))

@@ -1,0 +1,165 @@
+"""AugmentedLagrangian.update_multipliers reuses the last call's evaluation when nothing it
+depends on changed since, and evaluates anew otherwise; either way the multipliers come out
+bitwise the same as from a fresh evaluation."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import fluxkern
+from matrix import device_backends
+
+F64 = torch.float64
+
+
+def _problem(device: str, backend: str, dual: str = "rmsprop") -> fluxkern.AugmentedLagrangian:
+    """A fused group (pde, flux) and a non-polynomial block on other points (torch path)."""
+    torch.manual_seed(5)
+    x = fluxkern.inputs("x")
+    u, q = fluxkern.outputs("u q")
+    g = fluxkern.data("g")
+    net = fluxkern.MLP(1, 2, 8, 2, dtype=F64).to(device)
+    pts = torch.linspace(0.1, 0.9, 7, dtype=F64, device=device)[:, None]
+    bnd = torch.tensor([[0.0], [1.0]], dtype=F64, device=device)
+    terms = [
+        fluxkern.Objective("pde", q.d(x) + 1.0, pts),
+        fluxkern.Constraint("flux", q - u.d(x), pts),
+        fluxkern.Constraint(
+            "bc",
+            fluxkern.sin(u) - g,
+            bnd,
+            data={"g": torch.tensor([0.3, -0.2], dtype=F64, device=device)},
+            multiplier="global",
+        ),
+    ]
+    return fluxkern.AugmentedLagrangian(net, terms, dual=dual, backend=backend)
+
+
+def _counting(al: fluxkern.AugmentedLagrangian) -> list[int]:
+    """Counts al's evaluations (calls of its _evaluate)."""
+    calls = [0]
+    real = al._evaluate
+
+    def evaluate(*args, **kwargs):
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    al._evaluate = evaluate
+    return calls
+
+
+def _twin(al: fluxkern.AugmentedLagrangian) -> fluxkern.AugmentedLagrangian:
+    """A copy with the same network, points and dual state, and no remembered evaluation."""
+    twin = copy.deepcopy(al)
+    twin._last_eval = None
+    return twin
+
+
+def _same_state(a: fluxkern.AugmentedLagrangian, b: fluxkern.AugmentedLagrangian) -> None:
+    for name in a.multipliers:
+        assert torch.equal(a.multipliers[name], b.multipliers[name]), name
+        assert torch.equal(a.penalties[name], b.penalties[name]), name
+
+
+@pytest.mark.parametrize("device,backend", device_backends())
+@pytest.mark.parametrize("dual", ["rmsprop", "pecann", "capu"])
+def test_update_after_a_call_reuses_it_and_equals_a_fresh_evaluation(device, backend, dual):
+    al = _problem(device, backend, dual)
+    al().backward()
+    fresh = _twin(al)
+    calls = _counting(al)
+    values = al.update_multipliers()
+    assert calls[0] == 0
+    fresh_values = fresh.update_multipliers()
+    for name, c in fresh_values.items():
+        assert torch.equal(values[name], c), name
+    _same_state(al, fresh)
+    # the multipliers moved (the comparison is not vacuous), and the next update, with them
+    # changed, evaluates anew
+    assert not torch.equal(
+        al.multipliers["flux"], _problem(device, backend, dual).multipliers["flux"]
+    )
+    al.update_multipliers()
+    fresh.update_multipliers()
+    assert calls[0] == 1
+    _same_state(al, fresh)
+
+
+@pytest.mark.parametrize("device,backend", device_backends())
+def test_parameters_moved_and_put_back_still_reuse(device, backend):
+    """As an L-BFGS line search: the parameters move, are evaluated elsewhere, return."""
+    al = _problem(device, backend)
+    al()
+    saved = [p.detach().clone() for p in al.model.parameters()]
+    with torch.no_grad():
+        for p in al.model.parameters():
+            p.add_(0.25)
+        for p, s in zip(al.model.parameters(), saved, strict=True):
+            p.copy_(s)
+    calls = _counting(al)
+    al.update_multipliers()
+    assert calls[0] == 0
+
+
+def _move_weight(al):
+    with torch.no_grad():
+        next(al.model.parameters())[0, 0] += 1e-3
+
+
+def _move_shift(al):
+    al.model.input_shift.add_(1e-3)
+
+
+def _edit_multiplier(al):
+    al.multipliers["flux"][3, 0] += 0.5
+
+
+def _edit_penalty(al):
+    al.penalties["bc"].mul_(2.0)
+
+
+def _load_other_state(al):
+    other = _problem("cpu", "torch")
+    other.update_multipliers()
+    al.load_state_dict(other.state_dict())
+
+
+def _new_points(al):
+    terms = []
+    for t in al.terms:
+        moved = copy.copy(t)
+        moved.points = t.points * 0.5 + 0.25
+        terms.append(moved)
+    al.set_terms(terms, pointwise="keep")
+
+
+@pytest.mark.parametrize("device,backend", device_backends())
+@pytest.mark.parametrize(
+    "change",
+    [_move_weight, _move_shift, _edit_multiplier, _edit_penalty, _load_other_state, _new_points],
+)
+def test_any_change_after_the_call_evaluates_anew(device, backend, change):
+    al = _problem(device, backend)
+    al()
+    change(al)
+    fresh = _twin(al)
+    calls = _counting(al)
+    values = al.update_multipliers()
+    assert calls[0] == 1
+    fresh_values = fresh.update_multipliers()
+    for name, c in fresh_values.items():
+        assert torch.equal(values[name], c), name
+    _same_state(al, fresh)
+
+
+def test_a_traced_call_keeps_nothing(monkeypatch):
+    al = _problem("cpu", "torch")
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    al()
+    monkeypatch.undo()
+    calls = _counting(al)
+    al.update_multipliers()
+    assert calls[0] == 1

@@ -24,6 +24,7 @@ __all__ = [
     "backends",
     "lbfgs_direction",
     "block_loss",
+    "fused_loss_and_grads",
     "mlp_jet",
     "parameter_layout",
     "residual_jacobian",
@@ -151,9 +152,30 @@ def block_loss(
     # one small autograd.Function. Same values and gradients as the registered formula, without
     # the per-call tensor-list flattening of torch.library's autograd wrapper (~0.3 ms a call).
     params = (*net.weights, *net.biases)
+    loss, c, grads = _op_outside_autograd(args)
+    return _AttachGradients.apply(loss, len(params), *params, *grads), c
+
+
+def fused_loss_and_grads(
+    program: ResidualProgram, x: Tensor, net: MlpSpec, lam: Tensor, mu: Tensor
+) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """The loss of one fused group with its parameter gradient, from one call of the fused op
+    outside autograd (for x's device; needs the fused backend there).
+
+    Arguments as for :func:`block_loss`; nothing of them may require grad but the weights and
+    biases, which receive none here.
+
+    Returns:
+        The loss (a scalar), C [N, R], and d loss / d parameter for the weights, then the
+        biases, in net's order (none of them differentiable).
+    """
+    return _op_outside_autograd(program.op_args(x, net, lam, mu))
+
+
+def _op_outside_autograd(args: list[Any]) -> tuple[Tensor, Tensor, list[Tensor]]:
     with torch.no_grad():
         loss, c, grad_w, grad_b = torch.ops.fluxkern.block_loss(*args)
-    return _AttachGradients.apply(loss, len(params), *params, *grad_w, *grad_b), c
+    return loss, c, [*grad_w, *grad_b]
 
 
 class _AttachGradients(torch.autograd.Function):

@@ -88,6 +88,8 @@ class Trainer:
     def _closure(self) -> Tensor:
         self._evals += 1
         self.optimizer.zero_grad(set_to_none=True)
+        if self.al is not None:  # the same as below, without autograd where it can
+            return self.al.loss_and_backward()
         loss = self.loss_fn()
         loss.backward()
         return loss

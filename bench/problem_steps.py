@@ -201,6 +201,13 @@ class Contender:
         """The loss at the current parameters and multipliers (differentiable)."""
         raise NotImplementedError
 
+    def loss_and_backward(self) -> Tensor:
+        """The loss, with its gradient accumulated into the parameters' .grad, as the
+        contender's users compute it in an optimizer's closure."""
+        loss = self.loss()
+        loss.backward()
+        return loss
+
     def update_multipliers(self) -> None:
         """The dual rule with C at the current parameters."""
         raise NotImplementedError
@@ -233,8 +240,7 @@ class Contender:
         """(loss, flattened parameter gradient) after zeroing the gradients."""
         for p in self.params:
             p.grad = None
-        loss = self.loss()
-        loss.backward()
+        loss = self.loss_and_backward()
         grad = torch.cat([p.grad.reshape(-1) for p in self.params])
         return loss.detach(), grad
 
@@ -266,6 +272,9 @@ class FluxkernContender(Contender):
 
     def loss(self) -> Tensor:
         return self.al()
+
+    def loss_and_backward(self) -> Tensor:
+        return self.al.loss_and_backward()  # fluxkern.solve's closure
 
     def update_multipliers(self) -> None:
         self.al.update_multipliers()
@@ -595,7 +604,7 @@ def time_eval(c: Contender, min_time: float, device: str = "cpu") -> float:
     def step() -> None:
         for p in c.params:
             p.grad = None
-        c.loss().backward()
+        c.loss_and_backward()
 
     return common.time_call(step, device=device, min_time=min_time, warmup=3)
 
@@ -612,9 +621,7 @@ def run_epoch(c: Contender, opt: torch.optim.Optimizer) -> int:
         nonlocal count
         count += 1
         opt.zero_grad(set_to_none=True)
-        loss = c.loss()
-        loss.backward()
-        return loss
+        return c.loss_and_backward()
 
     opt.step(closure)
     c.update_multipliers()

@@ -198,16 +198,16 @@ def test_lbfgs_op_count_the_fused_direction_saves_most_dispatches_of_an_epoch():
     assert twin["ops"] > 3 * op["ops"]  # the twin's recursion dominates the epoch's dispatches
 
 
-def test_dual_reuse_ab_checks_before_timing_and_restores_the_reuse(monkeypatch):
-    import dual_reuse_ab
+def test_epoch_ab_checks_before_timing_and_restores_the_settings(monkeypatch):
+    import epoch_ab
     from fluxkern import lagrangian
 
     real = lagrangian._Evaluation.still_current
-    row = dual_reuse_ab.measure("poisson", reps=1, warm_epochs=1)
-    assert row["same result"] == "bitwise" and float(row["epoch ms, reuse"]) > 0
+    row = epoch_ab.measure("poisson", reps=1, warm_epochs=1)
+    assert row["same result"] == "bitwise" and float(row["epoch ms, neither"]) > 0
     assert lagrangian._Evaluation.still_current is real
-    # a reuse that changed the epoch would be refused, not timed
-    monkeypatch.setattr(dual_reuse_ab, "_outcome", lambda c: [torch.rand(3)])
-    with pytest.raises(SystemExit, match="reuse changed"):
-        dual_reuse_ab.measure("poisson", reps=1, warm_epochs=0)
+    # a setting that changed the epoch would be refused, not timed
+    monkeypatch.setattr(epoch_ab, "_outcome", lambda c: [torch.rand(3)])
+    with pytest.raises(SystemExit, match="changed the epoch"):
+        epoch_ab.measure("poisson", reps=1, warm_epochs=0)
     assert lagrangian._Evaluation.still_current is real

@@ -31,15 +31,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 import fluxkern as fk  # noqa: E402
 import problem_steps as ps  # noqa: E402
-from fluxkern import lagrangian  # noqa: E402
+from fluxkern import evaluation  # noqa: E402
 
-_REUSE = lagrangian._Evaluation.still_current
+_REUSE = evaluation.Evaluation.still_current
 # (label, dual update reuses, closure without autograd)
 SETTINGS = [("neither", False, False), ("reuse", True, False), ("both", True, True)]
 
 
 def _set_reuse(on: bool) -> None:
-    lagrangian._Evaluation.still_current = _REUSE if on else (lambda self, al: False)
+    evaluation.Evaluation.still_current = _REUSE if on else (lambda self, net, others: False)
 
 
 class _SwitchableClosure(ps.FluxkernContender):

@@ -200,14 +200,14 @@ def test_lbfgs_op_count_the_fused_direction_saves_most_dispatches_of_an_epoch():
 
 def test_epoch_ab_checks_before_timing_and_restores_the_settings(monkeypatch):
     import epoch_ab
-    from fluxkern import lagrangian
+    from fluxkern import evaluation
 
-    real = lagrangian._Evaluation.still_current
+    real = evaluation.Evaluation.still_current
     row = epoch_ab.measure("poisson", reps=1, warm_epochs=1)
     assert row["same result"] == "bitwise" and float(row["epoch ms, neither"]) > 0
-    assert lagrangian._Evaluation.still_current is real
+    assert evaluation.Evaluation.still_current is real
     # a setting that changed the epoch would be refused, not timed
     monkeypatch.setattr(epoch_ab, "_outcome", lambda c: [torch.rand(3)])
     with pytest.raises(SystemExit, match="changed the epoch"):
         epoch_ab.measure("poisson", reps=1, warm_epochs=0)
-    assert lagrangian._Evaluation.still_current is real
+    assert evaluation.Evaluation.still_current is real

@@ -7,11 +7,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch._utils import _flatten_dense_tensors
 
 from fluxkern import ops
 from fluxkern.blocks import MAX_RESIDUALS, Block, BoundBlock, Constraint, Objective
 from fluxkern.duals import make_rule
+from fluxkern.evaluation import Evaluation
 from fluxkern.nn import MlpSpec, mlp_spec
 from fluxkern.program import compile_group, forms_and_reductions
 from fluxkern.residual_terms import ResidualTerm, loss_derivatives, torch_residual_jacobian
@@ -60,7 +60,7 @@ class AugmentedLagrangian:
             if isinstance(t, Constraint):
                 self._state[t.name] = self._init_state(t)
         self._last_loss: Tensor | float | None = None
-        self._last_eval: _Evaluation | None = None
+        self._last_eval: Evaluation | None = None  # the last call's, for the dual update
         self._build_groups()
 
     def _init_state(self, t: Constraint) -> dict[str, Any]:
@@ -270,7 +270,7 @@ class AugmentedLagrangian:
         # kept for the dual update, which reuses it when nothing has changed since (a traced
         # call keeps nothing: torch.compile must not see the side effect)
         compiling = torch.compiler.is_compiling()
-        self._last_eval = None if compiling else _Evaluation(self, spec, total, values)
+        self._last_eval = None if compiling else self._remember(spec, total, values)
         return total
 
     def loss_and_backward(self) -> Tensor:
@@ -313,7 +313,7 @@ class AugmentedLagrangian:
             else:
                 p.grad.add_(gp)
         self._last_loss = total
-        self._last_eval = _Evaluation(self, spec, total, values)
+        self._last_eval = self._remember(spec, total, values)
         return total
 
     def _gradients_without_autograd(self, spec: MlpSpec, params: list[Tensor]) -> bool:
@@ -343,13 +343,28 @@ class AugmentedLagrangian:
         others += [v for s in self._state.values() for v in (s["lam"], s["mu"])]
         return not any(t.requires_grad for t in others)
 
+    def _inputs_besides_the_network(self) -> list[Tensor]:
+        """Every multiplier, penalty, point and program tensor an evaluation reads."""
+        tensors = [v for s in self._state.values() for v in (s["lam"], s["mu"])]
+        for g in self._groups:
+            p = g.program
+            tensors += [g.x, p.table, p.coef, p.cols, p.squared, p.red]
+        for b in self._torch_blocks:
+            tensors += [b.x, *b.data.values()]
+        return tensors
+
+    def _remember(self, spec: MlpSpec, total: Tensor, values: dict[str, Tensor]) -> Evaluation:
+        return Evaluation(total, values, spec, self._inputs_besides_the_network())
+
     def _evaluate_now(self) -> tuple[Tensor, dict[str, Tensor]]:
         """The loss (no gradient) and C per block at the current parameters and multipliers:
         those of the last call when parameters, buffers, points and multipliers are the same
         as they were then (the usual case after an L-BFGS step, whose last evaluation is at the
         point it accepts), else evaluated anew. Either way the same numbers, to the last bit."""
         last, self._last_eval = self._last_eval, None
-        if last is not None and last.still_current(self):
+        if last is not None and last.still_current(
+            mlp_spec(self.model), self._inputs_besides_the_network()
+        ):
             return last.total, last.values
         with torch.no_grad():
             return self._evaluate()
@@ -448,53 +463,3 @@ class _Group:
     def split(self, c: Tensor) -> dict[str, Tensor]:
         """The op's C [N, R] as each block's C (views), by block name."""
         return {name: c[r0:r1, c0:c1] for name, r0, r1, c0, c1 in self.program.slices}
-
-
-class _Evaluation:
-    """What one call of an AugmentedLagrangian computed, and what it was computed from.
-
-    The parameters and buffers are compared by value (an L-BFGS line search moves them and puts
-    them back, so their in-place version counters change while the values return); the points,
-    residual programs and multipliers by identity and in-place version (only the dual update,
-    set_terms, load_state_dict or a user's in-place edit changes them).
-    """
-
-    def __init__(
-        self, al: AugmentedLagrangian, spec: MlpSpec, total: Tensor, values: dict[str, Tensor]
-    ):
-        self.total = total.detach()
-        self.values = {k: v.detach() if v.requires_grad else v for k, v in values.items()}
-        self.params = _spec_values(spec)  # per dtype: weights, biases, input shift and scale
-        self.inputs = _other_inputs(al)
-
-    def still_current(self, al: AugmentedLagrangian) -> bool:
-        """True when al would compute exactly this evaluation now."""
-        inputs = _other_inputs(al)
-        if len(inputs) != len(self.inputs) or any(
-            a is not b or va != vb for (a, va), (b, vb) in zip(inputs, self.inputs, strict=True)
-        ):
-            return False
-        params = _spec_values(mlp_spec(al.model))
-        return len(params) == len(self.params) and all(
-            torch.equal(a, b) for a, b in zip(params, self.params, strict=True)
-        )
-
-
-def _spec_values(spec: MlpSpec) -> list[Tensor]:
-    """Copies of the network's weights, biases, input shift and scale, one vector per dtype."""
-    by_dtype: dict[torch.dtype, list[Tensor]] = {}
-    for t in (*spec.weights, *spec.biases, spec.shift, spec.scale):
-        by_dtype.setdefault(t.dtype, []).append(t)
-    with torch.no_grad():  # ~8 us for the demo's network, against ~1 ms for an evaluation
-        return [_flatten_dense_tensors(parts) for parts in by_dtype.values()]
-
-
-def _other_inputs(al: AugmentedLagrangian) -> list[tuple[Tensor, int]]:
-    """Every multiplier, penalty, point and program tensor, with its in-place version."""
-    tensors = [v for s in al._state.values() for v in (s["lam"], s["mu"])]
-    for g in al._groups:
-        p = g.program
-        tensors += [g.x, p.table, p.coef, p.cols, p.squared, p.red]
-    for b in al._torch_blocks:
-        tensors += [b.x, *b.data.values()]
-    return [(t, t._version) for t in tensors]

@@ -81,17 +81,19 @@ def mlp_jet(x: Tensor, net: MlpSpec) -> tuple[Tensor, Tensor]:
     shift, scale, weights, biases = net.shift, net.scale, net.weights, net.biases
     act = activation_and_derivative(net.activation)
     h = (x - shift) / scale  # [N, d]
-    tangent = None  # [N, W, d]
+    # tangent[j] = d h / d x_j: the d directions stacked in front, so that each layer's tangents
+    # go through one matrix product with the layer's weights, as the values do
+    tangent = None  # [d, N, W]
     for layer, (a, b) in enumerate(zip(weights[:-1], biases[:-1], strict=True)):
         z = h @ a.t() + b  # [N, W]
         if layer == 0:
-            zt = (a / scale).unsqueeze(0).expand(x.shape[0], -1, -1)  # [N, W, d]
+            zt = (a / scale).t().unsqueeze(1)  # [d, 1, W]: the same at every point
         else:
-            zt = torch.einsum("wk,nkj->nwj", a, tangent)  # [N, W, d]
+            zt = tangent @ a.t()  # [d, N, W]
         h, ds = act(z)
-        tangent = ds.unsqueeze(-1) * zt
+        tangent = ds * zt  # [d, N, W]
     y = h @ weights[-1].t() + biases[-1]  # [N, m]
-    jac = torch.einsum("ow,nwj->noj", weights[-1], tangent)  # [N, m, d]
+    jac = (tangent @ weights[-1].t()).permute(1, 2, 0)  # [N, m, d]
     return y, jac
 
 

@@ -4,8 +4,8 @@
    values of the last loss call when nothing they depend on has changed (after an L-BFGS step
    nothing has), instead of one more evaluation.
 2. The closure without autograd: AugmentedLagrangian.loss_and_backward writes the fused op's
-   gradients to .grad directly instead of ``loss = al(); loss.backward()`` (fluxkern.solve's
-   closure since it exists).
+   gradients to .grad directly instead of ``loss = al(); loss.backward()`` (what
+   fluxkern.solve's closure calls).
 
 Epochs run as fluxkern.solve runs them (fused loss, fluxkern.optim.LBFGS with the solver's
 settings, float64, one thread) from one saved start state, cycling through the settings (both

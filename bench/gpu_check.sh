@@ -244,20 +244,20 @@ if ((built)); then
     --device "$BDEV" --n "${BN[@]}" --min-time "$BT" --json "$WORK/bench_loss.json"
   # The users' workloads: the benchmark problems at their own sizes (float64), fused against
   # the twin and plain PyTorch on the same device, checked before timing (bench/run.py).
-  step "bench problems" 150 "$BENCH_LOG" env FLUXKERN_CUDA_TILE=0 "$PY" -m bench \
-    --workloads problems --device "$BDEV" --problems "${BPROBLEMS[@]}" --dtypes float64 \
-    --threads 1 --epoch-reps 3 --warm-epochs 6 --min-time "$BT" --out "$WORK/problems" &&
-    cat "$WORK"/problems/*.md >>"$BENCH_LOG"
+  bench_problems() { # bench_problems NAME SECONDS TILE(0|1) SUBDIR
+    step "$1" "$2" "$BENCH_LOG" env FLUXKERN_CUDA_TILE="$3" "$PY" -m bench \
+      --workloads problems --device "$BDEV" --problems "${BPROBLEMS[@]}" --dtypes float64 \
+      --threads 1 --epoch-reps 3 --warm-epochs 6 --min-time "$BT" --out "$WORK/$4" &&
+      cat "$WORK/$4"/*.md >>"$BENCH_LOG"
+  }
+  bench_problems "bench problems" 150 0 problems
   step "bench jet (tile)" 90 "$BENCH_LOG" env FLUXKERN_CUDA_TILE=1 "$PY" bench/bench_jet.py \
     --device "$BDEV" --n "${BN[@]}" --width "${BW_TILE[@]}" --min-time "$BT" \
     --json "$WORK/bench_jet_tile.json"
   step "bench loss (tile)" 60 "$BENCH_LOG" env FLUXKERN_CUDA_TILE=1 "$PY" bench/bench_loss.py \
     --device "$BDEV" --n "${BN[@]}" --min-time "$BT" --json "$WORK/bench_loss_tile.json"
   # The problems again with the tile forward: at their small N it may be the better default.
-  step "bench problems (tile)" 120 "$BENCH_LOG" env FLUXKERN_CUDA_TILE=1 "$PY" -m bench \
-    --workloads problems --device "$BDEV" --problems "${BPROBLEMS[@]}" --dtypes float64 \
-    --threads 1 --epoch-reps 3 --warm-epochs 6 --min-time "$BT" --out "$WORK/problems_tile" &&
-    cat "$WORK"/problems_tile/*.md >>"$BENCH_LOG"
+  bench_problems "bench problems (tile)" 120 1 problems_tile
 else
   skip "bench jet" "no build"
 fi

@@ -133,12 +133,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.resample_every is not None and args.resample_every < 1:
         p.error(f"--resample-every takes a positive number of epochs; got {args.resample_every}")
-    resample = (
-        {"resample_every": args.resample_every}
-        | ({"resample_keep_optimizer": True} if args.resample_keep_optimizer else {})
-        if args.resample_every
-        else {}
-    )
+    resample = {}
+    if args.resample_every is not None:
+        resample = {
+            "resample_every": args.resample_every,
+            "resample_keep_optimizer": args.resample_keep_optimizer,
+        }
     overrides = {}
     for item in args.problem_default:
         key, sep, val = item.partition("=")

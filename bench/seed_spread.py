@@ -177,8 +177,8 @@ def report(problems: list[str], out: str, results: str) -> str:
                 f"{m.get('cpu')}, {m.get('cores')} cores, Python {v.get('python')}, torch "
                 f"{v.get('torch')}, fluxkern {v.get('fluxkern')}, {r.get('date')}"
             )
-            if _redraw(r):
-                every, kept = _redraw(r)
+            if redraw := _redraw(r):
+                every, kept = redraw
                 redraws.add(f"every {every} epochs, optimizer state {'kept' if kept else 'reset'}")
     if redraws:
         lines += [

@@ -108,15 +108,12 @@ def _add_training_options(s: argparse.ArgumentParser) -> None:
         type=float,
         help="learning rate (default: 1.0 for lbfgs, ssbfgs, ssbroyden; 0.001 for adam)",
     )
-    _add_setup_options(s)
+    _add_setup_options(s, d, own)
 
 
-def _add_setup_options(s: argparse.ArgumentParser) -> None:
-    """solve's options of what is trained and how (the rest of the SolveOptions fields)."""
-    from fluxkern.solver import SolveOptions
-
-    d = SolveOptions()
-    own = "default: from the problem; {} if it sets none"
+def _add_setup_options(s: argparse.ArgumentParser, d: Any, own: str) -> None:
+    """solve's options of what is trained and how (the rest of the SolveOptions fields; d: the
+    SolveOptions defaults, own: the help text of a default the problem may set)."""
     s.add_argument(
         "--dtype",
         choices=["float32", "float64"],

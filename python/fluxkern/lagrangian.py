@@ -279,7 +279,7 @@ class AugmentedLagrangian:
 
         Where every block is fused and nothing but the parameters needs a gradient, the fused
         op's gradients go to ``.grad`` directly, without building or running an autograd graph
-        (~0.25 ms a call less at the benchmark problems' sizes); otherwise it runs exactly that
+        (0.2-0.6 ms a call less at the benchmark problems' sizes); otherwise it runs exactly that
         autograd sequence. Bitwise the same loss and gradients either way.
 
         Returns:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fluxkern import geometry, optim, problems, training
 from fluxkern._ext import ExtensionLoadWarning, build_info
+from fluxkern._version import __version__
 from fluxkern.api import backends, jet
 from fluxkern.blocks import Constraint, Objective
 from fluxkern.expr import cos, data, exp, inputs, outputs, sin, tanh
@@ -36,8 +37,6 @@ from fluxkern.training import (
     TimeBudget,
     Trainer,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "MLP",

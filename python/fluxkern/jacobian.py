@@ -1,4 +1,4 @@
-"""The residual Jacobian (issue 13): r [N, R] and dr/dtheta [N, R, n_params] of a fused group.
+"""The residual Jacobian: r [N, R] and dr/dtheta [N, R, n_params] of a fused group.
 
 For curvature optimizers (Gauss-Newton, Levenberg-Marquardt). The compiled op
 ``torch.ops.fluxkern.residual_jacobian`` (CPU) computes, per point, the jet and then one reverse
@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from fluxkern import _ext, reference
-from fluxkern import ops as _ops
+from fluxkern._backends import backends, resolve_backend
 from fluxkern.program import ResidualProgram
 from fluxkern.specs import MlpSpec
 
@@ -70,7 +70,7 @@ def parameter_layout(net: MlpSpec) -> list[ParameterSlice]:
 
 def _jacobian_kernel(backend: str) -> bool:
     """Whether the compiled residual_jacobian op has a kernel for this backend's device."""
-    if backend not in _ops.backends() or not hasattr(torch.ops.fluxkern, "residual_jacobian"):
+    if backend not in backends() or not hasattr(torch.ops.fluxkern, "residual_jacobian"):
         return False
     key = "CUDA" if backend == "cuda" else "CPU"
     return torch._C._dispatch_has_kernel_for_dispatch_key("fluxkern::residual_jacobian", key)
@@ -152,7 +152,7 @@ def residual_jacobian_chunks(
     """
     if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
         raise ValueError(f"residual_jacobian: chunk must be a positive integer, got {chunk!r}")
-    name = _ops.resolve_backend(backend, x.device)
+    name = resolve_backend(backend, x.device)
     if backend is None and name == "cuda":
         # The CUDA kernel is straightforward (one thread per point, uncoalesced) and has never run
         # on a GPU; the twin's batched einsums are the default there. backend="cuda" asks for it.

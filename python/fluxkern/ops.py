@@ -13,6 +13,14 @@ import torch
 from torch import Tensor
 
 from fluxkern import _ext, reference
+from fluxkern._backends import _BACKENDS, BACKENDS, backends, resolve_backend
+from fluxkern.jacobian import (
+    JACOBIAN_CHUNK_BYTES,
+    ParameterSlice,
+    parameter_layout,
+    residual_jacobian,
+    residual_jacobian_chunks,
+)
 from fluxkern.program import ResidualProgram, split_op_args
 from fluxkern.specs import LbfgsHistory, MlpSpec
 
@@ -32,72 +40,12 @@ __all__ = [
     "resolve_backend",
 ]
 
-BACKENDS = ("torch", "cpu", "cuda")
-
 SECOND_DERIVATIVE_ERROR = (
     "fluxkern: second derivatives through the fused jet op are not supported (its backward is a "
     "fused kernel with no derivative of its own). Write the PDE as a first-order (flux) system so "
     "that only first derivatives are needed, or use backend='torch', which differentiates to any "
     "order."
 )
-
-
-def backends() -> list[str]:
-    """Lists the backends available in this build and on this machine.
-
-    Returns:
-        A subset of ``["torch", "cpu", "cuda"]``: "torch" always; "cpu" when the extension is
-        built; "cuda" when it was built with CUDA kernels and a GPU is present.
-    """
-    return list(_BACKENDS)
-
-
-def _detect_backends() -> tuple[str, ...]:
-    out = ["torch"]
-    if _ext.available():
-        out.append("cpu")
-        if _ext.has_cuda_kernels() and torch.cuda.is_available():
-            out.append("cuda")
-    return tuple(out)
-
-
-_BACKENDS = _detect_backends()  # fixed for the process; a constant to torch.compile
-
-
-def resolve_backend(backend: str | None, device: torch.device) -> str:
-    """Picks the backend for tensors on ``device``.
-
-    Args:
-        backend: None for the fastest available, or one of "torch", "cpu", "cuda".
-        device: Device of the input tensors.
-
-    Returns:
-        The backend name to use.
-
-    Raises:
-        ValueError: Unknown backend, or one that does not serve this device.
-        RuntimeError: The backend is not available in this build or on this machine.
-    """
-    have = _BACKENDS
-    if backend is None:
-        if device.type in have:
-            return device.type
-        return "torch"
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if backend == "torch":
-        return backend
-    if backend != device.type:
-        raise ValueError(f"backend {backend!r} cannot run tensors on device {device}")
-    if backend not in have:
-        if not _ext.available():
-            why = f"the fluxkern extension is not loaded ({_ext.load_error()})"
-        elif device.type == "cuda" and not _ext.has_cuda_kernels():
-            why = "this fluxkern build has no CUDA kernels (it was compiled without CUDA)"
-        else:
-            why = "no CUDA device is present"
-        raise RuntimeError(f"backend {backend!r} is not available: {why}; available: {list(have)}")
-    return backend
 
 
 def mlp_jet(x: Tensor, net: MlpSpec, backend: str | None = None) -> tuple[Tensor, Tensor]:
@@ -328,12 +276,3 @@ def _register_block_loss() -> None:
 
 if _ext.available():
     _register()
-
-# The residual Jacobian (issue 13) lives in fluxkern.jacobian; its public names are part of ops.
-from fluxkern.jacobian import (  # noqa: E402
-    JACOBIAN_CHUNK_BYTES,
-    ParameterSlice,
-    parameter_layout,
-    residual_jacobian,
-    residual_jacobian_chunks,
-)

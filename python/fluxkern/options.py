@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
+from fluxkern import problems
 from fluxkern.duals import make_rule
 from fluxkern.optim.by_name import check_optimizer_options
 from fluxkern.problems.base import Problem
-from fluxkern.problems.loader import resolve
 from fluxkern.settings import MATMUL_PRECISIONS
 
 __all__ = ["SolveOptions", "effective_options", "make_options", "option_names"]
@@ -196,7 +196,7 @@ def effective_options(problem: Problem | str, **options: Any) -> SolveOptions:
         ValueError: A bad option, or a PINN formulation for a problem without one.
     """
     if isinstance(problem, str):
-        problem = resolve(problem)
+        problem = problems.resolve(problem)
     opts = make_options(problem, options)
     if opts.formulation == "pinn" and not problem.has_pinn():
         raise ValueError(f"problem {problem.name!r} has no PINN form")

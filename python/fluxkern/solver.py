@@ -18,13 +18,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from fluxkern import problems
 from fluxkern._version import __version__
 from fluxkern.lagrangian import AugmentedLagrangian
 from fluxkern.nn import MLP
 from fluxkern.optim.by_name import make_optimizer
 from fluxkern.options import SolveOptions, effective_options, make_options, option_names
 from fluxkern.problems.base import Problem
-from fluxkern.problems.loader import resolve
 from fluxkern.runfiles import (
     CHECKPOINT,
     MODEL,
@@ -149,7 +149,7 @@ def solve(
         InterruptedRun: Ctrl-C during training (the message names the last checkpoint).
     """
     if isinstance(problem, str):
-        problem = resolve(problem)
+        problem = problems.resolve(problem)
     if not isinstance(problem, Problem):
         raise TypeError(f"problem must be a fluxkern Problem or a name, got {problem!r}")
     opts = effective_options(problem, **options)

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
-from fluxkern.problems import registry
 from fluxkern.problems.base import Problem
 
 __all__ = ["ProblemLoadError", "resolve"]
@@ -43,6 +42,8 @@ def resolve(spec: str) -> Problem:
             no or several problems in a file, a missing attribute, or an object that is not a
             Problem.
     """
+    from fluxkern import problems as registry
+
     if spec in registry.names():
         return registry.get(spec)
     where, sep, attr = spec.rpartition(":") if ":" in spec else (spec, "", "")

@@ -12,7 +12,7 @@ Usage: python bench/run_problems.py [NAME ...] [--formulations flux pinn] [--epo
 (never up) so that a run ends near that many seconds, from a short timed probe; --stop-after
 ends a run after the first epoch past that many training seconds (fluxkern.training.TimeBudget;
 results then give the epochs actually run). --trace-every N records the errors every N epochs
-(bench/fidelity.py's Evaluator: relative L2, the reference's matrix 2-norm where it used one,
+(bench/evaluator.py's Evaluator: relative L2, the reference's matrix 2-norm where it used one,
 cavity's centreline deviations) with the training seconds so far, the evaluation time left out,
 in results.json under "trajectory" (also written to trajectory.json as the run goes).
 --resample-every N redraws the flux runs' points every N epochs (solve's resample_every).
@@ -47,7 +47,7 @@ class Trace(Callback):
     """
 
     def __init__(self, problem: problems.Problem, every: int, out: str) -> None:
-        from fidelity import Evaluator  # bench/fidelity.py
+        from evaluator import Evaluator  # bench/evaluator.py
 
         self.evaluator = Evaluator(problem, torch.float64)
         self.every, self.out = every, out

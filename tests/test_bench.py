@@ -187,27 +187,3 @@ def test_problems_workload_on_cuda_writes_checked_rows(tmp_path):
         assert max(r["check"].values()) <= 1e-10
     md = open(str(js)[: -len(".json")] + ".md").read()
     assert "problems: float64, on cuda" in md and "GPU NVIDIA" in md
-
-
-def test_lbfgs_op_count_the_fused_direction_saves_most_dispatches_of_an_epoch():
-    import lbfgs_op_count
-
-    op = lbfgs_op_count.count_epoch("poisson", twin=False, warm_epochs=2)
-    twin = lbfgs_op_count.count_epoch("poisson", twin=True, warm_epochs=2)
-    assert op["evals"] == twin["evals"] and op["directions"] == twin["directions"] >= 1
-    assert twin["ops"] > 3 * op["ops"]  # the twin's recursion dominates the epoch's dispatches
-
-
-def test_epoch_ab_checks_before_timing_and_restores_the_settings(monkeypatch):
-    import epoch_ab
-    from fluxkern import evaluation
-
-    real = evaluation.Evaluation.still_current
-    row = epoch_ab.measure("poisson", reps=1, warm_epochs=1)
-    assert row["same result"] == "bitwise" and float(row["epoch ms, neither"]) > 0
-    assert evaluation.Evaluation.still_current is real
-    # a setting that changed the epoch would be refused, not timed
-    monkeypatch.setattr(epoch_ab, "_outcome", lambda c: [torch.rand(3)])
-    with pytest.raises(SystemExit, match="changed the epoch"):
-        epoch_ab.measure("poisson", reps=1, warm_epochs=0)
-    assert evaluation.Evaluation.still_current is real

@@ -7,7 +7,6 @@ import contextlib
 import io
 import json
 import os
-import sys
 
 import pytest
 import torch
@@ -69,69 +68,6 @@ def test_cli_takes_the_new_optimizers(capsys, tmp_path, monkeypatch, optimizer):
     code = cli.main([*argv, "--no-progress", "--no-plots"])
     assert code == 0, capsys.readouterr()
     assert json.load(open(out / "results.json"))["optimizer"] == optimizer
-
-
-def test_bench_report_reads_runs_and_marks_failures(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "bench"))
-    import optimizers as bench_opt
-
-    def traj(errs):
-        return [
-            {"epoch": i + 1, "train_s": 0.5 * 2**i, "loss": 1.0, "errors": {"u": e}}
-            for i, e in enumerate(errs)
-        ]
-
-    data = {
-        "problem": "helmholtz",
-        "date": "today",
-        "machine": {"cpu": "test cpu"},
-        "versions": {"torch": torch.__version__},
-        "threads": 1,
-        "budget_s": 4.0,
-        "seed": 0,
-        "reference_errors": {"u": 2.8e-4},
-        "runs": [
-            {"optimizer": "lbfgs", "epochs": 3, "trajectory": traj([1e-2, 2e-4, 5e-6])},
-            {"optimizer": "gauss_newton", "failed": "ValueError: boom", "trajectory": []},
-        ],
-    }
-    (tmp_path / "helmholtz.json").write_text(json.dumps(data))
-    text = bench_opt.report(str(tmp_path))
-    rows = [ln for ln in text.splitlines() if ln.startswith("| lbfgs")]
-    # t(2.8e-4) = 1.0 s, t(1e-3) = 1.0 s, t(1e-4) = 2.0 s, t(1e-5) = 2.0 s
-    assert rows == ["| lbfgs | 3 | 2.0  | 5.00e-06 | 5.00e-06 | 1.0 s | 1.0 s | 2.0 s | 2.0 s |  |"]
-    assert "| gauss_newton | - | - | - | - | - | - | - | - | ValueError: boom |" in text
-    assert (tmp_path / "helmholtz.png").stat().st_size > 0
-
-
-def test_bench_report_lists_continued_runs(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "bench"))
-    import optimizers as bench_opt
-
-    pts = [
-        {"epoch": e, "train_s": float(e), "errors": {"u": 1e-3 / (e + 1), "p": err}}
-        for e, err in [(0, 1e-3), (25, 5e-4), (50, 8e-5), (75, 2e-5)]
-    ]
-    data = {
-        "problem": "stokes",
-        "run": "results/stokes/flux",
-        "run_epochs": 10000,
-        "optimizer": "ssbroyden",
-        "tolerance_grad": 0.0,
-        "tolerance_change": 0.0,
-        "curvature_eps": 1e-12,
-        "machine": {"cpu": "test cpu", "torch_threads": 1, "torch": "x", "date": "today"},
-        "trajectory": pts,
-    }
-    (tmp_path / "continue-stokes.json").write_text(json.dumps(data))
-    text = bench_opt.report(str(tmp_path))
-    rows = [ln for ln in text.splitlines() if ln.startswith("| stokes")]
-    assert [r.split(" | ")[3:5] for r in rows] == [
-        ["start", "0"],
-        ["first p <= 1e-4", "50"],
-        ["last", "75"],
-    ]
-    assert "ssbroyden (tolerance_grad 0, tolerance_change 0, curvature_eps 1e-12)" in rows[0]
 
 
 def test_optimizer_options_reach_the_optimizer_and_results():

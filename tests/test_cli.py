@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from fluxkern import cli, problems, solver
+from fluxkern.problems import registry
 
 try:
     import tomllib
@@ -101,6 +102,8 @@ def test_solve_writes_results(capsys, tmp_path, monkeypatch):
         return p
 
     monkeypatch.setattr(problems, "get", small)
+
+    monkeypatch.setattr(registry, "get", small)  # what resolve() calls
     cfg = tmp_path / "c.toml"
     cfg.write_text("epochs = 2\nseed = 3\n[dual_options]\neta = 0.5\n")
     out = tmp_path / "run"
@@ -247,6 +250,8 @@ def small(monkeypatch):
 
     monkeypatch.setattr(problems, "get", get)
 
+    monkeypatch.setattr(registry, "get", get)  # what resolve() calls
+
 
 def solve(capsys, out, *extra):
     argv = ["solve", "poisson", "--out", str(out), "--no-progress", "--no-plots"]
@@ -262,6 +267,25 @@ def assert_file_error(code, err, path, match):
 
 def snapshot(folder):
     return {f.name: f.read_bytes() for f in sorted(folder.iterdir()) if f.is_file()}
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """full_disk(name): every later write of a file called `name` fails as on a full disk (its
+    temporary file is /dev/full). A planted NAME.tmp folder no longer makes a write fail:
+    writes go to new, randomly named temporary files (test_run_integrity.py)."""
+    real = tempfile.mkstemp
+
+    def fail_writes_of(name):
+        def mkstemp(prefix="", suffix="", dir=None, **kw):
+            if prefix == f".{name}.":
+                path = os.path.join(dir, f"{prefix}dev-full{suffix}")
+                return os.open("/dev/full", os.O_WRONLY), path
+            return real(prefix=prefix, suffix=suffix, dir=dir, **kw)
+
+        monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+
+    return fail_writes_of
 
 
 @pytest.fixture
@@ -326,21 +350,23 @@ def test_resume_from_an_unreadable_checkpoint(capsys, run_dir):
     assert_file_error(code, err, ck, "not a readable checkpoint (Permission denied)")
 
 
-def test_failing_checkpoint_keeps_the_previous_one(capsys, run_dir, tmp_path):
-    (run_dir / "checkpoint.pt.tmp").mkdir()  # stands for a full disk: the write fails
+def test_failing_checkpoint_keeps_the_previous_one(capsys, run_dir, tmp_path, full_disk):
+    full_disk("checkpoint.pt")
     cfg = tmp_path / "every.toml"
     cfg.write_text("checkpoint_every = 1\n")
     before = snapshot(run_dir)
     argv = ["--epochs", "3", "--resume", "--config", str(cfg)]
     code, _, err = solve(capsys, run_dir, *argv)
-    assert_file_error(code, err, run_dir / "checkpoint.pt", "cannot write it (Is a directory)")
+    assert_file_error(
+        code, err, run_dir / "checkpoint.pt", "cannot write it (No space left on device)"
+    )
     assert snapshot(run_dir) == before
     assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["epoch"] == 1
 
 
 @pytest.mark.parametrize("name", ["results.json", "prediction.npz", "history.json"])
-def test_failing_results_keep_the_trained_state(capsys, run_dir, name):
-    (run_dir / f"{name}.tmp").mkdir()
+def test_failing_results_keep_the_trained_state(capsys, run_dir, name, full_disk):
+    full_disk(name)
     old = (run_dir / name).read_bytes()
     code, _, err = solve(capsys, run_dir, "--epochs", "2", "--resume")
     assert_file_error(code, err, run_dir / name, "the trained state is kept in")
@@ -349,20 +375,22 @@ def test_failing_results_keep_the_trained_state(capsys, run_dir, name):
     assert torch.load(run_dir / "model.pt", weights_only=False)["options"]["epochs"] == 2
 
 
-def test_failing_model_keeps_the_checkpoint(capsys, run_dir):
-    (run_dir / "model.pt.tmp").mkdir()
+def test_failing_model_keeps_the_checkpoint(capsys, run_dir, full_disk):
+    full_disk("model.pt")
     code, _, err = solve(capsys, run_dir, "--epochs", "2", "--resume")
     assert_file_error(code, err, run_dir / "model.pt", "the trained state is in")
     assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["epoch"] == 2
 
 
-def test_failing_plot_keeps_the_trained_state(capsys, small, tmp_path):
+def test_failing_plot_keeps_the_trained_state(capsys, small, tmp_path, full_disk):
     out = tmp_path / "plots"
     out.mkdir()
-    (out / "error.png.tmp").mkdir()
+    full_disk("error.png")
     argv = ["--out", str(out), "--epochs", "1", "--no-progress"]
     code, _, err = run(capsys, "solve", "poisson", *argv)
-    assert_file_error(code, err, out / "error.png", "cannot write the plot (Is a directory)")
+    assert_file_error(
+        code, err, out / "error.png", "cannot write the plot (No space left on device)"
+    )
     assert (out / "solution.png").stat().st_size > 1000 and (out / "results.json").exists()
     assert torch.load(out / "model.pt", weights_only=False)["problem"] == "poisson"
 

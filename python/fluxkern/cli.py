@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -16,6 +18,7 @@ EXIT_USAGE = 2
 EXIT_NONFINITE = 3
 EXIT_DISTRIBUTED = 4
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 class UsageError(Exception):
@@ -299,6 +302,9 @@ def _cmd_solve(args: argparse.Namespace) -> int:
     except solver.NonFiniteLossError as exc:
         print(f"fluxkern: {exc}", file=sys.stderr)
         return EXIT_NONFINITE
+    except solver.TerminatedRun as exc:
+        print(f"fluxkern: {exc} (--resume)", file=sys.stderr)
+        return EXIT_TERMINATED
     except solver.InterruptedRun as exc:
         print(f"fluxkern: {exc} (--resume)", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -396,8 +402,43 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Returns:
         The exit code: 0 success, 2 bad usage or config, 3 non-finite loss, 4 a distributed
-            run's rank died or stalled, 130 interrupted.
+            run's rank died or stalled, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM:
+            training ends after the current epoch with a final checkpoint).
     """
+    previous = _on_sigterm_before_training()
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:  # Ctrl-C before or after training, or SIGTERM then
+        if isinstance(exc, _Terminated):
+            print("fluxkern: terminated (SIGTERM) outside training", file=sys.stderr)
+            return EXIT_TERMINATED
+        print("fluxkern: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print("fluxkern: error: out of memory; use fewer points", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM outside training (training has its own handler: fluxkern.signals)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+def _on_sigterm_before_training() -> Any:
+    """Makes SIGTERM outside training end the command with one line; returns the handler it
+    replaced (None where handlers cannot be set: not the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from fluxkern.runfiles import write_atomically
+
 __all__ = ["plot_histograms", "plot_landscapes", "plot_sensitivity", "write_all"]
 
 
@@ -23,19 +25,14 @@ def _plt():
 
 
 def _save(plt: Any, fig: Any, path: str) -> None:
-    """Writes fig as PNG to path atomically (a failed write leaves an older plot as it was).
+    """Writes fig as PNG to path atomically (a failed write leaves an older plot as it was;
+    fluxkern.runfiles.write_atomically: never through a planted file or link).
 
     Raises:
         OSError: The file could not be written (the figure is closed all the same).
     """
-    tmp = path + ".tmp"
     try:
-        fig.savefig(tmp, dpi=110, format="png")
-        os.replace(tmp, path)
-    except OSError:
-        if os.path.isfile(tmp):
-            os.remove(tmp)
-        raise
+        write_atomically(path, lambda fh: fig.savefig(fh, dpi=110, format="png"))
     finally:
         plt.close(fig)
 
@@ -169,8 +166,10 @@ def plot_sensitivity(result: dict[str, Any], path: str) -> None:
         f"(seed {result['seed']}, K = {result['samples']})"
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        write_atomically(path, lambda fh: fig.savefig(fh, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def plot_histograms(
@@ -218,8 +217,10 @@ def plot_histograms(
         fontsize=10,
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        write_atomically(path, lambda fh: fig.savefig(fh, dpi=100, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def plot_landscapes(panels: list[dict[str, Any]], path: str) -> None:
@@ -260,5 +261,7 @@ def plot_landscapes(panels: list[dict[str, Any]], path: str) -> None:
         )
     fig.suptitle("loss landscape (filter-normalised random directions, multipliers frozen)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        write_atomically(path, lambda fh: fig.savefig(fh, dpi=100, format="png"))
+    finally:
+        plt.close(fig)

@@ -25,9 +25,11 @@ from fluxkern.nn import MLP
 from fluxkern.optim.by_name import make_optimizer
 from fluxkern.options import SolveOptions, effective_options, make_options, option_names
 from fluxkern.problems.base import Problem
+from fluxkern.resume import changed_options, check_fields, check_identity, run_identity
 from fluxkern.runfiles import (
     CHECKPOINT,
     MODEL,
+    OutputLock,
     RunFileError,
     atomic_save,
     prepare_out,
@@ -37,6 +39,7 @@ from fluxkern.runfiles import (
     write_json,
 )
 from fluxkern.settings import matmul_precision
+from fluxkern.signals import InterruptedRun, TerminatedRun, stop_on_sigterm
 from fluxkern.training import (
     Callback,
     Checkpoint,
@@ -55,16 +58,13 @@ __all__ = [
     "NonFiniteLossError",
     "RunFileError",
     "SolveOptions",
+    "TerminatedRun",
     "effective_options",
     "make_options",
     "make_trainer",
     "option_names",
     "solve",
 ]
-
-
-class InterruptedRun(KeyboardInterrupt):
-    """Ctrl-C during training; says where the last checkpoint is."""
 
 
 def versions() -> dict[str, str]:
@@ -228,28 +228,50 @@ def _resume(
     problem: Problem,
     opts: SolveOptions,
     switch: SwitchOptimizer | None,
-) -> None:
+) -> dict[str, Any]:
     """Loads out/checkpoint.pt into the trainer (with the second optimizer if it was saved
-    after the switch).
+    after the switch), keeping this run's learning rate.
+
+    Returns:
+        The checkpoint's saved options (for the record of what the resume changed).
 
     Raises:
         RunFileError: No, a damaged or another run's checkpoint; or it does not fit.
     """
-    ck = read_checkpoint(path, problem.name, opts.formulation, opts.epochs)
+    ck = read_checkpoint(path)
+    identity = run_identity(problem, dataclasses.asdict(opts))
+    check_fields(ck, path, identity, opts.epochs)
+    if ck.get("switched_at") is not None and switch is None:
+        raise RunFileError(
+            path,
+            "resume: the checkpoint was saved after a switch of optimizer; give the same "
+            "then_optimizer and switch_epoch",
+        )
+    check_identity(ck, path, identity)
     if ck.get("switched_at") is not None:
-        if switch is None:
-            raise RunFileError(
-                path,
-                "resume: the checkpoint was saved after a switch of optimizer; give the same "
-                "then_optimizer and switch_epoch",
-            )
+        assert switch is not None
         trainer.set_optimizer(switch.make(trainer))
+    load_trainer_state(trainer, ck, path)
+    return ck.get("options") or {}
+
+
+def load_trainer_state(trainer: Trainer, ck: dict[str, Any], path: str) -> None:
+    """trainer.load_state_dict(ck), keeping the learning rate the trainer was built with (a
+    resume may change it; the checkpoint's is replaced).
+
+    Raises:
+        RunFileError: The checkpoint does not fit the trainer.
+    """
+    lrs = [g.get("lr") for g in trainer.optimizer.param_groups]
     try:
         trainer.load_state_dict(ck)
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise RunFileError(
             path, f"resume: the checkpoint does not fit this run ({reason(exc)})"
         ) from None
+    for group, lr in zip(trainer.optimizer.param_groups, lrs, strict=True):
+        if lr is not None:
+            group["lr"] = lr
 
 
 def _fit(
@@ -265,21 +287,27 @@ def _fit(
     cbs += [switch] if switch is not None else []
     cbs += [ckpt] if ckpt is not None else []
     try:
-        trainer.fit(opts.epochs, cbs + extra)
+        with stop_on_sigterm() as sigterm:
+            trainer.fit(opts.epochs, cbs + [sigterm] + extra)
     except NonFiniteLossError as exc:
-        where = (
-            f"the last good checkpoint is {ckpt.path}"
-            if ckpt is not None
-            else "no checkpoint was written (no output folder)"
-        )
-        raise NonFiniteLossError(f"{exc}; {where}") from None
+        raise NonFiniteLossError(f"{exc}; {_last_checkpoint(ckpt, 'good ')}") from None
     except KeyboardInterrupt:
-        where = (
-            f"the last checkpoint (epoch {ckpt.last_epoch}) is {ckpt.path}; continue with resume"
-            if ckpt is not None and ckpt.last_epoch is not None
-            else "no checkpoint was written yet"
-        )
+        where = _last_checkpoint(ckpt, "")
+        where += "; continue with resume" if ckpt is not None and ckpt.last_epoch else ""
         raise InterruptedRun(f"interrupted in epoch {trainer.current_epoch}; {where}") from None
+    if sigterm.received:
+        where = _last_checkpoint(ckpt, "")
+        where += "; continue with resume" if ckpt is not None and ckpt.last_epoch else ""
+        raise TerminatedRun(f"terminated (SIGTERM) after epoch {trainer.epoch}; {where}")
+
+
+def _last_checkpoint(ckpt: Checkpoint | None, good: str) -> str:
+    """Where the last checkpoint written (or resumed from) is, or that there is none."""
+    if ckpt is None:
+        return "no checkpoint was written (no output folder)"
+    if ckpt.last_epoch is None or not os.path.isfile(ckpt.path):
+        return "no checkpoint was written yet"
+    return f"the last {good}checkpoint (epoch {ckpt.last_epoch}) is {ckpt.path}"
 
 
 def _run(problem: Problem, opts: SolveOptions, callbacks: list[Callback]) -> dict[str, Any]:
@@ -288,34 +316,82 @@ def _run(problem: Problem, opts: SolveOptions, callbacks: list[Callback]) -> dic
         from fluxkern.distributed.run import run
 
         return run(problem, opts, callbacks)
-    trainer = make_trainer(problem, opts)
-    ckpt = None
-    if opts.out:
-        prepare_out(opts.out)
-        meta = {"problem": problem.name, "formulation": opts.formulation}
-        ckpt = Checkpoint(os.path.join(opts.out, CHECKPOINT), opts.checkpoint_every, meta)
-        ckpt.meta["options"] = dataclasses.asdict(opts)
+    trainer = _build(problem, opts)
+    if not opts.out:
+        _fit(trainer, opts, None, callbacks, _then_optimizer(opts))
+        return _finish(problem, opts, trainer, {})
+    prepare_out(opts.out)
+    with OutputLock(opts.out):
+        return _run_in(problem, opts, callbacks, trainer, opts.out)
+
+
+def _build(problem: Problem, opts: SolveOptions) -> Trainer:
+    """make_trainer, with running out of memory (too many points) as one line."""
+    try:
+        return make_trainer(problem, opts)
+    except MemoryError:
+        raise ValueError(
+            f"{problem.name}: out of memory while building the run (the network and the "
+            "points); use fewer points"
+        ) from None
+    except RuntimeError as exc:
+        if "memory" not in str(exc):
+            raise
+        raise ValueError(
+            f"{problem.name}: out of memory while building the run ({reason(exc)}); use fewer "
+            "points"
+        ) from None
+
+
+def checkpoint_meta(problem: Problem, opts: SolveOptions) -> dict[str, Any]:
+    """What a run's checkpoints hold besides the trainer's state: the problem, the options
+    and the run's identity (what a resume must match, fluxkern.resume)."""
+    options = dataclasses.asdict(opts)
+    return {
+        "problem": problem.name,
+        "formulation": opts.formulation,
+        "options": options,
+        "identity": run_identity(problem, options),
+    }
+
+
+def _run_in(
+    problem: Problem, opts: SolveOptions, callbacks: list[Callback], trainer: Trainer, out: str
+) -> dict[str, Any]:
+    """The run with an output folder (locked by the caller): resume, fit, save, write."""
+    ckpt = Checkpoint(
+        os.path.join(out, CHECKPOINT), opts.checkpoint_every, checkpoint_meta(problem, opts)
+    )
     switch = _then_optimizer(opts)
+    resumed: dict[str, Any] = {}
     if opts.resume:
-        assert ckpt is not None
-        _resume(trainer, ckpt.path, problem, opts, switch)
+        saved = _resume(trainer, ckpt.path, problem, opts, switch)
         ckpt.last_epoch = trainer.epoch
+        changed = changed_options(saved, dataclasses.asdict(opts))
+        resumed = {"from_epoch": trainer.epoch, "changed_options": changed}
     _fit(trainer, opts, ckpt, callbacks, switch)
-    if opts.out:  # the trained state first: a failure writing the results keeps it
-        atomic_save(
-            {
-                "problem": problem.name,
-                "formulation": opts.formulation,
-                "options": dataclasses.asdict(opts),
-                "model": trainer.model.state_dict(),
-                "dual": trainer.al.state_dict() if trainer.al is not None else None,
-            },
-            os.path.join(opts.out, MODEL),
-            kept=f"the trained state is in {os.path.join(opts.out, CHECKPOINT)}",
-        )
+    atomic_save(  # the trained state first: a failure writing the results keeps it
+        {
+            "problem": problem.name,
+            "formulation": opts.formulation,
+            "options": dataclasses.asdict(opts),
+            "model": trainer.model.state_dict(),
+            "dual": trainer.al.state_dict() if trainer.al is not None else None,
+        },
+        os.path.join(out, MODEL),
+        kept=f"the trained state is in {os.path.join(out, CHECKPOINT)}",
+    )
+    return _finish(problem, opts, trainer, resumed)
+
+
+def _finish(
+    problem: Problem, opts: SolveOptions, trainer: Trainer, resumed: dict[str, Any]
+) -> dict[str, Any]:
+    """Evaluates the trained network and writes the results (when out is set)."""
     grid = problem.eval_grid(getattr(torch, opts.dtype), torch.device(opts.device))
     fields = predict(problem, trainer.model, opts.formulation, grid.points)
     results = _results(problem, opts, trainer, problem.errors(fields, grid))
+    results["resumed"] = resumed or None
     if opts.out:
         _write_outputs(opts, problem, grid, fields, results, trainer)
     return results

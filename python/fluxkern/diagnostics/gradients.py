@@ -8,7 +8,6 @@ point draws). The plots are drawn by :mod:`fluxkern.plots`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -25,6 +24,7 @@ from fluxkern.diagnostics.losses import ORDER_LOSSES, ORDERS, _gradient, _Losses
 from fluxkern.diagnostics.perturbation import OutputPerturbation
 from fluxkern.nn import MLP
 from fluxkern.problems.base import Problem
+from fluxkern.runfiles import write_file, write_json
 
 __all__ = [
     "OUTPUT_MAGNITUDES",
@@ -392,8 +392,8 @@ def _measure_order(
 def _write(out: str, result: dict[str, Any], grads_a: dict[int, Tensor], s: _Setup) -> None:
     """gradients.json, sensitivity.png and histograms.png into ``out``."""
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "gradients.json"), "w") as fh:
-        json.dump(result, fh, indent=1)
+    path = os.path.join(out, "gradients.json")
+    write_file(path, lambda fh: write_json(fh, result, 1), "nothing else was written")
     plots.plot_sensitivity(result, os.path.join(out, "sensitivity.png"))
     plots.plot_histograms(
         result, grads_a, s.masks, s.layer_slices, os.path.join(out, "histograms.png")

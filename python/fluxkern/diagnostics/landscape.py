@@ -6,7 +6,6 @@ roughness, ratios on rings) are measured here and the figure is drawn by :mod:`f
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -20,6 +19,7 @@ from fluxkern import plots
 from fluxkern.diagnostics.common import _Run
 from fluxkern.nn import MLP
 from fluxkern.problems.base import Problem
+from fluxkern.runfiles import write_file, write_json
 
 __all__ = ["loss_landscape"]
 
@@ -155,8 +155,8 @@ def loss_landscape(
         result["compare"] = _landscape_one(other, grid, seed, float(span))
     if out:
         os.makedirs(out, exist_ok=True)
-        with open(os.path.join(out, "landscape.json"), "w") as fh:
-            json.dump(result, fh)
+        path = os.path.join(out, "landscape.json")
+        write_file(path, lambda fh: write_json(fh, result, None), "nothing else was written")
         panels = [result] + ([result["compare"]] if other is not None else [])
         plots.plot_landscapes(panels, os.path.join(out, "landscape.png"))
     return result

@@ -158,6 +158,31 @@ def _timeout_s(timeout_s: float | None) -> float:
     return val
 
 
+def _rendezvous(backend: str, timeout: float) -> None:
+    """init_process_group from torchrun's environment, saying on stderr what it waits for and
+    turning a rendezvous that times out (a rank that never started) into one line.
+
+    Raises:
+        DistributedError: Not every rank joined within the timeout.
+    """
+    rank, world = os.environ["RANK"], os.environ["WORLD_SIZE"]
+    where = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+    print(
+        f"fluxkern: rank {rank} of {world} joining the other ranks at {where} (waits up to "
+        f"{timeout:g} s, {TIMEOUT_ENV})",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
+    except (RuntimeError, ValueError) as exc:  # DistStoreError and friends
+        raise DistributedError(
+            f"rank {rank}: the rendezvous of {world} ranks at {where} failed within "
+            f"{timeout:g} s ({reason(exc)}); start every rank (torchrun --nproc-per-node "
+            f"{world}) or set {TIMEOUT_ENV}"
+        ) from None
+
+
 def init(device: str | torch.device = "cpu", timeout_s: float | None = None) -> Comm:
     """Joins (or creates) the default process group and returns this rank's Comm.
 
@@ -192,7 +217,7 @@ def init(device: str | torch.device = "cpu", timeout_s: float | None = None) -> 
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
+        _rendezvous(backend, timeout)
         # A gloo group still alive when the interpreter exits aborts the process in about half
         # of the exits (torch 2.13; measured 5 of 10 two-rank runs; see shutdown()).
         atexit.register(shutdown)

@@ -20,14 +20,14 @@ from fluxkern.distributed.comm import Comm, init
 from fluxkern.distributed.lagrangian import DistributedAugmentedLagrangian
 from fluxkern.distributed.training import DistributedCheckpoint, DistributedTrainer
 from fluxkern.problems.base import Problem
+from fluxkern.resume import check_checkpoint, run_identity
 from fluxkern.runfiles import (
     CHECKPOINT,
     MODEL,
-    RunFileError,
+    OutputLock,
     atomic_save,
     prepare_out,
     read_checkpoint,
-    reason,
 )
 from fluxkern.training import Callback
 
@@ -81,17 +81,17 @@ def _cpu(obj: Any) -> Any:
 
 
 def _resume(trainer: DistributedTrainer, path: str, problem: Problem, opts: Any) -> None:
-    """Rank 0 reads the checkpoint and sends it to every rank (through the CPU, so that no
-    rank gets tensors on another's GPU); each loads its shard."""
-    ck = trainer.comm.on_root(
-        lambda: _cpu(read_checkpoint(path, problem.name, opts.formulation, opts.epochs))
-    )
-    try:
-        trainer.load_state_dict(ck)
-    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-        raise RunFileError(
-            path, f"resume: the checkpoint does not fit this run ({reason(exc)})"
-        ) from None
+    """Rank 0 reads and checks the checkpoint and sends it to every rank (through the CPU, so
+    that no rank gets tensors on another's GPU); each loads its shard."""
+    from fluxkern import solver
+
+    def read() -> dict[str, Any]:
+        ck = read_checkpoint(path)
+        identity = run_identity(problem, dataclasses.asdict(opts))
+        check_checkpoint(ck, path, identity, opts.epochs)
+        return _cpu(ck)
+
+    solver.load_trainer_state(trainer, trainer.comm.on_root(read), path)
 
 
 def run(problem: Problem, opts: SolveOptions, callbacks: list[Callback]) -> dict[str, Any]:
@@ -107,18 +107,36 @@ def run(problem: Problem, opts: SolveOptions, callbacks: list[Callback]) -> dict
     ckpt = None
     if opts.out:
         out = opts.out
-        comm.on_root(lambda: prepare_out(out))
-        meta = {"problem": problem.name, "formulation": opts.formulation}
-        meta["options"] = dataclasses.asdict(opts)
-        meta["world_size"] = comm.world
+        lock = OutputLock(out)
+        comm.on_root(lambda: (prepare_out(out), lock.acquire()))
+        meta = {**solver.checkpoint_meta(problem, opts), "world_size": comm.world}
         ckpt = DistributedCheckpoint(
             os.path.join(out, CHECKPOINT), opts.checkpoint_every, meta, comm=comm
         )
-    if opts.resume:
-        assert ckpt is not None
-        _resume(trainer, ckpt.path, problem, opts)
-        ckpt.last_epoch = trainer.epoch
     shown = dataclasses.replace(opts, progress=opts.progress and comm.is_root)
+    try:
+        if opts.resume:
+            assert ckpt is not None
+            _resume(trainer, ckpt.path, problem, opts)
+            ckpt.last_epoch = trainer.epoch
+        return _train_and_finish(problem, opts, callbacks, trainer, ckpt, shown)
+    finally:
+        if opts.out:
+            lock.release()
+
+
+def _train_and_finish(
+    problem: Problem,
+    opts: SolveOptions,
+    callbacks: list[Callback],
+    trainer: DistributedTrainer,
+    ckpt: DistributedCheckpoint | None,
+    shown: SolveOptions,
+) -> dict[str, Any]:
+    """The rest of run(): fit, gather, and rank 0's files and results."""
+    from fluxkern import solver
+
+    comm = trainer.comm
     solver._fit(trainer, shown, ckpt, callbacks)
     shard = trainer.al
     assert isinstance(shard, DistributedAugmentedLagrangian)

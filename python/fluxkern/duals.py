@@ -23,6 +23,9 @@ class DualRule:
 
     name = "base"
     DEFAULTS: dict[str, float] = {}
+    # The range of each option: ">= 0", "> 0" or "[0, 1)"; a value outside is refused (a
+    # negative eta, for one, drives the multipliers the wrong way until the run diverges).
+    RANGES: dict[str, str] = {}
     LAMBDA0 = 1.0
     # Sums a tensor over the ranks of a distributed run (set by fluxkern.distributed); None in
     # one process. A pointwise C [N, R] is then one rank's shard, and the norms and means over
@@ -37,6 +40,8 @@ class DualRule:
                 f"{sorted(self.DEFAULTS)}"
             )
         self.options = {**self.DEFAULTS, **{k: float(v) for k, v in options.items()}}
+        for key, value in self.options.items():
+            _check_range(self.name, key, value, self.RANGES.get(key, ">= 0"))
 
     def init_state(
         self,
@@ -77,6 +82,7 @@ class RMSProp(DualRule):
 
     name = "rmsprop"
     DEFAULTS = {"beta": 0.9, "eps": 1e-8, "eta": 1.0, "mu": 0.0}
+    RANGES = {"beta": "[0, 1)", "eps": "> 0"}  # eps: C / sqrt(v + eps) with v = 0 at C = 0
     LAMBDA0 = 1.0
 
     def init_state(self, shape, n_res, init, dtype, device):
@@ -101,6 +107,15 @@ class PECANN(DualRule):
     name = "pecann"
     DEFAULTS = {"mu": 1.0, "mu_max": 1e4, "eps": 1e-8}
     LAMBDA0 = 0.0
+
+    def __init__(self, **options: float) -> None:
+        super().__init__(**options)
+        o = self.options
+        if o["mu_max"] < o["mu"]:
+            raise ValueError(
+                f"dual rule 'pecann': option 'mu_max' must be >= mu; got mu_max {o['mu_max']!r} "
+                f"and mu {o['mu']!r}"
+            )
 
     def init_state(self, shape, n_res, init, dtype, device):
         state = super().init_state(shape, n_res, init, dtype, device)
@@ -127,6 +142,7 @@ class CAPU(DualRule):
 
     name = "capu"
     DEFAULTS = {"zeta": 0.99, "omega": 0.999, "eps": 1e-16, "eta": 1.0, "mu": 1.0}
+    RANGES = {"zeta": "[0, 1)", "eps": "> 0"}  # eps: eta / sqrt(vbar + eps) with vbar = 0
     LAMBDA0 = 1.0
 
     def init_state(self, shape, n_res, init, dtype, device):
@@ -147,6 +163,14 @@ class CAPU(DualRule):
         state["loss_prev"] = torch.tensor(loss, dtype=c.dtype, device=c.device)
 
 
+def _check_range(rule: str, key: str, value: float, allowed: str) -> None:
+    """Raises ValueError unless value is in `allowed` (">= 0", "> 0" or "[0, 1)")."""
+    ok = {">= 0": value >= 0, "> 0": value > 0, "[0, 1)": 0 <= value < 1}[allowed]
+    if not ok:
+        where = f"in {allowed}" if allowed.startswith("[") else allowed
+        raise ValueError(f"dual rule {rule!r}: option {key!r} must be {where}; got {value!r}")
+
+
 RULES: dict[str, type[DualRule]] = {"rmsprop": RMSProp, "pecann": PECANN, "capu": CAPU}
 
 
@@ -154,8 +178,10 @@ def make_rule(name: str, **options: float) -> DualRule:
     """The dual rule called `name` with its options.
 
     Raises:
-        ValueError: Unknown rule name (the message lists the valid ones).
-        TypeError: Unknown option for that rule.
+        ValueError: Unknown rule name (the message lists the valid ones), or an option out of
+            its range (RANGES: a negative eta or mu, beta or zeta outside [0, 1), eps <= 0
+            where it divides, pecann's mu_max below mu).
+        TypeError: Unknown option for that rule, or an option that is not a finite number.
     """
     if name not in RULES:
         raise ValueError(f"unknown dual rule {name!r}; choose from {sorted(RULES)}")

@@ -102,14 +102,23 @@ class SolveOptions:
 
     def validate(self) -> None:
         """Raises ValueError naming a bad option and its valid choices."""
+
+        def _whole(value: Any) -> bool:  # an int, not a bool (True is 1 to isinstance)
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        def _number(value: Any) -> bool:  # an int or float, not a bool
+            return isinstance(value, (int, float)) and not isinstance(value, bool)
+
         for key, choices in self.CHOICES.items():
             val = getattr(self, key)
             if val not in choices:
                 shown = ", ".join(str(c) for c in choices if c is not None)
                 raise ValueError(f"{key} must be one of {shown}; got {val!r}")
-        if not isinstance(self.epochs, int) or self.epochs < 0:
+        if not _whole(self.epochs) or self.epochs < 0:
             raise ValueError(f"epochs must be a non-negative integer; got {self.epochs!r}")
-        if not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 1:
+        if not _whole(self.seed) or not 0 <= self.seed <= 2**63 - 1:
+            raise ValueError(f"seed must be an integer in [0, 2**63 - 1]; got {self.seed!r}")
+        if not _whole(self.checkpoint_every) or self.checkpoint_every < 1:
             raise ValueError(
                 f"checkpoint_every must be a positive integer; got {self.checkpoint_every!r}"
             )
@@ -117,8 +126,14 @@ class SolveOptions:
         whole = isinstance(every, int) and not isinstance(every, bool)
         if every is not None and not (whole and every >= 1):
             raise ValueError(f"resample_every must be None or a positive integer; got {every!r}")
-        if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number; got {self.lr!r}")
+        lr = self.lr
+        if lr is not None and not (_number(lr) and 0 < lr < float("inf")):
+            raise ValueError(f"lr must be a positive number; got {lr!r}")
+        for key in ("resample_keep_optimizer", "resume", "progress", "plots", "distributed"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"{key} must be true or false; got {getattr(self, key)!r}")
+        if not isinstance(self.dual_options, dict):
+            raise ValueError(f"dual_options must be a dict; got {self.dual_options!r}")
         if self.resume and not self.out:
             raise ValueError("resume needs an output folder (out) holding checkpoint.pt")
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,25 +27,64 @@ OPTIMIZER_OPTIONS: Mapping[str, tuple[str, ...]] = {
 }
 
 
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _betas(v: Any) -> bool:
+    pair = isinstance(v, (list, tuple)) and len(v) == 2
+    return pair and all(_real(b) and 0 <= b < 1 for b in v)
+
+
+# What each option's value must be: a test and the words of the error message. Values the
+# optimizers would take but that train nothing (max_iter 0) or diverge (a negative tolerance)
+# are refused here, before a run starts.
+_VALUES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
+    "max_iter": (lambda v: _whole(v) and v >= 1, "an integer >= 1"),
+    "max_eval": (lambda v: v is None or (_whole(v) and v >= 1), "None or an integer >= 1"),
+    "history_size": (lambda v: _whole(v) and v >= 1, "an integer >= 1"),
+    "tolerance_grad": (lambda v: _real(v) and v >= 0, "a number >= 0"),
+    "tolerance_change": (lambda v: _real(v) and v >= 0, "a number >= 0"),
+    "curvature_eps": (lambda v: v is None or (_real(v) and v > 0), "None or > 0"),
+    "self_scaling": (lambda v: isinstance(v, bool), "true or false"),
+    "damping": (lambda v: v is None or (_real(v) and v > 0), "None or > 0"),
+    "max_rejects": (lambda v: _whole(v) and v >= 0, "an integer >= 0"),
+    "betas": (_betas, "two numbers in [0, 1)"),
+    "eps": (lambda v: _real(v) and v >= 0, "a number >= 0"),
+    "weight_decay": (lambda v: _real(v) and v >= 0, "a number >= 0"),
+    "amsgrad": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
 def check_optimizer_options(optimizer: str, options: Any) -> None:
-    """Checks the keyword options of a named optimizer (their names, not their values).
+    """Checks the keyword options of a named optimizer: their names and their values.
 
     Args:
         optimizer: "lbfgs", "ssbfgs", "ssbroyden", "gauss_newton" or "adam".
         options: The options.
 
     Raises:
-        ValueError: options is not a dict, or names a keyword the optimizer does not take.
+        ValueError: options is not a dict, names a keyword the optimizer does not take, or
+            gives one a value of the wrong type or range (e.g. max_iter 0, which trains
+            nothing).
     """
     if not isinstance(options, dict):
         raise ValueError(f"optimizer_options must be a dict; got {options!r}")
     allowed = OPTIMIZER_OPTIONS.get(optimizer, ())
-    unknown = sorted(set(options) - set(allowed))
+    unknown = sorted(set(options) - set(allowed), key=str)
     if unknown:
         raise ValueError(
             f"optimizer_options: {optimizer} takes no {', '.join(map(repr, unknown))}; "
             f"valid: {', '.join(allowed)}"
         )
+    for key, value in options.items():
+        ok, words = _VALUES[key]
+        if not ok(value):
+            raise ValueError(f"optimizer_options: {optimizer} {key} must be {words}; got {value!r}")
 
 
 def make_optimizer(

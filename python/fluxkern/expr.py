@@ -253,14 +253,24 @@ def _atom_name(atom: Atom, syms: Mapping[str, Symbol]) -> str:
 
 
 class Symbol(Expr):
-    """An input column, a network output or a per-point data column."""
+    """An input column, a network output or a per-point data column.
 
-    def __init__(self, kind: str, name: str, index: int):
+    Attributes:
+        kind: "input", "output" or "data".
+        name: Its name.
+        index: Its column (inputs) or output number, its place in `group`.
+        group: The names made in the same call (``fluxkern.outputs("u q")``: ("u", "q")).
+    """
+
+    def __init__(self, kind: str, name: str, index: int, group: tuple[str, ...] = ()):
         atom: Atom = {"input": ("x", index), "output": ("y", index), "data": ("c", name)}[kind]
         super().__init__({(atom,): 1.0})
         self.kind = kind
         self.name = name
         self.index = index
+        # the names made together with this one (fluxkern.outputs("u q") -> ("u", "q")): the
+        # order a problem's declared names must follow
+        self.group = group or (name,)
         self._symbols = {name: self}
 
     def _same(self, other: Symbol) -> bool:
@@ -321,7 +331,7 @@ def _symbols(kind: str, names: str) -> Symbol | tuple[Symbol, ...]:
     for p in parts:
         if not p.isidentifier():
             raise ValueError(f"{kind} name {p!r} is not an identifier")
-    syms = tuple(Symbol(kind, p, i) for i, p in enumerate(parts))
+    syms = tuple(Symbol(kind, p, i, tuple(parts)) for i, p in enumerate(parts))
     one_tuple = names.rstrip().endswith(",")  # "x," asks for a 1-tuple, as in sympy.symbols
     return syms[0] if len(syms) == 1 and not one_tuple else syms
 

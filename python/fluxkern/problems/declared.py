@@ -13,7 +13,13 @@ from torch import Tensor, nn
 from fluxkern.blocks import Block
 from fluxkern.geometry import Box, Domain, Interval
 from fluxkern.geometry import grid as uniform_grid
-from fluxkern.problems.base import EvalGrid, Problem, relative_l2
+from fluxkern.problems.base import (
+    EvalGrid,
+    Problem,
+    ProblemTypeError,
+    call_user,
+    relative_l2,
+)
 from fluxkern.problems.points import Points, PointSpec, Sample, draw_points
 
 __all__ = ["METHOD_DEFAULTS", "DeclaredProblem", "method_defaults", "problem", "reference_run"]
@@ -166,8 +172,16 @@ class DeclaredProblem(Problem):
 
     Raises:
         ValueError: Bad names, a domain of the wrong dimension, no domain where one is needed,
-            or a parameter named like an attribute of the problem.
+            a parameter named like an attribute of the problem, or fixed blocks that
+            check_terms refuses (the solver options among `defaults` are checked with the
+            caller's when a run is set up: SolveOptions.validate).
         TypeError: `terms` is neither a function nor blocks.
+
+    A run's set-up (flux_terms, pinn_loss) checks the rest before training: the terms'
+    symbols against `inputs` and `outputs`, terms without points, and `exact` and `eval_grid`
+    evaluated once on the grid (Problem.check_terms and check_evaluation); what `terms`,
+    `exact`, `eval_grid`, `pinn_loss` or a point-set function raises becomes one line naming
+    the problem (a ProblemError, a ValueError).
     """
 
     def __init__(
@@ -229,6 +243,9 @@ class DeclaredProblem(Problem):
             raise ValueError("error_fields need exact= (the values to compare with)")
         self._param_names: tuple[str, ...] = ()
         self._set_parameters(parameters or {})
+        self._checked: set[tuple[Any, ...]] = set()  # (dtype, device, params) checked
+        if not callable(terms):
+            self.check_terms(list(terms))
 
     def _set_parameters(self, parameters: Mapping[str, Any]) -> None:
         """Makes each parameter an instance attribute (checked not to hide one of the class)."""
@@ -254,39 +271,81 @@ class DeclaredProblem(Problem):
     def points(self, seed: int, dtype: torch.dtype, device: torch.device) -> Points:
         """The point sets of a run with this seed, dtype and device."""
         return draw_points(
-            self._points, self._domain, self.defaults, seed, dtype, device, self.params
+            self._points,
+            self._domain,
+            self.defaults,
+            seed,
+            dtype,
+            device,
+            self.params,
+            problem=self.name,
         )
 
     def flux_terms(self, seed: int, dtype: torch.dtype, device: torch.device) -> list[Block]:
+        """The flux form's blocks of a run, checked (see the class doc); the first call for a
+        dtype, device and parameters also checks exact() and the evaluation grid.
+
+        Raises:
+            ProblemError: A point set, terms(), a term, exact() or the grid is wrong (one line).
+        """
         if not callable(self._terms):
-            return list(self._terms)
-        blocks = self._terms(self.points(seed, dtype, device))
-        if not isinstance(blocks, Sequence) or not all(isinstance(b, Block) for b in blocks):
-            raise TypeError(
-                f"problem {self.name!r}: terms() must return a list of fluxkern.Objective and "
-                f"fluxkern.Constraint blocks, got {type(blocks).__name__}"
-            )
-        return list(blocks)
+            blocks = list(self._terms)
+            self.check_terms(blocks)
+        else:
+            pts = self.points(seed, dtype, device)
+            blocks = call_user(self.name, "terms()", self._terms, pts)
+            if not isinstance(blocks, Sequence) or not all(isinstance(b, Block) for b in blocks):
+                raise ProblemTypeError(
+                    f"problem {self.name!r}: terms() must return a list of fluxkern.Objective "
+                    f"and fluxkern.Constraint blocks, got {type(blocks).__name__}"
+                )
+            blocks = list(blocks)
+            self.check_terms(blocks, lambda b: self._empty_set(b, pts))
+        self._check_once(dtype, device)
+        return blocks
+
+    def _empty_set(self, block: Block, pts: Points) -> str | None:
+        """Which declared point set an empty block's points are, said in words: the set itself,
+        else an empty set it may come from; None when no declared set is empty."""
+        empty = [k for k, v in pts.items() if (v[0] if isinstance(v, tuple) else v).shape[0] == 0]
+        same = [k for k in empty if not block.paired and pts[k] is block.points]
+        for name in same or empty[:1]:
+            spec = self._points[name]
+            how = spec.describe(self.defaults) if isinstance(spec, Sample) else "given empty"
+            return f"point set {name!r} is empty: {how}"
+        return None
+
+    def _check_once(self, dtype: torch.dtype, device: torch.device) -> None:
+        """check_evaluation, once per dtype, device and parameter values."""
+        key = (dtype, str(torch.device(device)), repr(self.params))
+        if key not in self._checked:
+            self.check_evaluation(dtype, device)
+            self._checked.add(key)
 
     def pinn_loss(
         self, model: nn.Module, seed: int, dtype: torch.dtype, device: torch.device
     ) -> Callable[[], Tensor]:
         if self._pinn_loss is None:
             return super().pinn_loss(model, seed, dtype, device)
-        return self._pinn_loss(model, self.points(seed, dtype, device))
+        pts = self.points(seed, dtype, device)
+        loss = call_user(self.name, "pinn_loss()", self._pinn_loss, model, pts)
+        self._check_once(dtype, device)
+        return loss
 
     def exact(self, x: Tensor) -> dict[str, Tensor]:
         if self._exact is None:
             return {}
-        values = self._exact(x, **self.params)
+        values = call_user(self.name, "exact()", self._exact, x, **self.params)
         if not isinstance(values, Mapping):
-            raise TypeError(
+            raise ProblemTypeError(
                 f"problem {self.name!r}: exact() must return a dict {{field: tensor [N]}}, "
                 f"got {type(values).__name__}"
             )
-        return {
-            k: v.reshape(-1) if v.dim() == 2 and v.shape[1] == 1 else v for k, v in values.items()
-        }
+        return {k: _flat(v) for k, v in values.items()}
+
+    def required_exact_fields(self) -> tuple[str, ...]:
+        """The error fields when they were given; else none (exact may give some outputs)."""
+        return tuple(self.error_fields) if self._errors_given else ()
 
     def errors(self, fields: dict[str, Tensor], grid: EvalGrid) -> dict[str, float]:
         exact = self.exact(grid.points)
@@ -314,16 +373,20 @@ class DeclaredProblem(Problem):
         if spec is None:
             spec = (101,) * d if d <= 2 else (21,) * d
         if isinstance(spec, EvalGrid):
-            return EvalGrid(spec.points.to(dtype=dtype, device=device), tuple(spec.shape))
+            grid = self.check_grid(spec)
+            return EvalGrid(grid.points.to(dtype=dtype, device=device), tuple(grid.shape))
         if isinstance(spec, Tensor):
-            return EvalGrid(spec.to(dtype=dtype, device=device), (spec.shape[0],))
+            grid = self.check_grid(EvalGrid(spec, (spec.shape[0] if spec.dim() else 0,)))
+            return EvalGrid(grid.points.to(dtype=dtype, device=device), grid.shape)
         if callable(spec):
-            g = spec(dtype, device)
-            if not isinstance(g, EvalGrid):
-                raise TypeError(f"problem {self.name!r}: eval_grid() must return an EvalGrid")
-            return g
+            return self.check_grid(call_user(self.name, "eval_grid()", spec, dtype, device))
         shape = (spec,) * d if isinstance(spec, int) else tuple(spec)
         return EvalGrid(uniform_grid(self._domain, shape, dtype=dtype, device=device), shape)
+
+
+def _flat(v: Any) -> Any:
+    """A [N, 1] tensor as [N]; anything else as it is (check_evaluation says what is wrong)."""
+    return v.reshape(-1) if isinstance(v, Tensor) and v.dim() == 2 and v.shape[1] == 1 else v
 
 
 problem = DeclaredProblem

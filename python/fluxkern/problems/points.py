@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from fluxkern.geometry import Box, Domain, TimeProduct, grid, periodic_pairs
+from fluxkern.problems.base import ProblemError, ProblemKeyError, call_user, problem_error
 
 __all__ = ["PointSet", "PointSpec", "Points", "Sample", "draw_points"]
 
@@ -44,12 +45,28 @@ class Sample:
             raise ValueError("Sample: give axis= with where='pairs' (and only there)")
 
     def count(self, options: Mapping[str, Any]) -> int:
-        """The number of points, looked up in `options` when `n` names a key."""
+        """The number of points, looked up in `options` when `n` names a key.
+
+        Raises:
+            ValueError: `n` names no key of `options`, or the count is not an integer >= 0.
+        """
         if not isinstance(self.n, str):
-            return self.n
-        if self.n not in options:
+            n, what = self.n, "n"
+        elif self.n not in options:
             raise ValueError(f"Sample({self.where!r}, {self.n!r}): the defaults have no {self.n!r}")
-        return int(options[self.n])
+        else:
+            n, what = options[self.n], f"defaults[{self.n!r}]"
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(
+                f"Sample({self.where!r}, {self.n!r}): {what} must be a non-negative integer, "
+                f"got {n!r}"
+            )
+        return n
+
+    def describe(self, options: Mapping[str, Any]) -> str:
+        """How it is written, with the count a key names: "Sample('interior', 'n' = 0)"."""
+        n = f"{self.n!r} = {options.get(self.n)!r}" if isinstance(self.n, str) else repr(self.n)
+        return f"Sample({self.where!r}, {n})"
 
     def draw(
         self,
@@ -102,6 +119,7 @@ class Points(Mapping[str, PointSet]):
     """The point sets of one run by name, with the run's seed, dtype, device and options.
 
     Attributes:
+        problem: The problem's name (for error messages; "" when not known).
         seed: The run's seed.
         dtype: The run's dtype.
         device: The run's device.
@@ -118,8 +136,10 @@ class Points(Mapping[str, PointSet]):
         device: torch.device,
         options: Mapping[str, Any],
         params: Mapping[str, Any] | None = None,
+        problem: str = "",
     ) -> None:
         self._sets = sets
+        self.problem = problem
         self.seed, self.dtype, self.device, self.options = seed, dtype, device, options
         self.params: Mapping[str, Any] = dict(params or {})
 
@@ -128,7 +148,10 @@ class Points(Mapping[str, PointSet]):
             return self._sets[name]
         except KeyError:
             have = ", ".join(repr(k) for k in self._sets) or "none"
-            raise KeyError(f"no point set {name!r}; the problem declares {have}") from None
+            head = f"problem {self.problem!r}: " if self.problem else ""
+            raise ProblemKeyError(
+                f"{head}no point set {name!r}; the problem declares {have}"
+            ) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._sets)
@@ -137,16 +160,40 @@ class Points(Mapping[str, PointSet]):
         return len(self._sets)
 
 
-def _check_set(value: Any, name: str, d: int, dtype: torch.dtype, device: torch.device) -> PointSet:
+def _check_set(
+    value: Any, name: str, d: int, dtype: torch.dtype, device: torch.device, head: str = ""
+) -> PointSet:
     """`value` as [N, d] points (or a pair of them) of the run's dtype and device."""
     if isinstance(value, tuple) and len(value) == 2:
-        return tuple(_check_set(v, name, d, dtype, device) for v in value)  # type: ignore[return-value]
+        return tuple(_check_set(v, name, d, dtype, device, head) for v in value)  # type: ignore[return-value]
     if not isinstance(value, Tensor) or value.dim() != 2 or value.shape[1] != d:
         got = list(value.shape) if isinstance(value, Tensor) else type(value).__name__
-        raise ValueError(
-            f"point set {name!r} must be a [N, {d}] tensor (or a pair of them), got {got}"
+        raise ProblemError(
+            f"{head}point set {name!r} must be a [N, {d}] tensor (or a pair of them), got {got}"
         )
     return value.to(dtype=dtype, device=device)
+
+
+def _draw_one(
+    spec: PointSpec,
+    name: str,
+    domain: Domain,
+    options: Mapping[str, Any],
+    run: tuple[int, torch.dtype, torch.device],
+    problem: str,
+) -> Any:
+    """One point set as its spec gives it (unchecked), its errors one line naming the set."""
+    seed, dtype, device = run
+    if isinstance(spec, Sample):
+        try:
+            return spec.draw(domain, options, seed, dtype, device)
+        except (ValueError, TypeError) as exc:
+            head = f"problem {problem!r}: " if problem else ""
+            msg = " ".join(str(exc).split())
+            raise problem_error(f"{head}point set {name!r}: {msg}", exc) from exc
+    if callable(spec):
+        return call_user(problem, f"point set {name!r}", spec, seed, dtype, device)
+    return spec
 
 
 def draw_points(
@@ -157,6 +204,7 @@ def draw_points(
     dtype: torch.dtype,
     device: torch.device,
     params: Mapping[str, Any] | None = None,
+    problem: str = "",
 ) -> Points:
     """Every point set of a declared problem; the k-th set (in order) is drawn with seed + k.
 
@@ -168,17 +216,18 @@ def draw_points(
         dtype: The points' dtype.
         device: The points' device.
         params: The problem's parameters, handed on in Points.params.
+        problem: The problem's name, for the error messages.
 
     Returns:
         The point sets, each [N, d] (or a pair of [N, d] for paired blocks).
+
+    Raises:
+        ProblemError: A set that cannot be drawn (a bad count, a face the domain lacks, a
+            function that raises) or that is not [N, d]; one line naming the problem and set.
     """
+    head = f"problem {problem!r}: " if problem else ""
     sets: dict[str, PointSet] = {}
     for k, (name, spec) in enumerate(specs.items()):
-        if isinstance(spec, Sample):
-            value: Any = spec.draw(domain, options, seed + k, dtype, device)
-        elif callable(spec):
-            value = spec(seed + k, dtype, device)
-        else:
-            value = spec
-        sets[name] = _check_set(value, name, domain.dim, dtype, device)
-    return Points(sets, seed, dtype, device, options, params)
+        value = _draw_one(spec, name, domain, options, (seed + k, dtype, device), problem)
+        sets[name] = _check_set(value, name, domain.dim, dtype, device, head)
+    return Points(sets, seed, dtype, device, options, params, problem)

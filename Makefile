@@ -4,6 +4,7 @@
 #   make demo    setup, then the main job
 #   make lint    ruff and clang-format checks
 #   make install-check   pip install . and pip install --no-build-isolation . into fresh venvs
+#   make docs    the documentation into site/ (MkDocs, --strict)
 PYTHON ?= python3
 VENV ?= .venv
 VPY := $(VENV)/bin/python
@@ -11,7 +12,7 @@ VPY := $(VENV)/bin/python
 # elsewhere add TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu").
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
-DEPS := scikit-build-core pybind11 numpy scipy matplotlib pytest expecttest ninja ruff clang-format
+DEPS := scikit-build-core pybind11 numpy scipy matplotlib pytest expecttest hypothesis ninja ruff clang-format
 SOURCES := $(shell find csrc python -type f \( -name '*.cpp' -o -name '*.h' -o -name '*.cu' \)) \
            CMakeLists.txt pyproject.toml build_backend/fluxkern_build.py
 PYTEST_ARGS ?=
@@ -100,6 +101,20 @@ install-check:
 
 clean:
 	rm -rf build build-cuda build-bench
+
+# make docs: the documentation (docs/*.md and an API reference generated from the docstrings by
+# static analysis, no import) as a static site in site/, with MkDocs; warnings are errors
+# (--strict). Installs the MkDocs packages into .venv; needs no build of the extension.
+DOCS_DEPS := mkdocs==1.6.1 mkdocs-material==9.8.2 mkdocstrings==1.0.8 mkdocstrings-python==2.0.11
+
+.PHONY: docs
+
+$(VENV)/.docs-deps: $(VPY)
+	$(VPY) -m pip install --disable-pip-version-check -q $(DOCS_DEPS)
+	touch $@
+
+docs: $(VENV)/.docs-deps
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 # ---------------------------------------------------------------------------------------------
 # make cuda-build: compiles and links the CUDA variant of the extension in its own venv

@@ -1,4 +1,4 @@
-"""Residual-Jacobian benchmark (issue 13): convection's interior block, r and dr/dtheta.
+"""Residual-Jacobian benchmark: convection's interior block, r and dr/dtheta.
 
 The convection problem as the solver builds it (flux form, MLP 2 -> 50 x 4 -> 1, tanh, 7851
 parameters), its interior block ("pde", one residual) alone as one group, float64, on the CPU

@@ -1,4 +1,4 @@
-"""The benchmark problems at their own sizes: fluxkern against plain PyTorch (issue 15).
+"""The benchmark problems at their own sizes: fluxkern against plain PyTorch.
 
 For every problem of the fluxkern.problems registry (flux form) this module builds what
 `fluxkern.solve` builds (solver.py: the network of `build_model`, the problem's `flux_terms`

@@ -3,7 +3,7 @@
 Per problem: the flux form's final errors, epochs and wall time; from its trajectory (written by
 ``bench/run_problems.py --trace-every N``) the first recorded epoch and training time at which
 every field the reference reports is at or below the reference's error (cavity: both centreline
-deviations from Ghia et al. at or below 0.02, issue 11); the reference's errors and epochs
+deviations from Ghia et al. at or below 0.02); the reference's errors and epochs
 (``Problem.reference``, ordinary relative L2) and its time on this machine: the plain PyTorch
 implementation's seconds per epoch (float64, one thread, from the committed side-by-side bench
 ``--bench``) times the reference's epoch count; and the PINN form's final errors.
@@ -20,7 +20,7 @@ import os
 from typing import Any
 
 DEFAULT_BENCH = "bench/results/cpu-amd-epyc-2c-2026-12-03.json"
-CAVITY_TARGET = 0.02  # issue 11: within 0.02 of Ghia's centrelines for u and v
+CAVITY_TARGET = 0.02  # within 0.02 of Ghia's centrelines for u and v
 CAVITY_KEYS = ("u centreline max dev", "v centreline max dev")
 
 

@@ -278,9 +278,9 @@ class AugmentedLagrangian:
         what ``loss = al(); loss.backward()`` does (an optimizer's closure after zero_grad).
 
         Where every block is fused and nothing but the parameters needs a gradient, the fused
-        op's gradients go to ``.grad`` directly, without building or running an autograd graph
-        (0.2-0.6 ms a call less at the benchmark problems' sizes); otherwise it runs exactly that
-        autograd sequence. Bitwise the same loss and gradients either way.
+        op's gradients go to ``.grad`` directly, without building or running an autograd graph;
+        otherwise it runs exactly that autograd sequence. Bitwise the same loss and gradients
+        either way.
 
         Returns:
             The loss (a scalar, detached).

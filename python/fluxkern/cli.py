@@ -119,17 +119,17 @@ def _add_setup_options(s: argparse.ArgumentParser, d: Any, own: str) -> None:
     SolveOptions defaults, own: the help text of a default the problem may set)."""
     s.add_argument(
         "--dtype",
-        choices=["float32", "float64"],
+        choices=list(d.CHOICES["dtype"]),
         help=f"float type of the network and the points ({own.format(d.dtype)})",
     )
     s.add_argument(
         "--device",
-        choices=["cpu", "cuda"],
+        choices=list(d.CHOICES["device"]),
         help=f"device of the network and the points (default: {d.device})",
     )
     s.add_argument(
         "--backend",
-        choices=["torch", "cpu", "cuda"],
+        choices=[c for c in d.CHOICES["backend"] if c is not None],
         help="backend of the fused ops (default: the fastest available for the device)",
     )
     s.add_argument(
@@ -137,13 +137,13 @@ def _add_setup_options(s: argparse.ArgumentParser, d: Any, own: str) -> None:
     )
     s.add_argument(
         "--formulation",
-        choices=["flux", "pinn"],
+        choices=list(d.CHOICES["formulation"]),
         help="flux (augmented Lagrangian) or pinn (second-order, plain penalties) "
         f"(default: {d.formulation})",
     )
     s.add_argument(
         "--dual",
-        choices=["rmsprop", "pecann", "capu"],
+        choices=list(d.CHOICES["dual"]),
         help=f"dual update rule; its options: [dual_options] in --config ({own.format(d.dual)})",
     )
     s.add_argument(
@@ -160,7 +160,7 @@ def _add_setup_options(s: argparse.ArgumentParser, d: Any, own: str) -> None:
     )
     s.add_argument(
         "--matmul-precision",
-        choices=["ieee", "tf32"],
+        choices=list(d.CHOICES["matmul_precision"]),
         help="float32 GEMMs of the fused ops on CUDA; no effect on CPU "
         f"(default: {d.matmul_precision})",
     )

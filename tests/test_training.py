@@ -58,8 +58,10 @@ class Recorder(Callback):
 def test_history_round_trips_through_dict_and_json():
     h = History([EpochRecord(1, 0.5, 0.1, -1.0, 2.0, 7, 0.01), EpochRecord(2, 0.25)])
     data = h.to_dict()
-    assert list(data) == ["loss", "max_violation", "lambda_min", "lambda_max"]
+    # evals and time_s are saved since issue 27 asked history.json for them
+    assert list(data) == ["loss", "max_violation", "lambda_min", "lambda_max", "evals", "time_s"]
     back = History.from_json(h.to_json())
+    assert back[0].evals == 7 and back[0].time_s == 0.01
     assert back.column("loss") == [0.5, 0.25] and back[0].max_violation == 0.1
     assert back[1].epoch == 2 and math.isnan(back[1].lambda_max)
     assert json.loads(back.to_json()) == json.loads(h.to_json())
@@ -78,7 +80,8 @@ def test_history_json_of_solve_is_the_trainers(tmp_path):
         callback=lambda epoch, model: seen.append(epoch),
     )
     saved = json.loads((tmp_path / "history.json").read_text())
-    assert list(saved) == ["loss", "max_violation", "lambda_min", "lambda_max"]
+    keys = ["loss", "max_violation", "lambda_min", "lambda_max", "evals", "time_s"]
+    assert list(saved) == keys
     assert saved["loss"][-1] == res["final_loss"] and len(saved["loss"]) == 3
     assert seen == [1, 2, 3]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -147,6 +148,21 @@ def _add_setup_options(s: argparse.ArgumentParser, d: Any, own: str) -> None:
         help=f"dual update rule; its options: [dual_options] in --config ({own.format(d.dual)})",
     )
     s.add_argument(
+        "--points",
+        action="append",
+        metavar="NAME=N",
+        help="N points for the point set NAME (e.g. interior=10000) or for the problem's count "
+        "key (e.g. n_face=512); repeat for more (default: the problem's counts)",
+    )
+    s.add_argument(
+        "--problem-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="one of the problem's own options or parameters (e.g. ic_form=squared, "
+        "beta=30); VALUE is read as JSON, else as a string; repeat for more (default: the "
+        "problem's)",
+    )
+    s.add_argument(
         "--resample-every",
         type=int,
         metavar="N",
@@ -172,6 +188,13 @@ def _add_run_options(s: argparse.ArgumentParser) -> None:
         "--config",
         metavar="FILE.toml",
         help="solve options as TOML keys, below the command line's (default: none)",
+    )
+    s.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="SECONDS",
+        help="end the training after the epoch in which SECONDS of training have passed, "
+        "writing results and plots as at the last epoch (default: no limit)",
     )
     s.add_argument("--out", metavar="DIR", help="output folder (default: runs/NAME-FORMULATION)")
     s.add_argument(
@@ -241,7 +264,36 @@ _COMMAND_LINE_OPTIONS = (
     "dual",
     "matmul_precision",
     "resample_every",
+    "time_limit",
 )
+
+
+def _count(flag: str, text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise UsageError(f"{flag} takes NAME=N with N a whole number; got {text!r}") from None
+    if n < 0:
+        raise UsageError(f"{flag}: N must be >= 0; got {n}")
+    return n
+
+
+def _json_or_text(flag: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _pairs(flag: str, items: list[str], parse: Any) -> dict[str, Any]:
+    """NAME=VALUE items into a dict (later items win), VALUE parsed by parse(flag, text)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"{flag} takes NAME=VALUE; got {item!r}")
+        out[name] = parse(flag, text)
+    return out
 
 
 def _command_line_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -249,6 +301,10 @@ def _command_line_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.epochs is not None and args.epochs < 0:
         raise UsageError(f"--epochs must be >= 0, got {args.epochs}")
     opts = {k: getattr(args, k) for k in _COMMAND_LINE_OPTIONS if getattr(args, k) is not None}
+    if args.points:
+        opts["points"] = _pairs("--points", args.points, _count)
+    if args.problem_option:
+        opts["problem_options"] = _pairs("--problem-option", args.problem_option, _json_or_text)
     if args.resample_keep_optimizer:
         opts["resample_keep_optimizer"] = True
     if args.no_progress:

@@ -13,6 +13,7 @@ from fluxkern import problems
 from fluxkern.duals import make_rule
 from fluxkern.optim.by_name import check_optimizer_options
 from fluxkern.problems.base import Problem
+from fluxkern.problems.configure import configure
 from fluxkern.settings import MATMUL_PRECISIONS
 
 __all__ = ["SolveOptions", "effective_options", "make_options", "option_names"]
@@ -51,6 +52,14 @@ class SolveOptions:
             on CUDA during the run (:func:`fluxkern.set_matmul_precision`; no effect on CPU or
             float64).
         checkpoint_every: Epochs between checkpoints (when `out` is set).
+        time_limit: Seconds of training after which the run ends at the end of the epoch,
+            with its results, checkpoint and plots written as at the last epoch (the training
+            time before a resume counts), or None for no limit.
+        points: Point counts by point-set name ({"interior": 10000}) or by the problem's count
+            key ({"n_face": 512}: every set that uses it); see `fluxkern list` and the
+            problem's file for the names.
+        problem_options: The problem's own options ({"ic_form": "squared"}) and its
+            parameters ({"beta": 40.0}) by name.
         resample_every: Redraw the points every N epochs (:class:`fluxkern.training.Resample`:
             deterministic draws, pointwise multipliers reset at each), or None to keep the first
             draw. composite_heat's seed 2 over-fits its points without (README: Results).
@@ -81,6 +90,9 @@ class SolveOptions:
     dual_options: dict[str, float] = field(default_factory=dict)
     matmul_precision: str = "ieee"
     checkpoint_every: int = 100
+    time_limit: float | None = None
+    points: dict[str, int] = field(default_factory=dict)
+    problem_options: dict[str, Any] = field(default_factory=dict)
     resample_every: int | None = None
     resample_keep_optimizer: bool = False
     out: str | None = None
@@ -129,6 +141,10 @@ class SolveOptions:
         lr = self.lr
         if lr is not None and not (_number(lr) and 0 < lr < float("inf")):
             raise ValueError(f"lr must be a positive number; got {lr!r}")
+        limit = self.time_limit
+        if limit is not None and not (_number(limit) and 0 < limit < float("inf")):
+            raise ValueError(f"time_limit must be a positive number of seconds; got {limit!r}")
+        self._validate_problem_settings()
         for key in ("resample_keep_optimizer", "resume", "progress", "plots", "distributed"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"{key} must be true or false; got {getattr(self, key)!r}")
@@ -146,6 +162,18 @@ class SolveOptions:
             raise ValueError("device 'cuda' asked for, but no CUDA device is available")
         if self.distributed and self.formulation != "flux":
             raise ValueError("distributed training runs the flux formulation only")
+
+    def _validate_problem_settings(self) -> None:
+        """points: names to non-negative integers; problem_options: a dict by name."""
+        if not isinstance(self.points, dict):
+            raise ValueError(f"points must be a table of name = count; got {self.points!r}")
+        for name, n in self.points.items():
+            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                raise ValueError(f"points: {name} must be a non-negative integer; got {n!r}")
+        if not isinstance(self.problem_options, dict):
+            raise ValueError(
+                f"problem_options must be a table of name = value; got {self.problem_options!r}"
+            )
 
     def _validate_switch(self) -> None:
         """Checks then_optimizer, its options and switch_epoch together."""
@@ -213,6 +241,7 @@ def effective_options(problem: Problem | str, **options: Any) -> SolveOptions:
     if isinstance(problem, str):
         problem = problems.resolve(problem)
     opts = make_options(problem, options)
+    configure(problem, opts.points, opts.problem_options, option_names())  # names and kinds
     if opts.formulation == "pinn" and not problem.has_pinn():
         raise ValueError(f"problem {problem.name!r} has no PINN form")
     return opts

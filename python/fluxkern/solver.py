@@ -25,6 +25,7 @@ from fluxkern.nn import MLP
 from fluxkern.optim.by_name import make_optimizer
 from fluxkern.options import SolveOptions, effective_options, make_options, option_names
 from fluxkern.problems.base import Problem
+from fluxkern.problems.configure import configure
 from fluxkern.resume import changed_options, check_fields, check_identity, run_identity
 from fluxkern.runfiles import (
     CHECKPOINT,
@@ -48,6 +49,7 @@ from fluxkern.training import (
     Progress,
     Resample,
     SwitchOptimizer,
+    TimeBudget,
     Trainer,
 )
 
@@ -153,7 +155,10 @@ def solve(
     if not isinstance(problem, Problem):
         raise TypeError(f"problem must be a fluxkern Problem or a name, got {problem!r}")
     opts = effective_options(problem, **options)
+    problem = configure(problem, opts.points, opts.problem_options, option_names())
     extra = list(callbacks)
+    if opts.time_limit is not None:
+        extra.insert(0, TimeBudget(opts.time_limit))
     if opts.resample_every is not None:
         extra.insert(
             0, Resample(opts.resample_every, reset_optimizer=not opts.resample_keep_optimizer)
@@ -415,6 +420,10 @@ def _results(
         "then_optimizer": opts.then_optimizer,
         "then_optimizer_options": dict(opts.then_optimizer_options),
         "switched_at_epoch": trainer.switched_at,
+        "time_limit": opts.time_limit,
+        "stop_reason": trainer.stop_reason,
+        "points": dict(opts.points),
+        "problem_options": dict(opts.problem_options),
         "resample_every": opts.resample_every,
         "resample_keep_optimizer": opts.resample_keep_optimizer,
         "dtype": opts.dtype,

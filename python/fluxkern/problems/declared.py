@@ -265,6 +265,32 @@ class DeclaredProblem(Problem):
         return f"fluxkern.problem({self.name!r})"
 
     @property
+    def point_sets(self) -> dict[str, str]:
+        """The point sets by name, each with how it is given (``Sample('interior', 1024)``, a
+        tensor, or a function)."""
+        return {
+            name: spec.describe(self.defaults) if isinstance(spec, Sample) else type(spec).__name__
+            for name, spec in self._points.items()
+        }
+
+    def set_point_count(self, name: str, n: int) -> None:
+        """Draws `n` points for the point set `name` from now on (a Sample set only).
+
+        Raises:
+            ValueError: No such set, or a set given as points or a function (its count is
+                what it holds).
+        """
+        spec = self._points.get(name)
+        if spec is None:
+            raise ValueError(f"{self.name} has no point set {name!r}")
+        if not isinstance(spec, Sample):
+            raise ValueError(
+                f"{self.name}: point set {name!r} is given as points, not drawn; its count is "
+                "what it holds"
+            )
+        self._points[name] = Sample(spec.where, n, spec.method, spec.axis)
+
+    @property
     def domain(self) -> Domain:
         return self._domain
 

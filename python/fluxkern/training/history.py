@@ -11,6 +11,8 @@ __all__ = ["EpochRecord", "History"]
 
 # The keys of history.json and of a checkpoint's "history", in their order.
 SAVED_KEYS = ("loss", "max_violation", "lambda_min", "lambda_max")
+# Saved too, and optional when read back (histories written before they were saved lack them).
+TIMING_KEYS = ("evals", "time_s")
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,8 @@ class EpochRecord:
 class History:
     """The records of a run's epochs, in order.
 
-    Only loss, max_violation, lambda_min and lambda_max are saved (history.json and the
-    checkpoint's "history" hold them as lists by key, as before the records existed); evals and
-    time_s live in memory only.
+    Every field but the epoch is saved (history.json and the checkpoint's "history" hold them
+    as lists by key).
 
     Attributes:
         records: One EpochRecord per epoch run.
@@ -74,8 +75,10 @@ class History:
         return [getattr(r, key) for r in self.records]
 
     def to_dict(self) -> dict[str, list[float]]:
-        """The saved fields as lists by key (what history.json and checkpoints hold)."""
-        return {key: self.column(key) for key in SAVED_KEYS}
+        """The saved fields as lists by key (what history.json and checkpoints hold): loss,
+        max_violation, lambda_min, lambda_max, evals (loss evaluations of the epoch's primal
+        step) and time_s (the epoch's wall time)."""
+        return {key: self.column(key) for key in SAVED_KEYS + TIMING_KEYS}
 
     def to_json(self) -> str:
         """The content of history.json."""
@@ -94,11 +97,16 @@ class History:
         lengths = {len(data[k]) for k in SAVED_KEYS}
         if len(lengths) != 1:
             raise ValueError(f"history lists differ in length: {sorted(lengths)}")
-        rows = zip(*(data[k] for k in SAVED_KEYS), strict=True)
+        n = lengths.pop()
+        evals = data.get("evals", [0] * n)
+        times = data.get("time_s", [math.nan] * n)
+        if len(evals) != n or len(times) != n:
+            raise ValueError(f"history's evals and time_s do not hold {n} epochs")
+        rows = zip(*(data[k] for k in SAVED_KEYS), evals, times, strict=True)
         return cls(
             [
-                EpochRecord(i + 1, float(lo), float(mv), float(lmin), float(lmax))
-                for i, (lo, mv, lmin, lmax) in enumerate(rows)
+                EpochRecord(i + 1, float(lo), float(mv), float(lmin), float(lmax), int(e), float(t))
+                for i, (lo, mv, lmin, lmax, e, t) in enumerate(rows)
             ]
         )
 

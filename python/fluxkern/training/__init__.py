@@ -4,6 +4,7 @@
 Example:
     >>> trainer = Trainer(model, al, optimizer)
     >>> trainer.fit(500, [Resample(100), EarlyStopping(max_violation=1e-6), CSVLogger("h.csv")])
+    >>> trainer.fit(500, [UnseenCheck()])  # residuals on fresh points: is the answer trusted?
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from fluxkern.training.history import EpochRecord, History
 from fluxkern.training.resample import Resample
 from fluxkern.training.switch import SwitchOptimizer
 from fluxkern.training.trainer import NonFiniteLossError, Trainer
+from fluxkern.training.unseen import UnseenCheck, UnseenPointsWarning, UnseenReport
 
 __all__ = [
     "CSVLogger",
@@ -38,4 +40,7 @@ __all__ = [
     "SwitchOptimizer",
     "TimeBudget",
     "Trainer",
+    "UnseenCheck",
+    "UnseenPointsWarning",
+    "UnseenReport",
 ]

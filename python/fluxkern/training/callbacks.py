@@ -63,7 +63,10 @@ class EpochFunction(Callback):
 
 class Progress(Callback):
     """A one-line progress display on stderr, redrawn in place on a terminal (every 0.2 s) and
-    printed every 10 s otherwise; the last epoch is always shown.
+    printed every 10 s otherwise; the last epoch is always shown. After a check of
+    :class:`fluxkern.training.UnseenCheck` the line ends with its latest RMS objective residuals
+    on fresh and on training points (" | unseen r 3.1e-02 / train 2.0e-05"); :meth:`note`
+    writes a line of its own (the check's warning).
 
     Args:
         enabled: False shows nothing.
@@ -93,6 +96,7 @@ class Progress(Callback):
                 f" | max|C| {record.max_violation:.2e}"
                 f" | lambda [{record.lambda_min:.2g}, {record.lambda_max:.2g}]"
             )
+        text += _unseen_text(trainer)
         bar = "#" * int(20 * record.epoch / max(total, 1))
         line = f"[{bar:<20}] {record.epoch}/{total} {now - self.t0:6.1f}s | {text}"
         sys.stderr.write("\r" + line[:160] + "\033[K" if self.tty else line + "\n")
@@ -103,9 +107,29 @@ class Progress(Callback):
         if self.enabled and self.tty:
             sys.stderr.write("\n")
             sys.stderr.flush()
+            self.tty = False  # the line is finished: later notes start on their own line
 
     def on_error(self, trainer: Trainer, exc: BaseException) -> None:
         self.on_end(trainer)
+
+    def note(self, text: str) -> None:
+        """Writes a line of its own on stderr (e.g. a warning), clearing the progress line
+        first on a terminal (the next update redraws it below); nothing when not enabled."""
+        if not self.enabled:
+            return
+        sys.stderr.write(("\r\033[K" if self.tty else "") + text + "\n")
+        sys.stderr.flush()
+
+
+def _unseen_text(trainer: Trainer) -> str:
+    """The progress line's " | unseen r U / train T": the latest RMS objective residuals of the
+    unseen-point check (the history's notes of :class:`fluxkern.training.UnseenCheck`), or ""
+    before one."""
+    latest = trainer.history.latest
+    unseen, train = latest("unseen_residual"), latest("train_residual")
+    if unseen is None or train is None:
+        return ""
+    return f" | unseen r {unseen[1]:.1e} / train {train[1]:.1e}"
 
 
 class Checkpoint(Callback):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 __all__ = ["EpochRecord", "History"]
 
@@ -39,18 +40,26 @@ class EpochRecord:
     time_s: float = math.nan
 
 
+_RECORD_FIELDS = frozenset(f.name for f in fields(EpochRecord))
+
+
 @dataclass
 class History:
-    """The records of a run's epochs, in order.
+    """The records of a run's epochs, in order, and values that callbacks note at some epochs.
 
     Every field but the epoch is saved (history.json and the checkpoint's "history" hold them
-    as lists by key).
+    as lists by key). A value noted with :meth:`note` (e.g. the unseen-point check's
+    "unseen_residual") is saved after them under its own key: one entry per epoch, None (null in
+    history.json) at the epochs where it was not noted. A history without notes saves only the
+    records' fields.
 
     Attributes:
         records: One EpochRecord per epoch run.
+        notes: Noted values by key, then by epoch.
     """
 
     records: list[EpochRecord] = field(default_factory=list)
+    notes: dict[str, dict[int, float | None]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -70,15 +79,47 @@ class History:
         """The latest record, or None before the first epoch."""
         return self.records[-1] if self.records else None
 
-    def column(self, key: str) -> list[float]:
-        """One field over the epochs, e.g. column("loss")."""
+    def column(self, key: str) -> list[Any]:
+        """One field over the epochs, e.g. column("loss"); for a noted key, its value at each
+        epoch (None where it was not noted)."""
+        if key in self.notes:
+            values = self.notes[key]
+            return [values.get(r.epoch) for r in self.records]
         return [getattr(r, key) for r in self.records]
 
-    def to_dict(self) -> dict[str, list[float]]:
+    def note(self, epoch: int, **values: float | None) -> None:
+        """Records values that a callback computed at an epoch, each under its key.
+
+        Args:
+            epoch: The epoch (from 1) they belong to.
+            **values: The values by key (None: not computed); not a field of EpochRecord.
+
+        Raises:
+            ValueError: A key is a field of EpochRecord.
+        """
+        for key, value in values.items():
+            if key in _RECORD_FIELDS:
+                raise ValueError(f"{key!r} is a field of the epoch records, not a note")
+            self.notes.setdefault(key, {})[epoch] = None if value is None else float(value)
+
+    def latest(self, key: str) -> tuple[int, float] | None:
+        """The latest epoch at which `key` was noted with a value, and the value; or None."""
+        values = self.notes.get(key, {})
+        for epoch in sorted(values, reverse=True):
+            value = values[epoch]
+            if value is not None:
+                return epoch, value
+        return None
+
+    def to_dict(self) -> dict[str, list[Any]]:
         """The saved fields as lists by key (what history.json and checkpoints hold): loss,
         max_violation, lambda_min, lambda_max, evals (loss evaluations of the epoch's primal
-        step) and time_s (the epoch's wall time)."""
-        return {key: self.column(key) for key in SAVED_KEYS + TIMING_KEYS}
+        step) and time_s (the epoch's wall time); then each noted key (None at the epochs
+        without a value)."""
+        out: dict[str, list[Any]] = {key: self.column(key) for key in SAVED_KEYS + TIMING_KEYS}
+        for key in self.notes:
+            out[key] = self.column(key)
+        return out
 
     def to_json(self) -> str:
         """The content of history.json."""
@@ -103,12 +144,19 @@ class History:
         if len(evals) != n or len(times) != n:
             raise ValueError(f"history's evals and time_s do not hold {n} epochs")
         rows = zip(*(data[k] for k in SAVED_KEYS), evals, times, strict=True)
-        return cls(
+        history = cls(
             [
                 EpochRecord(i + 1, float(lo), float(mv), float(lmin), float(lmax), int(e), float(t))
                 for i, (lo, mv, lmin, lmax, e, t) in enumerate(rows)
             ]
         )
+        for key, values in data.items():  # the notes: a number or None per epoch
+            if key in _RECORD_FIELDS or isinstance(values, (str, bytes)):
+                continue
+            if not isinstance(values, Sequence) or len(values) != n:
+                raise ValueError(f"history's {key} does not hold {n} epochs")
+            history.notes[key] = {i + 1: float(v) for i, v in enumerate(values) if v is not None}
+        return history
 
     @classmethod
     def from_json(cls, text: str) -> History:

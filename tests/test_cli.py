@@ -144,7 +144,7 @@ def solve_parser() -> argparse.ArgumentParser:
 
 def test_every_solve_option_names_its_default(capsys):
     options = [a for a in solve_parser()._actions if a.option_strings and a.dest != "help"]
-    assert len(options) == 21
+    assert len(options) == 24
     for action in options:
         assert action.help and "default" in action.help, action.option_strings
     with pytest.raises(SystemExit) as exit_:
@@ -166,7 +166,11 @@ def test_help_defaults_are_those_of_the_solver_and_problems():
     }  # the ones the epilog names
     for action in solve_parser()._actions:
         value = getattr(defaults, action.dest, None)
-        if action.dest not in solver.option_names() or value is None or isinstance(value, bool):
+        if (
+            action.dest not in solver.option_names()
+            or value in (None, {})
+            or isinstance(value, bool)
+        ):
             continue
         if action.dest in set_by_problems:
             assert f"default: from the problem; {value} if it sets none" in action.help

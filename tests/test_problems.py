@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 
 import numpy as np
@@ -135,17 +136,38 @@ def test_settings_follow_problems_md(name):
     assert (len(p.input_names), p.width, p.depth, len(p.output_names)) == net
     assert p.activation == "tanh"
     d = p.defaults
-    assert (d["epochs"], d["optimizer"], d["dtype"], d["dual"]) == (
-        epochs,
-        "lbfgs",
-        "float64",
-        "rmsprop",
-    )
+    # the method's epochs, dtype and dual rule; the optimizer is the committed result's (below)
+    assert (d["epochs"], d["dtype"], d["dual"]) == (epochs, "float64", "rmsprop")
     assert d["dual_options"] == {"eta": eta, "eps": eps}
     assert p.reference["epochs"] == epochs
     assert set(p.reference) >= {"errors", "wall_time_s", "epochs", "note"}
     if len(p.input_names) == 2 and name in ("composite_heat", "convection"):
         assert p.input_names == ("x", "t")  # time last
+
+
+RESULTS = os.path.join(os.path.dirname(__file__), os.pardir, "results")
+
+
+@pytest.mark.parametrize("name", MINE)
+def test_defaults_are_the_committed_results_setup(name):
+    """`fluxkern solve NAME` runs the setup of results/NAME/flux (issue 27): its optimizers,
+    their options, its point counts and problem options (the seed stays 0)."""
+    with open(os.path.join(RESULTS, name, "flux", "results.json")) as fh:
+        res = json.load(fh)
+    opts = solver.effective_options(name)
+    assert opts.optimizer == res["optimizer"]
+    assert opts.optimizer_options == (res["optimizer_options"] or {})
+    assert opts.then_optimizer == res.get("then_optimizer")
+    assert opts.then_optimizer_options == (res.get("then_optimizer_options") or {})
+    if res.get("then_optimizer"):
+        assert opts.switch_epoch == res["switched_at_epoch"]
+    overrides = res.get("problem_overrides", {})
+    counts = {k: v for k, v in overrides.items() if k.startswith("n_")}
+    assert opts.points == counts
+    assert opts.problem_options == {k: v for k, v in overrides.items() if k not in counts}
+    assert opts.dual_options == {
+        k: v for k, v in res["dual_options"].items() if k in ("eta", "eps")
+    }
 
 
 # ------------------------------------------------------------------------------ flux form

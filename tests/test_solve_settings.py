@@ -122,4 +122,6 @@ def test_settings_round_trip_through_a_config(capsys, tmp_path):
         problem_options={"ic_form": "squared"},
         time_limit=30.0,
     )
-    assert opts.points == {"interior": 100, "n_side": 7} and opts.time_limit == 30.0
+    # the command line's counts over the problem's (composite_heat's default run has 4x points)
+    assert opts.points == {"n_interior": 8112, "n_side": 7, "n_initial": 1024, "interior": 100}
+    assert opts.time_limit == 30.0

@@ -144,15 +144,18 @@ def test_cli_switch_and_config(tmp_path, monkeypatch, capsys):
 
 
 def test_dense_quasi_newton_with_a_signed_constraint_warns():
-    p = problems.get("composite_heat")  # its initial condition is signed by default
+    p = problems.get("composite_heat")  # the method's signed initial condition, asked for:
+    signed = {"problem_options": {"ic_form": "signed"}}  # (the default run's is squared)
     with pytest.warns(UserWarning, match="signed constraint.*initial"):
-        solver.make_trainer(p, solver.effective_options(p, optimizer="ssbroyden"))
+        solver.make_trainer(p, solver.effective_options(p, optimizer="ssbroyden", **signed))
     with pytest.warns(UserWarning, match="ssbroyden"):
-        opts = solver.effective_options(p, then_optimizer="ssbroyden", switch_epoch=3)
+        opts = solver.effective_options(
+            p, optimizer="lbfgs", then_optimizer="ssbroyden", switch_epoch=3, **signed
+        )
         solver.make_trainer(p, opts)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        solver.make_trainer(p, solver.effective_options(p))  # lbfgs: no warning
+        solver.make_trainer(p, solver.effective_options(p, optimizer="lbfgs", **signed))
         q = problems.get("composite_heat")
         q.defaults = {**q.defaults, "ic_form": "squared"}
         solver.make_trainer(q, solver.effective_options(q, optimizer="ssbroyden"))

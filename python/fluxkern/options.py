@@ -25,11 +25,13 @@ class SolveOptions:
 
     Attributes:
         epochs: Outer iterations: one primal step and one dual update each.
-        optimizer: "lbfgs" (strong Wolfe, max_iter 20, history 100), "adam", "ssbfgs" or
-            "ssbroyden" (dense self-scaled quasi-Newton, strong Wolfe, max_iter 20; at most
-            20000 parameters) or "gauss_newton" (Levenberg-Marquardt on the generalised
-            Gauss-Newton model, 5 iterations per epoch; flux formulation only). See
-            fluxkern.optim.
+        optimizer: "auto" (the default: ssbroyden with scale-free stopping tests for a flux
+            form of at most 4000 parameters without signed constraints, L-BFGS with them
+            otherwise; fluxkern.optim.by_name.choose_optimizer), "lbfgs" (strong Wolfe,
+            max_iter 20, history 100), "adam", "ssbfgs" or "ssbroyden" (dense self-scaled
+            quasi-Newton, strong Wolfe, max_iter 20; at most 20000 parameters) or
+            "gauss_newton" (Levenberg-Marquardt on the generalised Gauss-Newton model, 5
+            iterations per epoch; flux formulation only). See fluxkern.optim.
         lr: Learning rate (default 1.0 for L-BFGS and the quasi-Newton ones, 1e-3 for Adam;
             gauss_newton takes none).
         optimizer_options: More keyword arguments of the optimizer's constructor (see
@@ -75,7 +77,7 @@ class SolveOptions:
     """
 
     epochs: int = 1000
-    optimizer: str = "lbfgs"
+    optimizer: str = "auto"
     lr: float | None = None
     optimizer_options: dict[str, Any] = field(default_factory=dict)
     then_optimizer: str | None = None
@@ -102,7 +104,7 @@ class SolveOptions:
     distributed: bool = False
 
     CHOICES = {
-        "optimizer": ("lbfgs", "adam", "ssbfgs", "ssbroyden", "gauss_newton"),
+        "optimizer": ("lbfgs", "adam", "ssbfgs", "ssbroyden", "gauss_newton", "auto"),
         "then_optimizer": (None, "lbfgs", "adam", "ssbfgs", "ssbroyden", "gauss_newton"),
         "dtype": ("float32", "float64"),
         "device": ("cpu", "cuda"),
@@ -202,6 +204,10 @@ def option_names() -> list[str]:
 def make_options(problem: Problem, overrides: dict[str, Any]) -> SolveOptions:
     """The problem's defaults (those that are options), then the overrides, validated.
 
+    The overrides' points and problem_options are merged over the problem's; the problem's
+    optimizer_options (then_optimizer_options) are dropped when the overrides name another
+    optimizer (then_optimizer) without options of their own.
+
     Args:
         problem: The problem.
         overrides: Fields of SolveOptions; None leaves the default (except for backend, where
@@ -215,11 +221,21 @@ def make_options(problem: Problem, overrides: dict[str, Any]) -> SolveOptions:
     """
     valid = set(option_names())
     merged: dict[str, Any] = {k: v for k, v in problem.defaults.items() if k in valid}
-    for k, v in overrides.items():
+    given = {k: v for k, v in overrides.items() if v is not None or k == "backend"}
+    for k in given:
         if k not in valid:
             raise ValueError(f"unknown option {k!r}; valid: {', '.join(sorted(valid))}")
-        if v is not None or k == "backend":
-            merged[k] = v
+    for first, options in (
+        ("optimizer", "optimizer_options"),
+        ("then_optimizer", "then_optimizer_options"),
+    ):
+        # the problem's options of its optimizer do not follow the caller's other optimizer
+        if given.get(first, merged.get(first)) != merged.get(first) and options not in given:
+            merged.pop(options, None)
+    for k, v in given.items():
+        if k in ("points", "problem_options") and isinstance(v, dict):
+            v = {**merged.get(k, {}), **v}  # the caller's counts and options over the problem's
+        merged[k] = v
     opts = SolveOptions(**merged)
     opts.validate()
     return opts

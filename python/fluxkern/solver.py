@@ -170,7 +170,8 @@ def solve(
 
 
 def make_trainer(problem: Problem, opts: SolveOptions) -> Trainer:
-    """The Trainer of a run: seeds torch, then builds the model, the points and the optimizer.
+    """The Trainer of a run: seeds torch, then builds the model, the points and the optimizer
+    (of the problem with the run's points and problem_options).
 
     Args:
         problem: The problem.
@@ -179,6 +180,7 @@ def make_trainer(problem: Problem, opts: SolveOptions) -> Trainer:
     Returns:
         The trainer, at epoch 0.
     """
+    problem = configure(problem, opts.points, opts.problem_options, option_names())
     dtype = getattr(torch, opts.dtype)
     device = torch.device(opts.device)
     torch.manual_seed(opts.seed)
@@ -417,6 +419,7 @@ def _results(
         "stopped_by_callback": trainer.stopped,
         "optimizer": opts.optimizer,
         "optimizer_options": dict(opts.optimizer_options),
+        "optimizer_class": type(trainer.optimizer).__name__,
         "then_optimizer": opts.then_optimizer,
         "then_optimizer_options": dict(opts.then_optimizer_options),
         "switched_at_epoch": trainer.switched_at,

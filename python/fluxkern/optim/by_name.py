@@ -14,7 +14,27 @@ from fluxkern.optim.gauss_newton import GaussNewton
 from fluxkern.optim.lbfgs import LBFGS
 from fluxkern.optim.quasi_newton import SSBFGS, SSBroyden
 
-__all__ = ["OPTIMIZER_OPTIONS", "check_optimizer_options", "make_optimizer"]
+__all__ = [
+    "AUTO_DENSE_LIMIT",
+    "OPTIMIZER_OPTIONS",
+    "SCALE_FREE",
+    "check_optimizer_options",
+    "choose_optimizer",
+    "make_optimizer",
+]
+
+#: Stopping and curvature tests that do not depend on the loss's scale: never stop an epoch's
+#: iterations on a small gradient or change, keep a curvature pair while y.s > 1e-12 |s| |y|.
+#: What every committed quasi-Newton result used (docs/results.md).
+SCALE_FREE: Mapping[str, float] = {
+    "curvature_eps": 1e-12,
+    "tolerance_grad": 0.0,
+    "tolerance_change": 0.0,
+}
+#: "auto" takes the dense ssbroyden up to this many parameters: its O(P^2) update is cheap
+#: beside the loss there (helmholtz 2,043, cavity 2,224, composite_heat 1,342 parameters),
+#: and costs more than L-BFGS gains at convection's 8,004 (docs/optimizers.md).
+AUTO_DENSE_LIMIT = 4000
 
 _CLOSURE_KEYS = ("max_iter", "max_eval", "tolerance_grad", "tolerance_change", "curvature_eps")
 #: The keyword arguments of each optimizer that SolveOptions.optimizer_options may set.
@@ -24,6 +44,7 @@ OPTIMIZER_OPTIONS: Mapping[str, tuple[str, ...]] = {
     "ssbroyden": (*_CLOSURE_KEYS, "self_scaling"),
     "gauss_newton": ("max_iter", "damping", "max_rejects", "tolerance_grad"),
     "adam": ("betas", "eps", "weight_decay", "amsgrad"),
+    "auto": _CLOSURE_KEYS,
 }
 
 
@@ -87,6 +108,34 @@ def check_optimizer_options(optimizer: str, options: Any) -> None:
             raise ValueError(f"optimizer_options: {optimizer} {key} must be {words}; got {value!r}")
 
 
+def choose_optimizer(
+    params: list[Tensor],
+    loss: AugmentedLagrangian | Callable[[], Tensor],
+    options: Mapping[str, Any] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """What optimizer "auto" runs: ssbroyden with the scale-free tests (:data:`SCALE_FREE`)
+    for an augmented Lagrangian of at most :data:`AUTO_DENSE_LIMIT` parameters without signed
+    constraints (long quasi-Newton steps can follow a signed residual's linear term down);
+    L-BFGS with the scale-free tests otherwise (larger networks, the PINN form).
+
+    Args:
+        params: The network's parameters.
+        loss: The run's loss.
+        options: The caller's options, which replace the scale-free ones.
+
+    Returns:
+        (name, options) for :func:`make_optimizer`.
+    """
+    n = sum(p.numel() for p in params)
+    kw = {**SCALE_FREE, **(options or {})}
+    signed = isinstance(loss, AugmentedLagrangian) and any(
+        getattr(t, "form", "squared") == "signed" for t in loss.terms
+    )
+    if isinstance(loss, AugmentedLagrangian) and not signed and n <= AUTO_DENSE_LIMIT:
+        return "ssbroyden", kw
+    return "lbfgs", kw
+
+
 def make_optimizer(
     optimizer: str,
     params: list[Tensor],
@@ -98,7 +147,7 @@ def make_optimizer(
 
     Args:
         optimizer: "lbfgs" (strong Wolfe, max_iter 20, history 100), "ssbfgs", "ssbroyden"
-            (max_iter 20), "gauss_newton" or "adam".
+            (max_iter 20), "gauss_newton", "adam" or "auto" (:func:`choose_optimizer`).
         params: The network's parameters.
         loss: The run's loss (gauss_newton needs an AugmentedLagrangian).
         lr: Learning rate, or None for 1.0 (lbfgs, ssbfgs, ssbroyden) and 1e-3 (adam).
@@ -111,6 +160,8 @@ def make_optimizer(
         ValueError: gauss_newton with the pinn formulation, an lr for gauss_newton, a bad
             option value, or a network too large for the dense quasi-Newton ones.
     """
+    if optimizer == "auto":
+        optimizer, options = choose_optimizer(params, loss, options)
     kw = dict(options or {})
     if optimizer == "lbfgs":
         # torch.optim.LBFGS's algorithm with the two-loop recursion fused (fluxkern.optim)

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 import fluxkern as fk
 from fluxkern.blocks import Block
 from fluxkern.geometry import Rectangle
+from fluxkern.optim.by_name import SCALE_FREE
 from fluxkern.problems.declared import method_defaults, reference_run
 from fluxkern.problems.declared import problem as declare
 from fluxkern.problems.pinn import laplacian, penalty_loss
@@ -77,6 +78,10 @@ def pinn_loss(model: nn.Module, pts: Points) -> Callable[[], Tensor]:
     return loss
 
 
+# The setup of the committed result (results/helmholtz/flux, docs/results.md): ssbroyden with
+# the scale-free tests (the method's L-BFGS stalls near u 3e-3).
+BEST_KNOWN = {"optimizer": "ssbroyden", "optimizer_options": dict(SCALE_FREE)}
+
 problem = declare(
     name="helmholtz",
     summary="lap u + u = f on [-1,1]^2, u = sin(pi x) sin(4 pi y), Dirichlet boundary",
@@ -97,7 +102,7 @@ problem = declare(
     # net (three outputs) fits 500 points while wrong between them: a 600-epoch run reached
     # max |residual| ~ 0.2 at the points, ~600 on the 64 x 64 grid, rel. L2 of u 2.9; with
     # 2000 points, 300 epochs gave 3.8e-2. fluxkern's default is therefore 2000 (both forms).
-    defaults=method_defaults(5000, n_interior=2000, n_face=64),
+    defaults={**method_defaults(5000, n_interior=2000, n_face=64), **BEST_KNOWN},
     reference=reference_run(
         {"u": 2.8e-4},
         5000,

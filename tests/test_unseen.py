@@ -294,3 +294,17 @@ def test_grid_point_sets_are_redrawn_as_sobol():
     assert a["pde"].shape == b["pde"].shape and not torch.equal(a["pde"], b["pde"])
     sobol = small_poisson()
     assert redrawable(sobol) is sobol
+
+
+def test_a_draw_that_fails_turns_the_check_off_and_training_goes_on():
+    problem = small_poisson()
+    trainer = solver.make_trainer(problem, effective_options(problem, epochs=2))
+
+    def sampler(seed):
+        raise ValueError(f"no points for seed {seed}")
+
+    check = UnseenCheck(sampler=sampler)
+    with pytest.warns(UserWarning, match="unseen-point check off: the fresh points could not"):
+        trainer.fit(2, [check])
+    assert trainer.epoch == 2 and check.report is None
+    assert "no points for seed 1000003" in check.results()["skipped"]

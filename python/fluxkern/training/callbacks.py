@@ -76,6 +76,7 @@ class Progress(Callback):
         self.enabled = enabled
         self.tty = False
         self.t0 = self.last = 0.0
+        self._open = False  # a line drawn in place and not ended (on a terminal)
 
     def on_start(self, trainer: Trainer) -> None:
         self.tty = sys.stderr.isatty()
@@ -101,24 +102,26 @@ class Progress(Callback):
         line = f"[{bar:<20}] {record.epoch}/{total} {now - self.t0:6.1f}s | {text}"
         sys.stderr.write("\r" + line[:160] + "\033[K" if self.tty else line + "\n")
         sys.stderr.flush()
+        self._open = self.tty
         return None
 
     def on_end(self, trainer: Trainer) -> None:
-        if self.enabled and self.tty:
+        if self.enabled and self.tty and self._open:
             sys.stderr.write("\n")
             sys.stderr.flush()
-            self.tty = False  # the line is finished: later notes start on their own line
+        self._open = False
 
     def on_error(self, trainer: Trainer, exc: BaseException) -> None:
         self.on_end(trainer)
 
     def note(self, text: str) -> None:
-        """Writes a line of its own on stderr (e.g. a warning), clearing the progress line
-        first on a terminal (the next update redraws it below); nothing when not enabled."""
+        """Writes a line of its own on stderr (e.g. a warning), below the progress line on a
+        terminal (the next update draws it anew below the note); nothing when not enabled."""
         if not self.enabled:
             return
-        sys.stderr.write(("\r\033[K" if self.tty else "") + text + "\n")
+        sys.stderr.write(("\n" if self._open else "") + text + "\n")
         sys.stderr.flush()
+        self._open = False
 
 
 def _unseen_text(trainer: Trainer) -> str:

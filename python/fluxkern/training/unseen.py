@@ -674,10 +674,17 @@ class UnseenCheck(Callback):
         param = trainer.params[0]
         spec = mlp_spec(trainer.model)
         how = (spec.weights[0].shape[1], spec.weights[-1].shape[0], param.dtype, param.device)
-        with _own_rng(param.device):
-            self._fresh, self._not_redrawn = _fresh_blocks(
-                self._drawer(trainer), self.seed, al.bound, self.sizes, how
-            )
+        draw = self._drawer(trainer)
+        try:
+            with _own_rng(param.device):
+                self._fresh, self._not_redrawn = _fresh_blocks(
+                    draw, self.seed, al.bound, self.sizes, how
+                )
+        except (ValueError, TypeError, KeyError, RuntimeError) as exc:
+            # a diagnostic must not end the run: say why it cannot check, and train on
+            self.skipped = f"the fresh points could not be drawn ({exc})"
+            warnings.warn(f"{self._name}: unseen-point check off: {self.skipped}", stacklevel=2)
+            return
         if not self._fresh:
             self.skipped = "no point set changes with the seed (fixed points): nothing unseen"
 

@@ -81,12 +81,24 @@ class FlatParams:
 
     ``flat_dtype`` (None: the parameters' own) is the dtype of the flat gradient; steps are
     cast back to each parameter's dtype when added.
+
+    Attributes:
+        last_closure_at_result: After step(): whether its last closure call was made at the
+            parameters step() leaves, so that the loss, gradient and whatever else that call
+            computed hold there (fluxkern's Trainer then gives that call's evaluation to the
+            dual update instead of evaluating once more). True when the step ends on the point
+            it evaluated last: after a line search that accepts its last trial step (the same
+            step from the same start gives bitwise the same parameters), or after a move
+            followed by an evaluation; False when it moves without evaluating after (a fixed
+            step on the last iteration) or accepts an earlier trial.
     """
 
     _params: list[Tensor]
     param_groups: list[dict[str, Any]]
     state: Any
     flat_dtype: torch.dtype | None = None
+    last_closure_at_result: bool = False
+    _last_trial: float | None = None  # the step length of the line search's last evaluation
 
     def _flat_grad(self) -> Tensor:
         views = [
@@ -123,6 +135,14 @@ class FlatParams:
             chunks = tuple(c.to(v.dtype) for c, v in zip(chunks, views, strict=True))
         torch._foreach_add_(views, chunks, alpha=step)
 
+    def _accept(self, step: float, direction: Tensor) -> None:
+        """Moves the parameters to a line search's result params + step * direction (from the
+        parameters its trials started from) and records whether that is where its last trial
+        evaluated: the same step added to the same values gives bitwise the same parameters."""
+        self._add_grad(step, direction)
+        last = self._last_trial
+        self.last_closure_at_result = last is not None and float(step) == float(last)
+
     def _begin_step(
         self, closure: Callable[[], Tensor]
     ) -> tuple[dict[str, Any], dict[str, Any], Tensor, float, Tensor]:
@@ -138,6 +158,7 @@ class FlatParams:
         state.setdefault("n_iter", 0)
         with torch.enable_grad():
             orig_loss = closure()
+        self.last_closure_at_result = True
         loss = float(orig_loss.detach())
         state["func_evals"] += 1
         return group, state, orig_loss, loss, self._flat_grad()

@@ -113,6 +113,7 @@ class LBFGS(FlatParams, Optimizer):
             loss = float(closure().detach())
         flat_grad = self._flat_grad()
         self._set_params(x)
+        self._last_trial, self.last_closure_at_result = t, False
         return loss, flat_grad
 
     def _history(self, state: dict[str, Any], like: Tensor) -> dict[str, Any]:
@@ -210,16 +211,19 @@ class LBFGS(FlatParams, Optimizer):
             def obj_func(x: list[Tensor], step: float, direction: Tensor) -> Any:
                 return self._directional_evaluate(closure, x, step, direction)
 
+            self._last_trial = None
             loss, flat_grad, t, ls_evals = _strong_wolfe_fn()(
                 obj_func, x_init, t, d, loss, flat_grad, gtd
             )
-            self._add_grad(t, d)
+            self._accept(t, d)
             return loss, flat_grad, t, ls_evals  # >= 1: its first trial evaluates
         self._add_grad(t, d)
+        self.last_closure_at_result = False
         if last:
             return loss, flat_grad, t, 0
         with torch.enable_grad():
             loss = float(closure().detach())
+        self.last_closure_at_result = True
         return loss, self._flat_grad(), t, 1
 
     # ------------------------------------------------------------------ step

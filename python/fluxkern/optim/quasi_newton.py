@@ -118,6 +118,7 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
             out = self._evaluate(closure)
             for p, v in zip(self._params, x, strict=True):
                 p.copy_(v)
+            self._last_trial, self.last_closure_at_result = step, False
             return out
 
         gtd = float(g.dot(d))
@@ -125,10 +126,11 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         # at 1e-9 whatever its tolerance_change; here it follows the optimizer's, so that
         # tolerance_change=0 lets small steps near a minimum go on
         tol = self.param_groups[0]["tolerance_change"]
+        self._last_trial = None
         loss, g, t, evals = _strong_wolfe_fn()(
             obj_func, x0, t, d, loss, g, gtd, tolerance_change=tol
         )
-        self._add_grad(t, d)
+        self._accept(t, d)
         return loss, g, t, evals
 
     # ------------------------------------------------------------------ the update

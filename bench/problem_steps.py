@@ -208,8 +208,9 @@ class Contender:
         loss.backward()
         return loss
 
-    def update_multipliers(self) -> None:
-        """The dual rule with C at the current parameters."""
+    def update_multipliers(self, at_result: bool = False) -> None:
+        """The dual rule with C at the current parameters (at_result: the last closure call
+        was made at them, as the optimizer reports; a contender may then reuse it)."""
         raise NotImplementedError
 
     def dual_state(self) -> dict[str, dict[str, Tensor]]:
@@ -274,10 +275,13 @@ class FluxkernContender(Contender):
         return self.al()
 
     def loss_and_backward(self) -> Tensor:
-        return self.al.loss_and_backward()  # fluxkern.solve's closure
+        self.evaluation = self.al.evaluate(backward=True)  # fluxkern.solve's closure
+        return self.evaluation.loss
 
-    def update_multipliers(self) -> None:
-        self.al.update_multipliers()
+    def update_multipliers(self, at_result: bool = False) -> None:
+        # as fluxkern's Trainer: the last closure evaluation where it holds, else a new one
+        evaluation, self.evaluation = getattr(self, "evaluation", None), None
+        self.al.update_multipliers(evaluation if at_result else None)
 
     def dual_state(self) -> dict[str, dict[str, Tensor]]:
         return _copy_dual(self.al.state_dict()["state"])
@@ -436,7 +440,7 @@ class PlainTorch(Contender):
     def loss(self) -> Tensor:
         return self.block_terms(self.residuals(create_graph=True))[0]
 
-    def update_multipliers(self) -> None:
+    def update_multipliers(self, at_result: bool = False) -> None:
         with torch.enable_grad():
             res = self.residuals(create_graph=False)
         with torch.no_grad():
@@ -624,7 +628,7 @@ def run_epoch(c: Contender, opt: torch.optim.Optimizer) -> int:
         return c.loss_and_backward()
 
     opt.step(closure)
-    c.update_multipliers()
+    c.update_multipliers(bool(getattr(opt, "last_closure_at_result", False)))
     return count
 
 

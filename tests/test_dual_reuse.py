@@ -1,6 +1,8 @@
-"""AugmentedLagrangian.update_multipliers reuses the last call's evaluation when nothing it
-depends on changed since, and evaluates anew otherwise; either way the multipliers come out
-bitwise the same as from a fresh evaluation."""
+"""AugmentedLagrangian.update_multipliers takes the evaluation it is handed (made at the current
+parameters) instead of evaluating again, and evaluates anew otherwise; either way the
+multipliers come out bitwise the same as from a fresh evaluation. The Trainer hands it the last
+closure evaluation of an L-BFGS step when the optimizer reports that evaluation at the step's
+result, also after a line search that moved the parameters and put them back."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import pytest
 import torch
 
 import fluxkern
+from fluxkern.evaluation import Evaluation
 from matrix import device_backends
 
 F64 = torch.float64
@@ -54,9 +57,8 @@ def _counting(al: fluxkern.AugmentedLagrangian) -> list[int]:
 
 
 def _twin(al: fluxkern.AugmentedLagrangian) -> fluxkern.AugmentedLagrangian:
-    """A copy with the same network, points and dual state, and no remembered evaluation."""
+    """A copy with the same network, points and dual state."""
     twin = copy.deepcopy(al)
-    twin._last_eval = None
     twin.__dict__.pop("_evaluate", None)  # a counter of _counting would call al's method
     return twin
 
@@ -67,12 +69,15 @@ def _same_state(a: fluxkern.AugmentedLagrangian, b: fluxkern.AugmentedLagrangian
         assert torch.equal(a.penalties[name], b.penalties[name]), name
 
 
-def _update_against_fresh(al: fluxkern.AugmentedLagrangian) -> tuple[int, list[int]]:
-    """Updates al and a copy that must evaluate anew; asserts both give bitwise the same C,
-    multipliers and penalties. Returns al's evaluations in the update and its counter."""
+def _update_against_fresh(
+    al: fluxkern.AugmentedLagrangian, evaluation: Evaluation | None = None
+) -> tuple[int, list[int]]:
+    """Updates al (with the evaluation, if given) and a copy that must evaluate anew; asserts
+    both give bitwise the same C, multipliers and penalties. Returns al's evaluations in the
+    update and its counter."""
     fresh = _twin(al)
     calls = _counting(al)
-    values = al.update_multipliers()
+    values = al.update_multipliers(evaluation)
     evaluations = calls[0]
     fresh_values = fresh.update_multipliers()
     for name, c in fresh_values.items():
@@ -85,8 +90,8 @@ def _update_against_fresh(al: fluxkern.AugmentedLagrangian) -> tuple[int, list[i
 @pytest.mark.parametrize("dual", ["rmsprop", "pecann", "capu"])
 def test_update_after_a_call_reuses_it_and_equals_a_fresh_evaluation(device, backend, dual):
     al = _problem(device, backend, dual)
-    al().backward()
-    evaluations, calls = _update_against_fresh(al)
+    evaluation = al.evaluate(backward=True)
+    evaluations, calls = _update_against_fresh(al, evaluation)
     assert evaluations == 0
     # the multipliers moved (the comparison is not vacuous), and the next update, with them
     # changed, evaluates anew
@@ -95,22 +100,59 @@ def test_update_after_a_call_reuses_it_and_equals_a_fresh_evaluation(device, bac
     )
     assert _update_against_fresh(al)[0] == 1
     assert calls[0] == 1
+    # the evaluation made before the update is refused now: the multipliers changed
+    with pytest.raises(ValueError, match="other multipliers"):
+        al.update_multipliers(evaluation)
+
+
+def _silent(cls: type) -> type:
+    """The optimizer class `cls`, never reporting its last closure call at the result."""
+    never = property(lambda self: False, lambda self, value: None)
+    return type(f"Silent{cls.__name__}", (cls,), {"last_closure_at_result": never})
+
+
+def _counting_fresh(al: fluxkern.AugmentedLagrangian) -> list[int]:
+    """Counts al's evaluations without gradient (the dual update's own)."""
+    calls = [0]
+    real = al.evaluate
+
+    def evaluate(backward=False):
+        calls[0] += not backward
+        return real(backward)
+
+    al.evaluate = evaluate
+    return calls
 
 
 @pytest.mark.parametrize("device,backend", device_backends())
-def test_parameters_moved_and_put_back_still_reuse(device, backend):
-    """As an L-BFGS line search: the parameters move, are evaluated elsewhere, return."""
+@pytest.mark.parametrize("optimizer", ["lbfgs", "ssbroyden"])
+def test_parameters_moved_and_put_back_still_reuse(device, backend, optimizer):
+    """As an L-BFGS line search: the parameters move, are evaluated elsewhere, return. The
+    Trainer's step does exactly this; its dual update takes the step's last closure evaluation
+    (no evaluation of its own) whenever the optimizer reports it at the result, with bitwise
+    the multipliers and parameters of a run whose dual updates all evaluate anew."""
     al = _problem(device, backend)
-    al()
-    saved = [p.detach().clone() for p in al.model.parameters()]
-    with torch.no_grad():
-        for p in al.model.parameters():
-            p.add_(0.25)
-        for p, s in zip(al.model.parameters(), saved, strict=True):
-            p.copy_(s)
-    calls = _counting(al)
-    al.update_multipliers()
-    assert calls[0] == 0
+    fresh = copy.deepcopy(al)
+    if optimizer == "lbfgs":
+        cls, kw = fluxkern.optim.LBFGS, {"max_iter": 4, "line_search_fn": "strong_wolfe"}
+    else:
+        cls, kw = fluxkern.optim.SSBroyden, {"max_iter": 4}
+    opt = cls(al.model.parameters(), **kw)
+    fresh_opt = _silent(cls)(fresh.model.parameters(), **kw)
+    trainer = fluxkern.Trainer(al.model, al, opt)
+    fresh_trainer = fluxkern.Trainer(fresh.model, fresh, fresh_opt)
+    calls, fresh_calls = _counting_fresh(al), _counting_fresh(fresh)
+    reused = 0
+    for _ in range(5):
+        before = calls[0]
+        trainer.step()
+        fresh_trainer.step()
+        reused += opt.last_closure_at_result
+        assert calls[0] - before == (0 if opt.last_closure_at_result else 1)
+        _same_state(al, fresh)
+        for a, b in zip(al.model.parameters(), fresh.model.parameters(), strict=True):
+            assert torch.equal(a, b)
+    assert reused > 0 and fresh_calls[0] == 5
 
 
 def _move_weight(al):

@@ -23,8 +23,11 @@ class AugmentedLagrangian:
     """L = sum_obj w R(sum_i r_i^2) + sum_con R(sum_i lambda_i C_i + mu_i / 2 C_i^2).
 
     Calling the object returns L at the model's current parameters, differentiable with respect
-    to them (works with torch.optim.Adam and with torch.optim.LBFGS closures).
-    update_multipliers() applies the dual rule with C at the current parameters.
+    to them (works with torch.optim.Adam and with torch.optim.LBFGS closures). evaluate() gives
+    L and the constraint values C (an :class:`fluxkern.evaluation.Evaluation`), with the
+    parameter gradient in ``.grad`` when asked (an optimizer's closure: without an autograd
+    graph where it can). update_multipliers() applies the dual rule with C at the current
+    parameters, those of an evaluation made there when given one.
 
     Args:
         model: A fluxkern.MLP or an nn.Sequential that fluxkern.jet accepts.
@@ -60,7 +63,9 @@ class AugmentedLagrangian:
             if isinstance(t, Constraint):
                 self._state[t.name] = self._init_state(t)
         self._last_loss: Tensor | float | None = None
-        self._last_eval: Evaluation | None = None  # the last call's, for the dual update
+        # names the multiplier state; renewed by every change of multipliers or blocks, so that
+        # an Evaluation made before one is refused (see update_multipliers)
+        self._token = object()
         self._build_groups()
 
     def _init_state(self, t: Constraint) -> dict[str, Any]:
@@ -111,13 +116,13 @@ class AugmentedLagrangian:
             if isinstance(t, Constraint) and t.multiplier == "pointwise" and pointwise != "keep":
                 self._state[t.name] = self._init_state(t)
         self._build_groups()
-        self._last_eval = None
+        self._token = object()
 
     # ------------------------------------------------------------------ state
     @property
     def last_loss(self) -> float | None:
-        """The loss of the last call (read from the device only when asked: calling the object
-        does not synchronise), or None before the first call."""
+        """The loss of the last call or of the last evaluate(backward=True) (read from the
+        device only when asked: neither synchronises), or None before the first."""
         if isinstance(self._last_loss, Tensor):
             self._last_loss = float(self._last_loss)
         return self._last_loss
@@ -168,7 +173,7 @@ class AugmentedLagrangian:
                 cur = self._state[name][key]
                 self._state[name][key] = val.to(dtype=cur.dtype, device=cur.device).clone()
         self.last_loss = state.get("last_loss")
-        self._last_eval = None
+        self._token = object()
 
     # ------------------------------------------------------------------ evaluation
     def _build_groups(self) -> None:
@@ -250,6 +255,8 @@ class AugmentedLagrangian:
         return (red * (lam * c + 0.5 * mu * c * c)).sum(), c.detach()
 
     def _evaluate(self, spec: MlpSpec | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss (differentiable where gradients are enabled: through the ops' autograd
+        formulas) and C per block."""
         spec = mlp_spec(self.model) if spec is None else spec
         total = None
         values: dict[str, Tensor] = {}
@@ -264,33 +271,57 @@ class AugmentedLagrangian:
         return total, values
 
     def __call__(self) -> Tensor:
-        spec = mlp_spec(self.model)
-        total, values = self._evaluate(spec)
+        total, _ = self._evaluate()
         self._last_loss = total.detach()
-        # kept for the dual update, which reuses it when nothing has changed since (a traced
-        # call keeps nothing: torch.compile must not see the side effect)
-        compiling = torch.compiler.is_compiling()
-        self._last_eval = None if compiling else self._remember(spec, total, values)
         return total
 
-    def loss_and_backward(self) -> Tensor:
-        """The loss, with its parameter gradient accumulated into each parameter's ``.grad``:
-        what ``loss = al(); loss.backward()`` does (an optimizer's closure after zero_grad).
+    def evaluate(self, backward: bool = False) -> Evaluation:
+        """The loss and the constraint values C at the current parameters and multipliers.
 
-        Where every block is fused and nothing but the parameters needs a gradient, the fused
-        op's gradients go to ``.grad`` directly, without building or running an autograd graph;
-        otherwise it runs exactly that autograd sequence. Bitwise the same loss and gradients
-        either way.
+        With ``backward=True`` the loss's parameter gradient is also accumulated into each
+        parameter's ``.grad``, as ``loss = al(); loss.backward()`` does (an optimizer's closure
+        after zero_grad), with bitwise the same loss and gradients. Where every block is fused
+        and nothing but the parameters needs a gradient, the fused op's gradients go to
+        ``.grad`` directly, without building or running an autograd graph (0.2-0.6 ms a call
+        less at the benchmark problems' sizes, 5-10% of an L-BFGS epoch:
+        bench/results/epoch-ab-2026-12-04.md); otherwise it runs exactly that autograd
+        sequence (also where a parameter has a hook, see :func:`_hooks_on`).
+
+        Args:
+            backward: Whether to accumulate the gradient into ``.grad``; without it nothing is
+                differentiated and nothing is recorded.
 
         Returns:
-            The loss (a scalar, detached).
+            The :class:`~fluxkern.evaluation.Evaluation`, to hand to :meth:`update_multipliers`
+            when the parameters are still those it was made at.
+
+        Raises:
+            RuntimeError: backward=True and nothing requires grad (as loss.backward() raises),
+                or an input besides the parameters requires grad on a fused backend.
         """
         spec = mlp_spec(self.model)
-        params = [*spec.weights, *spec.biases]
-        if not self._gradients_without_autograd(spec, params):
-            loss = self()
-            loss.backward()
-            return loss.detach()
+        if not backward:
+            with torch.no_grad():
+                total, values = self._evaluate(spec)
+        elif self._gradients_without_autograd(spec):
+            total, values = self._fused_loss_and_backward(spec)
+        else:
+            total, values = self._evaluate(spec)
+            total.backward()
+        total = total.detach()
+        if backward:
+            self._last_loss = total
+        values = {k: v.detach() if v.requires_grad else v for k, v in values.items()}
+        return Evaluation(total, values, backward, self._token)
+
+    def loss_and_backward(self) -> Tensor:
+        """``evaluate(backward=True).loss``: the loss (detached), its parameter gradient
+        accumulated into ``.grad``."""
+        return self.evaluate(backward=True).loss
+
+    def _fused_loss_and_backward(self, spec: MlpSpec) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss and C of every (fused) group from one op call each outside autograd, their
+        parameter gradients accumulated into ``.grad`` as autograd's engine would."""
         total: Tensor | None = None
         values: dict[str, Tensor] = {}
         grads: list[list[Tensor]] = []
@@ -305,21 +336,20 @@ class AugmentedLagrangian:
         acc = grads[-1]
         for grad in reversed(grads[:-1]):
             acc = [a + b for a, b in zip(acc, grad, strict=True)]
-        for p, gp in zip(params, acc, strict=True):
+        for p, gp in zip([*spec.weights, *spec.biases], acc, strict=True):
             if not p.requires_grad:
                 continue
             if p.grad is None:
                 p.grad = gp
             else:
                 p.grad.add_(gp)
-        self._last_loss = total
-        self._last_eval = self._remember(spec, total, values)
-        return total
+        return total, values
 
-    def _gradients_without_autograd(self, spec: MlpSpec, params: list[Tensor]) -> bool:
-        """Whether loss_and_backward may skip autograd: only fused groups on a fused backend,
-        an eager call with gradients on, no input but the parameters requiring grad, and no
-        hooks on the parameters that a backward would run."""
+    def _gradients_without_autograd(self, spec: MlpSpec) -> bool:
+        """Whether evaluate(backward=True) may skip autograd: only fused groups on a fused
+        backend, an eager call with gradients on, some parameter requiring grad and every one
+        a leaf without hooks (:func:`_hooks_on`), and no other input requiring grad (the
+        registered formula refuses those with an error that this must not hide)."""
         if (
             self.backend == "torch"
             or self._torch_blocks
@@ -328,46 +358,16 @@ class AugmentedLagrangian:
             or torch.compiler.is_compiling()
         ):
             return False
+        params = [*spec.weights, *spec.biases]
         if not any(p.requires_grad for p in params):
-            return False  # loss.backward() raises then; so does the autograd path
-        for p in params:
-            if (
-                not p.is_leaf
-                or p._backward_hooks
-                or getattr(p, "_post_accumulate_grad_hooks", None)
-            ):
-                return False
+            return False  # loss.backward() raises then; so does the autograd route
+        if any(not p.is_leaf or _hooks_on(p) for p in params):
+            return False
         others = [spec.shift, spec.scale]
         for g in self._groups:
             others += [g.x, g.program.cols, g.program.coef]
         others += [v for s in self._state.values() for v in (s["lam"], s["mu"])]
         return not any(t.requires_grad for t in others)
-
-    def _inputs_besides_the_network(self) -> list[Tensor]:
-        """Every multiplier, penalty, point and program tensor an evaluation reads."""
-        tensors = [v for s in self._state.values() for v in (s["lam"], s["mu"])]
-        for g in self._groups:
-            p = g.program
-            tensors += [g.x, p.table, p.coef, p.cols, p.squared, p.red]
-        for b in self._torch_blocks:
-            tensors += [b.x, *b.data.values()]
-        return tensors
-
-    def _remember(self, spec: MlpSpec, total: Tensor, values: dict[str, Tensor]) -> Evaluation:
-        return Evaluation(total, values, spec, self._inputs_besides_the_network())
-
-    def _evaluate_now(self) -> tuple[Tensor, dict[str, Tensor]]:
-        """The loss (no gradient) and C per block at the current parameters and multipliers:
-        those of the last call when parameters, buffers, points and multipliers are the same
-        as they were then (the usual case after an L-BFGS step, whose last evaluation is at the
-        point it accepts), else evaluated anew. Either way the same numbers, to the last bit."""
-        last, self._last_eval = self._last_eval, None
-        if last is not None and last.still_current(
-            mlp_spec(self.model), self._inputs_besides_the_network()
-        ):
-            return last.total, last.values
-        with torch.no_grad():
-            return self._evaluate()
 
     def losses(self) -> dict[str, float]:
         """Each block's loss at the current parameters (no gradient; one op call per block)."""
@@ -382,17 +382,40 @@ class AugmentedLagrangian:
 
     def constraint_values(self) -> dict[str, Tensor]:
         """C [N, R] per constraint at the current parameters."""
-        with torch.no_grad():
-            _, values = self._evaluate()
+        values = self.evaluate().values
         return {k: v for k, v in values.items() if k in self._state}
 
-    def update_multipliers(self) -> dict[str, Tensor]:
+    def _current(self, evaluation: Evaluation | None) -> tuple[Tensor, dict[str, Tensor]]:
+        """The loss and C at the current parameters and multipliers: the evaluation's, when
+        given (the caller vouches for the parameters; the multipliers are checked by token),
+        else evaluated now. Bitwise the same numbers either way."""
+        if evaluation is None:
+            evaluation = self.evaluate()
+        elif evaluation.token is not self._token:
+            raise ValueError(
+                "update_multipliers: the evaluation was made with other multipliers or blocks "
+                "(of another AugmentedLagrangian, or before an update_multipliers, set_terms or "
+                "load_state_dict); evaluate again, or pass None"
+            )
+        return evaluation.loss, dict(evaluation.values)
+
+    def update_multipliers(self, evaluation: Evaluation | None = None) -> dict[str, Tensor]:
         """Applies the dual rule with C at the current parameters; returns those C.
 
-        C and the loss are those of the last call when nothing they depend on has changed since
-        (bitwise the same numbers; see :meth:`_evaluate_now`), else evaluated anew.
+        Args:
+            evaluation: An :meth:`evaluate` result made at the current parameters, whose loss
+                and C are then used instead of evaluating again (bitwise the same numbers), or
+                None to evaluate now. This object cannot see whether the parameters moved
+                since: handing it one made elsewhere applies the rule with C from there.
+                (fluxkern's Trainer hands it the last closure evaluation of a step when the
+                optimizer reports that evaluation at the step's result.)
+
+        Raises:
+            ValueError: The evaluation was made before the multipliers or blocks changed (an
+                update, set_terms, load_state_dict) or by another AugmentedLagrangian.
         """
-        loss, values = self._evaluate_now()
+        loss, values = self._current(evaluation)
+        self._token = object()  # the multipliers change: earlier evaluations are stale
         with torch.no_grad():
             total = float(loss)
             for name, state in self._state.items():
@@ -442,6 +465,22 @@ def _check_terms(terms: Sequence[Block]) -> None:
         raise ValueError(f"block names must be unique, got {names}")
     if not any(isinstance(t, (Objective, Constraint)) for t in terms):
         raise ValueError("give at least one Objective or Constraint")
+
+
+def _hooks_on(p: Tensor) -> bool:
+    """Whether a parameter has hooks that a backward would run: ones registered with
+    ``Tensor.register_hook`` or ``Tensor.register_post_accumulate_grad_hook``.
+
+    torch has no public query for those; its Tensor keeps them in the attributes read here (see
+    torch/_tensor.py). This is the one place fluxkern reads private torch state, so that
+    :meth:`AugmentedLagrangian.evaluate`'s route without autograd never skips a user's hook.
+    Hooks on the parameter's gradient accumulator node (e.g. those of
+    torch.nn.parallel.DistributedDataParallel's reducer) are not seen here: fluxkern's
+    distributed training all-reduces the gradients itself and does not use DDP.
+    """
+    return bool(
+        getattr(p, "_backward_hooks", None) or getattr(p, "_post_accumulate_grad_hooks", None)
+    )
 
 
 class _Group:

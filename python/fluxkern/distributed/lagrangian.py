@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from fluxkern.blocks import Block
 from fluxkern.distributed.comm import Comm, shard_block, shard_range
+from fluxkern.evaluation import Evaluation
 from fluxkern.lagrangian import AugmentedLagrangian, _check_terms
 
 __all__ = ["DistributedAugmentedLagrangian"]
@@ -67,13 +68,20 @@ class DistributedAugmentedLagrangian(AugmentedLagrangian):
         super().set_terms(self._shards(terms), pointwise)
         self.full_terms = list(terms)
 
-    def update_multipliers(self) -> dict[str, Tensor]:
+    def update_multipliers(self, evaluation: Evaluation | None = None) -> dict[str, Tensor]:
         """Applies the dual rule with C at the current parameters; returns this rank's C.
 
         One all-reduce carries the loss and, for each global multiplier, its C summed over the
         rank's points; pecann and capu all-reduce their norms and means over pointwise C.
+
+        Args:
+            evaluation: This rank's evaluation at the current parameters (its local loss and
+                C), or None to evaluate now; as for
+                :meth:`AugmentedLagrangian.update_multipliers`. Every rank must pass one or
+                every rank None (the trainer's rule is the same on all ranks).
         """
-        loss, values = self._evaluate_now()
+        loss, values = self._current(evaluation)
+        self._token = object()  # the multipliers change: earlier evaluations are stale
         with torch.no_grad():
             glob = [n for n in self._state if self.bound[n].block.multiplier == "global"]
             parts = [loss.reshape(1)] + [values[n].sum(0) for n in glob]

@@ -19,6 +19,7 @@ from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from fluxkern.distributed.comm import Comm, DistributedError
 from fluxkern.distributed.lagrangian import DistributedAugmentedLagrangian
+from fluxkern.evaluation import Evaluation
 from fluxkern.lagrangian import AugmentedLagrangian
 from fluxkern.runfiles import atomic_save
 from fluxkern.training import Callback, Checkpoint, EpochRecord, History, Trainer
@@ -86,10 +87,14 @@ class DistributedTrainer(Trainer):
         self.al.last_loss = float(total)
         return total
 
-    def _dual_update(self, loss: float) -> tuple[float, float, float, float]:
+    def _dual_update(
+        self, loss: float, evaluation: Evaluation | None = None
+    ) -> tuple[float, float, float, float]:
         al = self.al
         assert al is not None
-        values = al.update_multipliers()
+        # the same on every rank: the optimizers take the same steps on the all-reduced loss
+        # and gradient, so each reports the same last_closure_at_result
+        values = al.update_multipliers(evaluation)
         loss = al.last_loss if al.last_loss is not None else loss
         lams = [v for v in al.multipliers.values() if v.numel()]
         cons = [v.abs().max() for k, v in values.items() if k in al.multipliers and v.numel()]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from fluxkern.evaluation import Evaluation
 from fluxkern.lagrangian import AugmentedLagrangian
 from fluxkern.optim import LBFGS
 from fluxkern.training.history import EpochRecord, History
@@ -89,7 +90,9 @@ class Trainer:
         self._evals += 1
         self.optimizer.zero_grad(set_to_none=True)
         if self.al is not None:  # the same as below, without autograd where it can
-            return self.al.loss_and_backward()
+            # kept: the dual update takes it when the step ends where it was made
+            self._evaluation = self.al.evaluate(backward=True)
+            return self._evaluation.loss
         loss = self.loss_fn()
         loss.backward()
         return loss
@@ -113,13 +116,22 @@ class Trainer:
         self.uses_closure = _steps_with_closure(optimizer)
         self.switched_at = self.epoch
 
-    def _dual_update(self, loss: float) -> tuple[float, float, float, float]:
-        """The flux form's dual update: loss, max |C|, smallest and largest multiplier."""
+    def _dual_update(
+        self, loss: float, evaluation: Evaluation | None = None
+    ) -> tuple[float, float, float, float]:
+        """The flux form's dual update: loss, max |C|, smallest and largest multiplier.
+
+        Args:
+            loss: The primal step's loss (recorded when the loss is not an
+                AugmentedLagrangian).
+            evaluation: An evaluation at the current parameters, for the dual update to use
+                instead of evaluating again, or None.
+        """
         violation, lam_lo, lam_hi = math.nan, math.nan, math.nan
         al = self.al
         if al is None:
             return loss, violation, lam_lo, lam_hi
-        values = al.update_multipliers()
+        values = al.update_multipliers(evaluation)
         loss = al.last_loss if al.last_loss is not None else loss
         cons = [v.abs().max() for k, v in values.items() if k in al.multipliers and v.numel()]
         violation = float(torch.stack(cons).max()) if cons else 0.0
@@ -141,12 +153,20 @@ class Trainer:
         """
         t = time.perf_counter()
         self._evals = 0
+        self._evaluation: Evaluation | None = None  # the last closure call's
         if self.uses_closure:
             loss_t = self.optimizer.step(self._closure)
+            at_result = bool(getattr(self.optimizer, "last_closure_at_result", False))
         else:
             loss_t = self._closure()
             self.optimizer.step()
-        loss, violation, lam_lo, lam_hi = self._dual_update(float(loss_t.detach()))
+            at_result = False  # the step moved the parameters after the evaluation
+        # The last closure call's evaluation holds at the parameters the step ends on when the
+        # optimizer says its last closure call was made there (fluxkern.optim's closure
+        # optimizers report it: last_closure_at_result); otherwise the dual update evaluates.
+        evaluation = self._evaluation if at_result else None
+        self._evaluation = None
+        loss, violation, lam_lo, lam_hi = self._dual_update(float(loss_t.detach()), evaluation)
         finite_params = all(bool(torch.isfinite(p).all()) for p in self.params)
         if not math.isfinite(loss) or not finite_params:
             of = f" of {self.name}" if self.name else ""

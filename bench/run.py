@@ -16,6 +16,9 @@ Workloads:
             one loss + gradient evaluation and one L-BFGS epoch (solver settings, plus the dual
             update) for fluxkern fused, its pure-torch twin and plain PyTorch autograd.grad;
             float64 and float32, 1 and 2 threads (problem_steps.py)
+  users     the PDEs users bring (examples/*.py): fluxkern.solve's defaults against DeepXDE's
+            recipe at equal wall time, one thread each, rel. L2 at 60 s, 300 s and the end
+            (bench/users.py; only when named: --workloads users [--users-budget S])
 
 Every measurement prints the machine, versions and the measured GEMM rate; the losses of all
 contenders of one form are checked to agree before any timing. Results: <out>/<machine>-<date>
@@ -52,7 +55,7 @@ import report
 import torch_steps as ts
 from isolated import IsolatedContender
 
-WORKLOADS = ("jet", "step", "scaling", "tta", "problems")
+WORKLOADS = ("jet", "step", "scaling", "tta", "problems", "users")
 
 
 def machine_slug(info: dict[str, Any]) -> str:
@@ -336,6 +339,20 @@ def run_tta(args, save) -> list[dict[str, Any]]:
     return out
 
 
+def run_users(args: argparse.Namespace) -> dict[str, Any]:
+    """The users workload (bench/users.py): the examples/ problems, fluxkern.solve against
+    DeepXDE's recipe at equal wall time, one thread each. Writes its own users-DATE.json/.md
+    (--quick: in a temporary folder) and returns that run's summary."""
+    import users
+
+    argv = ["--problems", *args.users_problems] if args.users_problems else []
+    if args.quick:
+        argv.append("--quick")
+    else:
+        argv += ["--budget", str(args.users_budget), "--out", args.out]
+    return users.main(argv, summary=True)
+
+
 def run_problems(args: argparse.Namespace, save: Callable[[Any], None]) -> list[dict[str, Any]]:
     """The problems workload: per (threads, dtype, problem) the correctness check, then eval and
     epoch times of fluxkern fused, the twin and plain PyTorch (problem_steps.py).
@@ -479,7 +496,21 @@ def problem_rows(
 # --------------------------------------------------------------------------- main
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    p.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
+    p.add_argument(
+        "--workloads", nargs="+", choices=WORKLOADS, default=[w for w in WORKLOADS if w != "users"]
+    )  # users: ask for it by name
+    p.add_argument(
+        "--users-budget",
+        type=float,
+        default=60.0,
+        help="users workload: seconds per contender and problem (--quick: 5)",
+    )
+    p.add_argument(
+        "--users-problems",
+        nargs="+",
+        default=None,
+        help="users workload: examples/NAME.py problems (default all)",
+    )
     p.add_argument("--quick", action="store_true", help="small sizes and caps (a smoke run)")
     p.add_argument("--n", type=int, default=8192, help="points of the jet and step workloads")
     p.add_argument("--scaling-n", type=int, nargs="+", default=[4**k * 1024 for k in range(6)])
@@ -589,6 +620,8 @@ def main(argv=None) -> int:
             result = run_scaling(args, peak, save)
         elif wl == "problems":
             result = run_problems(args, save)
+        elif wl == "users":
+            result = run_users(args)
         else:
             result = {"jet": run_jet, "step": run_step}[wl](args, peak)
         payload["workloads"][wl] = {

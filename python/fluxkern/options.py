@@ -140,6 +140,11 @@ class SolveOptions:
         whole = isinstance(every, int) and not isinstance(every, bool)
         if every is not None and not (whole and every >= 1):
             raise ValueError(f"resample_every must be None or a positive integer; got {every!r}")
+        if self.resample_keep_optimizer is True and every is None:
+            raise ValueError(
+                "resample_keep_optimizer needs resample_every (it keeps the optimizer's state "
+                "across a redraw of the points)"
+            )
         lr = self.lr
         if lr is not None and not (_number(lr) and 0 < lr < float("inf")):
             raise ValueError(f"lr must be a positive number; got {lr!r}")
@@ -164,6 +169,11 @@ class SolveOptions:
             raise ValueError("device 'cuda' asked for, but no CUDA device is available")
         if self.distributed and self.formulation != "flux":
             raise ValueError("distributed training runs the flux formulation only")
+        if self.distributed and "gauss_newton" in (self.optimizer, self.then_optimizer):
+            raise ValueError(
+                "gauss_newton evaluates the loss itself and does not all-reduce it: not with "
+                "distributed training; use lbfgs or ssbroyden"
+            )
 
     def _validate_problem_settings(self) -> None:
         """points: names to non-negative integers; problem_options: a dict by name."""
@@ -192,8 +202,6 @@ class SolveOptions:
             check_optimizer_options(self.then_optimizer, self.then_optimizer_options)
         except ValueError as exc:
             raise ValueError(f"then_{exc}") from None
-        if self.distributed:
-            raise ValueError("then_optimizer is not supported with distributed training")
 
 
 def option_names() -> list[str]:

@@ -27,6 +27,7 @@ from fluxkern.options import SolveOptions, effective_options, make_options, opti
 from fluxkern.problems.base import Problem
 from fluxkern.problems.configure import configure
 from fluxkern.resume import changed_options, check_fields, check_identity, run_identity
+from fluxkern.run_context import RunContext
 from fluxkern.runfiles import (
     CHECKPOINT,
     MODEL,
@@ -45,6 +46,7 @@ from fluxkern.training import (
     Callback,
     Checkpoint,
     EpochFunction,
+    History,
     NonFiniteLossError,
     Progress,
     Resample,
@@ -230,6 +232,7 @@ def _then_optimizer(opts: SolveOptions) -> SwitchOptimizer | None:
 
 
 def _resume(
+    ctx: RunContext,
     trainer: Trainer,
     path: str,
     problem: Problem,
@@ -237,7 +240,8 @@ def _resume(
     switch: SwitchOptimizer | None,
 ) -> dict[str, Any]:
     """Loads out/checkpoint.pt into the trainer (with the second optimizer if it was saved
-    after the switch), keeping this run's learning rate.
+    after the switch), keeping this run's learning rate; the writing process reads and checks
+    it, every process loads it.
 
     Returns:
         The checkpoint's saved options (for the record of what the resume changed).
@@ -245,16 +249,21 @@ def _resume(
     Raises:
         RunFileError: No, a damaged or another run's checkpoint; or it does not fit.
     """
-    ck = read_checkpoint(path)
-    identity = run_identity(problem, dataclasses.asdict(opts))
-    check_fields(ck, path, identity, opts.epochs)
-    if ck.get("switched_at") is not None and switch is None:
-        raise RunFileError(
-            path,
-            "resume: the checkpoint was saved after a switch of optimizer; give the same "
-            "then_optimizer and switch_epoch",
-        )
-    check_identity(ck, path, identity)
+
+    def read() -> dict[str, Any]:
+        ck = read_checkpoint(path)
+        identity = run_identity(problem, dataclasses.asdict(opts))
+        check_fields(ck, path, identity, opts.epochs)
+        if ck.get("switched_at") is not None and switch is None:
+            raise RunFileError(
+                path,
+                "resume: the checkpoint was saved after a switch of optimizer; give the same "
+                "then_optimizer and switch_epoch",
+            )
+        check_identity(ck, path, identity)
+        return ck
+
+    ck = ctx.read(read)
     if ck.get("switched_at") is not None:
         assert switch is not None
         trainer.set_optimizer(switch.make(trainer))
@@ -318,18 +327,36 @@ def _last_checkpoint(ckpt: Checkpoint | None, good: str) -> str:
 
 
 def _run(problem: Problem, opts: SolveOptions, callbacks: list[Callback]) -> dict[str, Any]:
-    """solve() on validated options: build, resume, fit, save the model, evaluate, write."""
-    if opts.distributed:  # the same steps, sharded, with rank 0 writing
-        from fluxkern.distributed.run import run
+    """solve() on validated options: build, resume, fit, save the model, evaluate, write; in
+    one process or as one rank of many (the context says what differs)."""
+    ctx: RunContext = RunContext()
+    if opts.distributed:
+        from fluxkern.distributed.run import DistributedContext
 
-        return run(problem, opts, callbacks)
-    trainer = _build(problem, opts)
+        ctx = DistributedContext.join(opts.device)
+    trainer = ctx.prepare(_build(problem, opts))
+    switch = _then_optimizer(opts)
+    shown = dataclasses.replace(opts, progress=opts.progress and ctx.is_root)
     if not opts.out:
-        _fit(trainer, opts, None, callbacks, _then_optimizer(opts))
-        return _finish(problem, opts, trainer, {})
-    prepare_out(opts.out)
-    with OutputLock(opts.out):
-        return _run_in(problem, opts, callbacks, trainer, opts.out)
+        _fit(trainer, shown, None, callbacks, switch)
+        return _finish(ctx, problem, opts, trainer, {})
+    out = opts.out
+    lock = OutputLock(out)
+    ctx.on_root(lambda: (prepare_out(out), lock.acquire()))
+    try:
+        ckpt = ctx.checkpoint(
+            os.path.join(out, CHECKPOINT), opts.checkpoint_every, checkpoint_meta(problem, opts)
+        )
+        resumed: dict[str, Any] = {}
+        if opts.resume:
+            saved = _resume(ctx, trainer, ckpt.path, problem, opts, switch)
+            ckpt.last_epoch = trainer.epoch
+            changed = changed_options(saved, dataclasses.asdict(opts))
+            resumed = {"from_epoch": trainer.epoch, "changed_options": changed}
+        _fit(trainer, shown, ckpt, callbacks, switch)
+        return _finish(ctx, problem, opts, trainer, resumed)
+    finally:
+        lock.release()  # held by the writing process only
 
 
 def _build(problem: Problem, opts: SolveOptions) -> Trainer:
@@ -362,46 +389,40 @@ def checkpoint_meta(problem: Problem, opts: SolveOptions) -> dict[str, Any]:
     }
 
 
-def _run_in(
-    problem: Problem, opts: SolveOptions, callbacks: list[Callback], trainer: Trainer, out: str
-) -> dict[str, Any]:
-    """The run with an output folder (locked by the caller): resume, fit, save, write."""
-    ckpt = Checkpoint(
-        os.path.join(out, CHECKPOINT), opts.checkpoint_every, checkpoint_meta(problem, opts)
-    )
-    switch = _then_optimizer(opts)
-    resumed: dict[str, Any] = {}
-    if opts.resume:
-        saved = _resume(trainer, ckpt.path, problem, opts, switch)
-        ckpt.last_epoch = trainer.epoch
-        changed = changed_options(saved, dataclasses.asdict(opts))
-        resumed = {"from_epoch": trainer.epoch, "changed_options": changed}
-    _fit(trainer, opts, ckpt, callbacks, switch)
-    atomic_save(  # the trained state first: a failure writing the results keeps it
-        {
-            "problem": problem.name,
-            "formulation": opts.formulation,
-            "options": dataclasses.asdict(opts),
-            "model": trainer.model.state_dict(),
-            "dual": trainer.al.state_dict() if trainer.al is not None else None,
-        },
-        os.path.join(out, MODEL),
-        kept=f"the trained state is in {os.path.join(out, CHECKPOINT)}",
-    )
-    return _finish(problem, opts, trainer, resumed)
-
-
 def _finish(
-    problem: Problem, opts: SolveOptions, trainer: Trainer, resumed: dict[str, Any]
+    ctx: RunContext,
+    problem: Problem,
+    opts: SolveOptions,
+    trainer: Trainer,
+    resumed: dict[str, Any],
 ) -> dict[str, Any]:
-    """Evaluates the trained network and writes the results (when out is set)."""
-    grid = problem.eval_grid(getattr(torch, opts.dtype), torch.device(opts.device))
-    fields = predict(problem, trainer.model, opts.formulation, grid.points)
-    results = _results(problem, opts, trainer, problem.errors(fields, grid))
-    results["resumed"] = resumed or None
-    if opts.out:
-        _write_outputs(opts, problem, grid, fields, results, trainer)
-    return results
+    """After training: model.pt (the trained state first: a failure writing the results keeps
+    it), the evaluation and the results files, by the writing process; the results on all."""
+    al = ctx.whole_loss(trainer)  # a collective for a distributed run
+
+    def finish() -> dict[str, Any]:
+        if opts.out:
+            atomic_save(
+                {
+                    "problem": problem.name,
+                    "formulation": opts.formulation,
+                    "options": dataclasses.asdict(opts),
+                    "model": trainer.model.state_dict(),
+                    "dual": al.state_dict() if al is not None else None,
+                },
+                os.path.join(opts.out, MODEL),
+                kept=f"the trained state is in {os.path.join(opts.out, CHECKPOINT)}",
+            )
+        grid = problem.eval_grid(getattr(torch, opts.dtype), torch.device(opts.device))
+        fields = predict(problem, trainer.model, opts.formulation, grid.points)
+        results = _results(problem, opts, trainer, problem.errors(fields, grid))
+        results["resumed"] = resumed or None
+        results["distributed"] = ctx.info()
+        if opts.out:
+            _write_outputs(opts, problem, grid, fields, results, trainer.history, al)
+        return results
+
+    return ctx.on_root(finish)
 
 
 def _results(
@@ -455,7 +476,8 @@ def _write_outputs(
     grid: Any,
     fields: dict[str, Tensor],
     results: dict[str, Any],
-    trainer: Trainer,
+    history: History,
+    al: AugmentedLagrangian | None,
 ) -> None:
     """prediction.npz, history.json, results.json and the plots, each written atomically.
 
@@ -473,15 +495,15 @@ def _write_outputs(
     for name, val in fields.items():
         arrays[name] = val.reshape(grid.shape).cpu().numpy()
     exact = problem.exact(grid.points)
-    history = trainer.history.to_dict()
+    saved = history.to_dict()
     write_file(os.path.join(out, "prediction.npz"), lambda fh: np.savez(fh, **arrays), kept)
-    write_file(os.path.join(out, "history.json"), lambda fh: write_json(fh, history, None), kept)
+    write_file(os.path.join(out, "history.json"), lambda fh: write_json(fh, saved, None), kept)
     write_file(os.path.join(out, "results.json"), lambda fh: write_json(fh, results, 2), kept)
     if opts.plots:
         from fluxkern import plots
 
         try:
-            plots.write_all(out, problem, grid, fields, exact, history, trainer.al)
+            plots.write_all(out, problem, grid, fields, exact, saved, al)
         except OSError as exc:
             path = exc.filename if isinstance(exc.filename, str) else out
             path = path[: -len(".tmp")] if path.endswith(".tmp") else path

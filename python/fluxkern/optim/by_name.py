@@ -33,8 +33,9 @@ SCALE_FREE: Mapping[str, float] = {
 }
 #: "auto" takes the dense ssbroyden up to this many parameters: its O(P^2) update is cheap
 #: beside the loss there (helmholtz 2,043, cavity 2,224, composite_heat 1,342 parameters),
-#: and costs more than L-BFGS gains at convection's 8,004 (docs/optimizers.md).
-AUTO_DENSE_LIMIT = 4000
+#: and costs more than L-BFGS gains at convection's 8,004 (docs/optimizers.md); its float64
+#: matrix, in every checkpoint, stays under 50 MB (8 P^2 bytes).
+AUTO_DENSE_LIMIT = 2500
 
 _CLOSURE_KEYS = ("max_iter", "max_eval", "tolerance_grad", "tolerance_change", "curvature_eps")
 #: The keyword arguments of each optimizer that SolveOptions.optimizer_options may set.

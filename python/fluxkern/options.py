@@ -64,7 +64,7 @@ class SolveOptions:
             parameters ({"beta": 40.0}) by name.
         resample_every: Redraw the points every N epochs (:class:`fluxkern.training.Resample`:
             deterministic draws, pointwise multipliers reset at each), or None to keep the first
-            draw. composite_heat's seed 2 over-fits its points without (README: Results).
+            draw.
         resample_keep_optimizer: Keep the optimizer's state (L-BFGS pairs, Adam moments)
             across a redraw instead of resetting it.
         out: Output folder, or None for no files.

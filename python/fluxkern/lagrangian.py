@@ -282,10 +282,9 @@ class AugmentedLagrangian:
         parameter's ``.grad``, as ``loss = al(); loss.backward()`` does (an optimizer's closure
         after zero_grad), with bitwise the same loss and gradients. Where every block is fused
         and nothing but the parameters needs a gradient, the fused op's gradients go to
-        ``.grad`` directly, without building or running an autograd graph (0.2-0.6 ms a call
-        less at the benchmark problems' sizes, 5-10% of an L-BFGS epoch:
-        bench/results/epoch-ab-2026-12-04.md); otherwise it runs exactly that autograd
-        sequence (also where a parameter has a hook, see :func:`_hooks_on`).
+        ``.grad`` directly, without building or running an autograd graph; otherwise it runs
+        exactly that autograd sequence (also where a parameter has a hook, see
+        :func:`_hooks_on`).
 
         Args:
             backward: Whether to accumulate the gradient into ``.grad``; without it nothing is

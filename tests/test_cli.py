@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from fluxkern import cli, problems, solver
-from fluxkern.problems import registry
 
 try:
     import tomllib
@@ -103,7 +102,6 @@ def test_solve_writes_results(capsys, tmp_path, monkeypatch):
 
     monkeypatch.setattr(problems, "get", small)
 
-    monkeypatch.setattr(registry, "get", small)  # what resolve() calls
     cfg = tmp_path / "c.toml"
     cfg.write_text("epochs = 2\nseed = 3\n[dual_options]\neta = 0.5\n")
     out = tmp_path / "run"
@@ -255,7 +253,6 @@ def small(monkeypatch):
 
     monkeypatch.setattr(problems, "get", get)
 
-    monkeypatch.setattr(registry, "get", get)  # what resolve() calls
 
 
 def solve(capsys, out, *extra):

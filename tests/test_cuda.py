@@ -626,8 +626,9 @@ def test_block_loss_augmented_lagrangian_cuda():
 
 # --- TF32 GEMMs (fluxkern.set_matmul_precision) on a GPU ----------------------------------------
 #
-# TF32 keeps 10 mantissa bits (unit roundoff 2^-11 = 4.9e-4). bench/tf32_emulation.py, emulating
-# it on the CPU for this net (d 2, width 64, 4 hidden, m 3, tanh), measured relative errors of
+# TF32 keeps 10 mantissa bits (unit roundoff 2^-11 = 4.9e-4). An emulation on the CPU (the removed
+# bench/tf32_emulation.py, bench/results/README.md),
+# for this net (d 2, width 64, 4 hidden, m 3, tanh), measured relative errors of
 # 5.8e-4 (y) and 5.2e-4 (J) against float64, and 3.7e-4 for a loss gradient. TF32_TOL = 5e-3
 # leaves room for the tensor cores' accumulation order and other inputs, and is still far below
 # what a wrong formula gives (O(1)).

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from fluxkern import cli, problems, solver
-from fluxkern.problems import registry
 
 NEW = ["ssbfgs", "ssbroyden", "gauss_newton"]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,7 +63,6 @@ def test_unknown_optimizer_lists_the_choices():
 def test_cli_takes_the_new_optimizers(capsys, tmp_path, monkeypatch, optimizer):
     small = small_poisson()
     monkeypatch.setattr(problems, "get", lambda name: small)
-    monkeypatch.setattr(registry, "get", lambda name: small)  # what resolve() calls
     out = tmp_path / "run"
     argv = ["solve", "poisson", "--optimizer", optimizer, "--epochs", "2", "--out", str(out)]
     code = cli.main([*argv, "--no-progress", "--no-plots"])

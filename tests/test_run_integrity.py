@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from fluxkern import cli, problems
-from fluxkern.problems import registry
 from fluxkern.runfiles import LOCK, OutputLock
 
 EPOCHS = ["--epochs", "2", "--no-progress", "--no-plots"]
@@ -50,7 +49,6 @@ def small(monkeypatch):
 
     monkeypatch.setattr(problems, "get", get)
 
-    monkeypatch.setattr(registry, "get", get)  # what resolve() calls
 
 
 @pytest.fixture

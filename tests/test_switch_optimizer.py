@@ -13,7 +13,6 @@ import torch
 
 from fluxkern import cli, problems, solver
 from fluxkern.optim import LBFGS, SSBroyden
-from fluxkern.problems import registry
 from fluxkern.training import Callback, SwitchOptimizer
 
 SWITCH = {"then_optimizer": "ssbroyden", "switch_epoch": 2, "progress": False, "plots": False}
@@ -126,7 +125,6 @@ def test_switch_callback_at_zero_switches_before_the_first_step():
 def test_cli_switch_and_config(tmp_path, monkeypatch, capsys):
     small = small_poisson()
     monkeypatch.setattr(problems, "get", lambda name: small)
-    monkeypatch.setattr(registry, "get", lambda name: small)  # what resolve() calls
     cfg = tmp_path / "c.toml"
     cfg.write_text('then_optimizer = "ssbroyden"\n[then_optimizer_options]\nmax_iter = 4\n')
     out = tmp_path / "run"

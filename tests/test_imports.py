@@ -37,14 +37,9 @@ BUILTIN_PROBLEMS = (
     "cavity",
     "helmholtz",
 )
-FUNCTION_LEVEL_CYCLES = [
-    # solve() hands a distributed run to fluxkern.distributed.run, which calls back into the
-    # solver's steps (make_trainer, _fit, _results); both imports are inside functions.
-    {"fluxkern.solver", "fluxkern.distributed.run"},
-    # resolve() looks registered names up through the package fluxkern.problems when called
-    # (fluxkern.problems.get and names, which callers and tests may replace).
-    {"fluxkern.problems", "fluxkern.problems.loader"},
-]
+# None left: solve() reaches fluxkern.distributed.run through a RunContext (it no longer calls
+# back into the solver), and fluxkern.problems.resolve hands the loader its get and names.
+FUNCTION_LEVEL_CYCLES: list[set[str]] = []
 
 
 def _modules() -> dict[str, str]:

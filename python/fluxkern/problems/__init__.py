@@ -11,9 +11,10 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from fluxkern.problems import loader
 from fluxkern.problems.base import EvalGrid, Problem, relative_l2
 from fluxkern.problems.declared import DeclaredProblem, problem
-from fluxkern.problems.loader import ProblemLoadError, resolve
+from fluxkern.problems.loader import ProblemLoadError
 from fluxkern.problems.points import Points, Sample
 from fluxkern.problems.registry import BUILTIN, get, names, register
 
@@ -31,6 +32,17 @@ __all__ = [
     "relative_l2",
     "resolve",
 ]
+
+
+def resolve(spec: str) -> Problem:
+    """The problem that `spec` names: a registered name (through this module's get and names,
+    which callers and tests may replace), a problem file FILE.py[:ATTR] or MODULE:ATTR
+    (:func:`fluxkern.problems.loader.resolve` says more).
+
+    Raises:
+        ProblemLoadError: Unknown name, or a file or module that cannot be loaded.
+    """
+    return loader.resolve(spec, names, get)
 
 
 def __getattr__(name: str) -> ModuleType:

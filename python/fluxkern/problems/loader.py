@@ -9,6 +9,7 @@ import os
 import re
 import sys
 import traceback
+from collections.abc import Callable
 from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
@@ -24,7 +25,7 @@ class ProblemLoadError(ValueError):
     """A problem could not be found or loaded; the message is one line."""
 
 
-def resolve(spec: str) -> Problem:
+def resolve(spec: str, names: Callable[[], list[str]], get: Callable[[str], Problem]) -> Problem:
     """The problem that `spec` names.
 
     Args:
@@ -33,6 +34,8 @@ def resolve(spec: str) -> Problem:
             "package.module:ATTR" (importable from sys.path or the working directory). The
             attribute may be a Problem instance or a Problem subclass (instantiated without
             arguments).
+        names: The registered names (fluxkern.problems.names).
+        get: A fresh instance of a registered problem by name (fluxkern.problems.get).
 
     Returns:
         A Problem (a fresh instance for registered names).
@@ -42,10 +45,8 @@ def resolve(spec: str) -> Problem:
             no or several problems in a file, a missing attribute, or an object that is not a
             Problem.
     """
-    from fluxkern import problems as registry
-
-    if spec in registry.names():
-        return registry.get(spec)
+    if spec in names():
+        return get(spec)
     where, sep, attr = spec.rpartition(":") if ":" in spec else (spec, "", "")
     if sep and not attr:
         raise ProblemLoadError(f"{spec!r}: give an attribute after ':'")
@@ -54,7 +55,7 @@ def resolve(spec: str) -> Problem:
     if sep:
         return _from_module(where, attr)
     raise ProblemLoadError(
-        f"unknown problem {spec!r}; choose from {', '.join(registry.names())}, "
+        f"unknown problem {spec!r}; choose from {', '.join(names())}, "
         "or give a problem file FILE.py or MODULE:ATTRIBUTE"
     )
 

@@ -81,7 +81,8 @@ def test_history_json_of_solve_is_the_trainers(tmp_path):
     )
     saved = json.loads((tmp_path / "history.json").read_text())
     keys = ["loss", "max_violation", "lambda_min", "lambda_max", "evals", "time_s"]
-    assert list(saved) == keys
+    unseen = ["train_residual", "unseen_residual", "unseen_max_violation"]  # the unseen check's
+    assert list(saved) == keys + unseen
     assert saved["loss"][-1] == res["final_loss"] and len(saved["loss"]) == 3
     assert seen == [1, 2, 3]
 

@@ -211,6 +211,12 @@ def _add_run_options(s: argparse.ArgumentParser) -> None:
         "--no-plots", action="store_true", help="write no PNG plots (default: plots written)"
     )
     s.add_argument(
+        "--no-unseen-check",
+        action="store_true",
+        help="no check of the residuals on fresh points (default: every 10 epochs or 5%% of "
+        "the run, and a warning when they are orders of magnitude above the training ones)",
+    )
+    s.add_argument(
         "--distributed",
         action="store_true",
         help="data-parallel over the ranks of torchrun (README: Distributed training) "
@@ -311,6 +317,8 @@ def _command_line_options(args: argparse.Namespace) -> dict[str, Any]:
         opts["progress"] = False
     if args.no_plots:
         opts["plots"] = False
+    if args.no_unseen_check:
+        opts["unseen_check"] = False
     if args.distributed or "WORLD_SIZE" in os.environ:  # torchrun sets WORLD_SIZE
         opts["distributed"] = True
     return opts

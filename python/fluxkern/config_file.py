@@ -67,6 +67,7 @@ def load(path: str) -> dict[str, Any]:
         "matmul_precision": str,
         "progress": bool,
         "plots": bool,
+        "unseen_check": bool,
         "distributed": bool,
     }
     for key, val in cfg.items():

@@ -70,6 +70,12 @@ class SolveOptions:
         out: Output folder, or None for no files.
         resume: Continue from out/checkpoint.pt.
         progress: Show a progress line on stderr.
+        unseen_check: Check the network on fresh points, never trained on, every 10 epochs
+            (5% of a longer run) and after the last (:class:`fluxkern.training.UnseenCheck`;
+            flux form, one process): results.json's "unseen", history.json's
+            train_residual, unseen_residual and unseen_max_violation, and a warning when the
+            fresh residuals are orders of magnitude above the training ones (the answer is not
+            to be trusted between the collocation points).
         plots: Write PNG plots into `out`.
         distributed: Data-parallel over the ranks of a torch.distributed process group (one
             started by torchrun, or by the caller): each rank trains on its shard of the
@@ -100,6 +106,7 @@ class SolveOptions:
     out: str | None = None
     resume: bool = False
     progress: bool = True
+    unseen_check: bool = True
     plots: bool = True
     distributed: bool = False
 
@@ -152,7 +159,14 @@ class SolveOptions:
         if limit is not None and not (_number(limit) and 0 < limit < float("inf")):
             raise ValueError(f"time_limit must be a positive number of seconds; got {limit!r}")
         self._validate_problem_settings()
-        for key in ("resample_keep_optimizer", "resume", "progress", "plots", "distributed"):
+        for key in (
+            "resample_keep_optimizer",
+            "resume",
+            "progress",
+            "unseen_check",
+            "plots",
+            "distributed",
+        ):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"{key} must be true or false; got {getattr(self, key)!r}")
         if not isinstance(self.dual_options, dict):

@@ -53,6 +53,7 @@ from fluxkern.training import (
     SwitchOptimizer,
     TimeBudget,
     Trainer,
+    UnseenCheck,
 )
 
 __all__ = [
@@ -296,10 +297,14 @@ def _fit(
     ckpt: Checkpoint | None,
     extra: list[Callback],
     switch: SwitchOptimizer | None = None,
-) -> None:
-    """Runs trainer.fit with the progress line, the switch of optimizer, the checkpoints and
-    the caller's callbacks, and turns Ctrl-C and a non-finite loss into solve()'s errors."""
-    cbs: list[Callback] = [Progress(opts.progress)]
+) -> UnseenCheck | None:
+    """Runs trainer.fit with the unseen-point check, the progress line, the switch of
+    optimizer, the checkpoints and the caller's callbacks, and turns Ctrl-C and a non-finite
+    loss into solve()'s errors. Returns the unseen-point check (None when off)."""
+    progress = Progress(opts.progress)
+    checked = opts.unseen_check and opts.formulation == "flux" and not opts.distributed
+    unseen = UnseenCheck(display=progress) if checked else None
+    cbs: list[Callback] = ([unseen] if unseen is not None else []) + [progress]
     cbs += [switch] if switch is not None else []
     cbs += [ckpt] if ckpt is not None else []
     try:
@@ -315,6 +320,7 @@ def _fit(
         where = _last_checkpoint(ckpt, "")
         where += "; continue with resume" if ckpt is not None and ckpt.last_epoch else ""
         raise TerminatedRun(f"terminated (SIGTERM) after epoch {trainer.epoch}; {where}")
+    return unseen
 
 
 def _last_checkpoint(ckpt: Checkpoint | None, good: str) -> str:
@@ -338,8 +344,8 @@ def _run(problem: Problem, opts: SolveOptions, callbacks: list[Callback]) -> dic
     switch = _then_optimizer(opts)
     shown = dataclasses.replace(opts, progress=opts.progress and ctx.is_root)
     if not opts.out:
-        _fit(trainer, shown, None, callbacks, switch)
-        return _finish(ctx, problem, opts, trainer, {})
+        unseen = _fit(trainer, shown, None, callbacks, switch)
+        return _finish(ctx, problem, opts, trainer, {}, unseen)
     out = opts.out
     lock = OutputLock(out)
     ctx.on_root(lambda: (prepare_out(out), lock.acquire()))
@@ -353,8 +359,8 @@ def _run(problem: Problem, opts: SolveOptions, callbacks: list[Callback]) -> dic
             ckpt.last_epoch = trainer.epoch
             changed = changed_options(saved, dataclasses.asdict(opts))
             resumed = {"from_epoch": trainer.epoch, "changed_options": changed}
-        _fit(trainer, shown, ckpt, callbacks, switch)
-        return _finish(ctx, problem, opts, trainer, resumed)
+        unseen = _fit(trainer, shown, ckpt, callbacks, switch)
+        return _finish(ctx, problem, opts, trainer, resumed, unseen)
     finally:
         lock.release()  # held by the writing process only
 
@@ -395,6 +401,7 @@ def _finish(
     opts: SolveOptions,
     trainer: Trainer,
     resumed: dict[str, Any],
+    unseen: UnseenCheck | None = None,
 ) -> dict[str, Any]:
     """After training: model.pt (the trained state first: a failure writing the results keeps
     it), the evaluation and the results files, by the writing process; the results on all."""
@@ -417,6 +424,7 @@ def _finish(
         fields = predict(problem, trainer.model, opts.formulation, grid.points)
         results = _results(problem, opts, trainer, problem.errors(fields, grid))
         results["resumed"] = resumed or None
+        results["unseen"] = unseen.results() if unseen is not None else None
         results["distributed"] = ctx.info()
         if opts.out:
             _write_outputs(opts, problem, grid, fields, results, trainer.history, al)

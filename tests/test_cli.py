@@ -254,7 +254,6 @@ def small(monkeypatch):
     monkeypatch.setattr(problems, "get", get)
 
 
-
 def solve(capsys, out, *extra):
     argv = ["solve", "poisson", "--out", str(out), "--no-progress", "--no-plots"]
     return run(capsys, *argv, "--epochs", "1", *extra)

@@ -50,7 +50,6 @@ def small(monkeypatch):
     monkeypatch.setattr(problems, "get", get)
 
 
-
 @pytest.fixture
 def done(small, capsys, tmp_path):
     """A finished two-epoch poisson run (small points), seed 1."""

@@ -240,20 +240,6 @@ def test_print_config_refuses_a_value_toml_cannot_hold(capsys, tmp_path):
 # --- files: one line naming the file, exit code 2, nothing written before is lost ----------
 
 
-@pytest.fixture
-def small(monkeypatch):
-    """poisson with few points and a small net: a 1-epoch solve takes about a second."""
-    original = problems.get
-
-    def get(name):
-        p = original(name)
-        p.defaults = {**p.defaults, "n_interior": 32, "n_boundary": 16}
-        p.width, p.depth = 6, 1
-        return p
-
-    monkeypatch.setattr(problems, "get", get)
-
-
 def solve(capsys, out, *extra):
     argv = ["solve", "poisson", "--out", str(out), "--no-progress", "--no-plots"]
     return run(capsys, *argv, "--epochs", "1", *extra)

@@ -37,20 +37,6 @@ def one_line(err: str) -> str:
 
 
 @pytest.fixture
-def small(monkeypatch):
-    """poisson with few points and a small net (as in test_cli.py)."""
-    original = problems.get
-
-    def get(name):
-        p = original(name)
-        p.defaults = {**p.defaults, "n_interior": 32, "n_boundary": 16}
-        p.width, p.depth = 6, 1
-        return p
-
-    monkeypatch.setattr(problems, "get", get)
-
-
-@pytest.fixture
 def done(small, capsys, tmp_path):
     """A finished two-epoch poisson run (small points), seed 1."""
     out = tmp_path / "run"

@@ -166,8 +166,8 @@ def _add_setup_options(s: argparse.ArgumentParser, d: Any, own: str) -> None:
         "--resample-every",
         type=int,
         metavar="N",
-        help="redraw the points every N epochs; pointwise multipliers reset at each draw; 0: "
-        "never (default: the problem's; one draw if it sets none)",
+        help="redraw the points every N epochs; pointwise multipliers reset at each draw "
+        "(default: one draw)",
     )
     s.add_argument(
         "--resample-keep-optimizer",

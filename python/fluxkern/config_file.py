@@ -139,10 +139,7 @@ def to_toml(problem: Any, opts: Any, sources: dict[str, str], out: str) -> str:
     for key, val in vars(opts).items():
         if key in ("out", "resume") or isinstance(val, dict):  # the tables come after
             continue
-        if val is None and key == "resample_every":  # 0, not unset: a problem's may redraw
-            source = sources.get(key, "default").replace("\n", " ")
-            lines.append(f"resample_every = 0  # no redraws; {source}")
-        elif val is None:
+        if val is None:
             lines.append(f"# {key}: {notes.get(key, 'not set')}")
         else:
             source = sources.get(key, "default").replace("\n", " ")

@@ -64,8 +64,7 @@ class SolveOptions:
             parameters ({"beta": 40.0}) by name.
         resample_every: Redraw the points every N epochs (:class:`fluxkern.training.Resample`:
             deterministic draws, pointwise multipliers reset at each), or None to keep the first
-            draw (0 given to make_options, a config or --resample-every: None, also where the
-            problem's defaults redraw).
+            draw.
         resample_keep_optimizer: Keep the optimizer's state (L-BFGS pairs, Adam moments)
             across a redraw instead of resetting it.
         out: Output folder, or None for no files.
@@ -227,8 +226,7 @@ def option_names() -> list[str]:
 def make_options(problem: Problem, overrides: dict[str, Any]) -> SolveOptions:
     """The problem's defaults (those that are options), then the overrides, validated.
 
-    The overrides' points and problem_options are merged over the problem's; resample_every 0
-    turns the problem's redraws off; the problem's
+    The overrides' points and problem_options are merged over the problem's; the problem's
     optimizer_options (then_optimizer_options) are dropped when the overrides name another
     optimizer (then_optimizer) without options of their own.
 
@@ -260,10 +258,6 @@ def make_options(problem: Problem, overrides: dict[str, Any]) -> SolveOptions:
         if k in ("points", "problem_options") and isinstance(v, dict):
             v = {**merged.get(k, {}), **v}  # the caller's counts and options over the problem's
         merged[k] = v
-    if given.get("resample_every") == 0 and not isinstance(given["resample_every"], bool):
-        merged["resample_every"] = None  # 0: no redraws, also where the problem sets them
-        if "resample_keep_optimizer" not in given:
-            merged["resample_keep_optimizer"] = False
     opts = SolveOptions(**merged)
     opts.validate()
     return opts

@@ -89,16 +89,11 @@ def pinn_loss(model: nn.Module, pts: Points) -> Callable[[], Tensor]:
 # The setup of the committed result (results/composite_heat/flux, docs/results.md): ssbroyden
 # with the scale-free tests, the squared initial condition (ssbroyden diverges with the signed
 # one) and four times the points; the method's own settings stay in the defaults' other keys.
-# And the points redrawn every 25 epochs (optimizer state kept), which the committed seed-0 run
-# did not do: without, seed 2 of 0-4 over-fits its points (u 2.8e-2 at 300 s); with, all five
-# reach the reference (14-34 s) and hold it to 300 s (bench/results/seeds_resample).
 BEST_KNOWN = {
     "optimizer": "ssbroyden",
     "optimizer_options": dict(SCALE_FREE),
     "points": {"n_interior": 8112, "n_side": 1024, "n_initial": 1024},
     "problem_options": {"ic_form": "squared"},
-    "resample_every": 25,
-    "resample_keep_optimizer": True,
 }
 
 problem = declare(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -130,10 +131,16 @@ def fluxkern_child(name: str, eval_path: str, budget: float, interval: float) ->
         return trace.step(epoch, opts.optimizer)
 
     res = solver.solve(prob, callback=callback, epochs=10**9, progress=False, plots=False)
+    try:  # after the clock: diagnostics only
+        between = between_points(prob, state["model"])
+    except Exception as exc:  # noqa: BLE001 -- a diagnostic must not lose the run
+        between = {"error": f"{type(exc).__name__}: {exc}"}
     return {
         **trace.as_dict(),
+        "between_points": between,
         "contender": "fluxkern",
         "epochs": res["epochs"],
+        "optimizer_class": res.get("optimizer_class"),  # what "auto" resolved to
         "final_loss": res.get("final_loss"),
         "defaults": {
             "optimizer": opts.optimizer,
@@ -151,6 +158,28 @@ def fluxkern_child(name: str, eval_path: str, budget: float, interval: float) ->
         "torch_threads": torch.get_num_threads(),
         "wall_s": round(time.perf_counter() - trace.clock.start, 2),
     }
+
+
+def between_points(prob: Any, model: Any, fresh_seed: int = 12345) -> dict[str, Any]:
+    """RMS of every block's residual at the run's own points (seed 0, what solve trained on)
+    and at a fresh draw: a block much larger between the points than at them is over-fitted
+    (e.g. a flux output that leaves the derivative it stands for at a front)."""
+    import torch
+
+    import fluxkern as fk
+
+    out: dict[str, dict[str, float]] = {}
+    for label, seed in (("train", 0), ("fresh", fresh_seed)):
+        for block in prob.flux_terms(seed, torch.float64, torch.device("cpu")):
+            x = block.points
+            with torch.no_grad():
+                y, jac = fk.jet(model, x)
+            e = torch.stack([ex.evaluate(block.data, y, jac, x) for ex in block.exprs], 1)
+            r = e[: block.n] - e[block.n :] if block.paired else e
+            out.setdefault(block.name, {})[label] = float(r.pow(2).mean().sqrt())
+    for row in out.values():
+        row["fresh/train"] = row["fresh"] / row["train"] if row["train"] > 0 else float("inf")
+    return out
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -300,7 +329,8 @@ def markdown(payload: dict[str, Any]) -> str:
         f"({payload['date']})",
         "",
         f"Machine: {m['cpu']}, {m['cores']} cores; Python {m['python']}; fluxkern "
-        f"{m['fluxkern']} (torch {m['torch']}) at commit {m['commit'][:10]}"
+        f"{m['fluxkern']} (torch {m['torch']}) at commit {m['commit'][:10]} at the start of the "
+        "latest run"
         + (f" with {len(m['modified'])} modified files in the shared tree" if m["modified"] else "")
         + f"; DeepXDE {m.get('deepxde') or '?'} (torch {m.get('deepxde_torch') or '?'}).",
         "",
@@ -352,12 +382,60 @@ def markdown(payload: dict[str, Any]) -> str:
         ]
         if fields:
             lines += ["", "DeepXDE's per-field errors at the end: " + "; ".join(fields)]
+        lines += _diagnostics(run)
         if run.get("note"):
             lines += ["", run["note"]]
     lines += _combined(payload)
     if payload.get("note"):
         lines += ["", payload["note"]]
     return "\n".join(lines) + "\n"
+
+
+def _diagnostics(run: dict[str, Any]) -> list[str]:
+    """Where the time went and what limited fluxkern: CPU seconds each side got (of the wall
+    budget, on a shared machine), fluxkern's epoch rate, its error at half the budget against
+    the end (a stall shows as no gain), and the worst block residual between the points."""
+    rows = []
+    for name, r in run["problems"].items():
+        f, d = r["fluxkern"], r["deepxde"]
+        if "times_s" not in f:
+            continue
+        half = uc.error_at(f, r["budget_s"] / 2)
+        end = uc.error_at(f, None)
+        cpu = [(x.get("cpu_s") or [None])[-1] for x in (f, d)]
+        bp = f.get("between_points") or {}
+        worst = max(
+            ((k, v) for k, v in bp.items() if isinstance(v, dict)),
+            key=lambda kv: kv[1]["fresh/train"],
+            default=None,
+        )
+        opt = f.get("optimizer_class") or f.get("optimizer_resolved") or "-"
+        rows.append(
+            f"| {name} | {opt} | {f.get('epochs', '-')} | "
+            f"{end['time_s'] / max(f.get('epochs') or 1, 1):.2f} | "
+            + " / ".join("-" if c is None else f"{c:.0f}" for c in cpu)
+            + f" | {half['error'] if half else math.nan:.2e} -> {end['error']:.2e} | "
+            + (
+                f"{worst[0]}: {worst[1]['train']:.1e} at the points, {worst[1]['fresh']:.1e} "
+                f"between (x{worst[1]['fresh/train']:.2g})"
+                if worst
+                else "-"
+            )
+            + " |"
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        "fluxkern diagnostics (CPU s: what each process got of the wall budget, checks left out; "
+        "between the points: RMS of fluxkern's worst block at its training points and at a "
+        "fresh draw, after the run):",
+        "",
+        "| problem | optimizer | epochs | wall s per epoch | CPU s fluxkern / DeepXDE | error at "
+        "half the budget -> end | worst block between the points |",
+        "|" + "---|" * 7,
+        *rows,
+    ]
 
 
 def _combined(payload: dict[str, Any]) -> list[str]:
@@ -396,7 +474,7 @@ def _combined(payload: dict[str, Any]) -> list[str]:
 def _git(*args: str) -> str:
     try:
         p = subprocess.run(["git", "-C", ROOT, *args], capture_output=True, text=True, timeout=20)
-        return p.stdout.strip() if p.returncode == 0 else ""
+        return p.stdout.rstrip() if p.returncode == 0 else ""  # porcelain lines start with " "
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -420,7 +498,7 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "fluxkern": fk.__version__,
         "backends": fk.backends(),
-        "commit": _git("rev-parse", "HEAD") or "unknown",
+        "commit": _git("rev-parse", "HEAD").strip() or "unknown",
         "modified": [ln[3:] for ln in _git("status", "--porcelain", "-uno").splitlines()],
     }
     dx = deepxde_python()
@@ -495,7 +573,8 @@ def main(argv: list[str] | None = None, summary: bool = False) -> Any:
     key = f"{budget:g}s"
     command = "python bench/users.py " + " ".join(argv if argv is not None else sys.argv[1:])
     run = payload["runs"].get(key, {})
-    run.update(command=command.strip(), interval_s=interval)
+    run.update(command=command.strip(), interval_s=interval, machine=info)
+    run["started"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     run.setdefault("problems", {})
     if a.note:
         run["note"] = a.note

@@ -276,3 +276,17 @@ def test_summary_verdict_and_markdown(tmp_path):
     text = users.markdown(payload)
     assert "| wave | 1.00e-01 (59 s) | 2.00e-01 (59 s) |" in text and "met (x0.1)" in text
     json.dumps(payload)
+    # a short run: no check before half the budget; the diagnostics still render
+    short = {"budget_s": 5.0, "fluxkern": {**trace([1, 0.5, 0.4, 0.3]), "times_s": [3, 4, 5, 6],
+             "epochs": 4, "cpu_s": [1, 2, 3, 4], "optimizer_class": "LBFGS",
+             "between_points": {"pde": {"train": 1.0, "fresh": 2.0, "fresh/train": 2.0}}},
+             "deepxde": trace([1, 1, 1, 1])}  # fmt: skip
+    short |= {"meta": meta, "summary": users.summarise(short), "load_average_before": 1,
+              "load_average_after": 1}  # fmt: skip
+    short["verdict"] = users.verdict(short["summary"])
+    payload["runs"] = {"5s": {"command": "q", "problems": {"wave": short}}}
+    text = users.markdown(payload)
+    assert (
+        "| wave | LBFGS | 4 |" in text
+        and "pde: 1.0e+00 at the points, 2.0e+00 between (x2)" in text
+    )

@@ -312,6 +312,13 @@ def _fmt(e: dict[str, Any] | None) -> str:
     return f"{e['error']:.2e} ({e['time_s']:.0f} s)"
 
 
+def _run_order(item: tuple[str, Any]) -> tuple[float, str]:
+    """Runs by budget ("60s", "300s", "300s-..." for a rerun), then by name."""
+    key = item[0]
+    digits = "".join(c for c in key.split("s")[0] if c.isdigit() or c == ".")
+    return (float(digits) if digits else math.inf, key)
+
+
 def _cell(side: dict[str, Any], mark: str) -> str:
     return side["failed"][:60] if "failed" in side else _fmt(side.get(mark))
 
@@ -339,7 +346,7 @@ def markdown(payload: dict[str, Any]) -> str:
         "from the clock). Bar (issue 27): fluxkern at 300 s <= DeepXDE at 300 s / 10, and "
         "fluxkern at 60 s <= DeepXDE at 60 s.",
     ]
-    for key, run in sorted(payload["runs"].items(), key=lambda kv: float(kv[0].rstrip("s"))):
+    for key, run in sorted(payload["runs"].items(), key=_run_order):
         lines += ["", f"## budget {key}", "", f"Command: `{run['command']}`", ""]
         head = (
             "| problem | fluxkern 60 s | DeepXDE 60 s | fluxkern 300 s | DeepXDE 300 s | "

@@ -308,3 +308,29 @@ def test_update_matches_the_formula(cls, scaled):
         assert rel_err(got, want) < 1e-13
         assert rel_err(out, want @ g_new) < 1e-13
         assert rel_err(got @ y, s) < 1e-12  # the secant condition
+
+
+def test_state_dict_rounds_a_large_h_to_float32_and_keeps_the_live_one():
+    """Above CHECKPOINT_FLOAT64_LIMIT parameters a checkpoint holds H in float32 (half the
+    bytes); the optimizer's own H stays float64 and a loaded float32 H becomes float64."""
+    from fluxkern.optim.quasi_newton import CHECKPOINT_FLOAT64_LIMIT
+
+    for n, want in ((CHECKPOINT_FLOAT64_LIMIT, torch.float64), (2600, torch.float32)):
+        w = torch.nn.Parameter(torch.linspace(-1.0, 1.0, n, dtype=torch.float64))
+        opt = SSBroyden([w], max_iter=2)
+
+        def closure(opt=opt, w=w):
+            opt.zero_grad()
+            loss = ((w - 0.3) ** 2).sum() + (w**4).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        saved = opt.state_dict()
+        (state,) = saved["state"].values()
+        assert state["H"].dtype == want and state["H"].shape == (n, n)
+        assert opt.state[w]["H"].dtype == torch.float64
+        fresh = SSBroyden([w], max_iter=2)
+        fresh.load_state_dict(saved)
+        assert fresh.state[w]["H"].dtype == torch.float64
+        assert torch.equal(fresh.state[w]["H"], state["H"].double())

@@ -32,10 +32,12 @@ SCALE_FREE: Mapping[str, float] = {
     "tolerance_change": 0.0,
 }
 #: "auto" takes the dense ssbroyden up to this many parameters: its O(P^2) update is cheap
-#: beside the loss there (helmholtz 2,043, cavity 2,224, composite_heat 1,342 parameters),
-#: and costs more than L-BFGS gains at convection's 8,004 (docs/optimizers.md); its float64
-#: matrix, in every checkpoint, stays under 50 MB (8 P^2 bytes).
-AUTO_DENSE_LIMIT = 2500
+#: beside the loss there (helmholtz 2,043, cavity 2,224, composite_heat 1,342 parameters; the
+#: users' examples' 32-wide nets, 3,330-3,428, where it beat L-BFGS 3-400x at equal time,
+#: bench/results/users-2026-12-07.md), and costs more than L-BFGS gains at convection's 8,004
+#: (docs/optimizers.md). A checkpoint holds its matrix in float64 up to 2500 parameters and in
+#: float32 above (64 MB at this limit; fluxkern.optim.quasi_newton).
+AUTO_DENSE_LIMIT = 4000
 
 _CLOSURE_KEYS = ("max_iter", "max_eval", "tolerance_grad", "tolerance_change", "curvature_eps")
 #: The keyword arguments of each optimizer that SolveOptions.optimizer_options may set.

@@ -50,9 +50,13 @@ from torch.optim import Optimizer
 from fluxkern.optim._flat import FlatParams, closure_defaults, keeps_pair
 from fluxkern.optim.lbfgs import _strong_wolfe_fn
 
-__all__ = ["MAX_PARAMETERS", "SSBFGS", "SSBroyden"]
+__all__ = ["CHECKPOINT_FLOAT64_LIMIT", "MAX_PARAMETERS", "SSBFGS", "SSBroyden"]
 
 MAX_PARAMETERS = 20000  # dense H [P, P] float64: 3.2 GB at the limit
+# state_dict() (what a checkpoint holds) keeps H in float64 up to this many parameters (50 MB)
+# and rounds it to float32 above (64 MB at 4000 parameters, "auto"'s limit); a resume there
+# continues from the rounded H, so it is no longer bitwise the uninterrupted run.
+CHECKPOINT_FLOAT64_LIMIT = 2500
 
 
 class _DenseQuasiNewton(FlatParams, Optimizer):
@@ -92,9 +96,19 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
                 "optimizer 'lbfgs' for larger networks"
             )
 
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state, with H rounded to float32 above
+        :data:`CHECKPOINT_FLOAT64_LIMIT` parameters (the live H stays float64)."""
+        sd = super().state_dict()
+        for key, st in list(sd["state"].items()):
+            hmat = st.get("H")
+            if hmat is not None and hmat.shape[0] > CHECKPOINT_FLOAT64_LIMIT:
+                sd["state"][key] = {**st, "H": hmat.to(torch.float32)}  # a copy: not the live one
+        return sd
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restores a saved state; H stays float64 (torch's loader would cast it to the
-        parameters' dtype)."""
+        """Restores a saved state; H becomes float64 again (torch's loader would cast it to
+        the parameters' dtype)."""
         saved = {k: v.get("H") for k, v in state_dict["state"].items()}
         super().load_state_dict(state_dict)
         for key, hmat in saved.items():

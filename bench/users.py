@@ -491,16 +491,12 @@ def machine() -> dict[str, Any]:
     import torch
 
     import fluxkern as fk
+    from fluxkern.solver import machine as fluxkern_machine
 
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    host = fluxkern_machine()
     info: dict[str, Any] = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
+        "cpu": host["cpu"],
+        "cores": host["cores"],
         "python": platform.python_version(),
         "torch": torch.__version__,
         "fluxkern": fk.__version__,

@@ -91,17 +91,7 @@ def test_missing_config_file(capsys, tmp_path):
     assert code == 2 and "No such file" in err
 
 
-def test_solve_writes_results(capsys, tmp_path, monkeypatch):
-    original = problems.get
-
-    def small(name):
-        p = original(name)
-        p.defaults = {**p.defaults, "n_interior": 32, "n_boundary": 16}
-        p.width, p.depth = 6, 1
-        return p
-
-    monkeypatch.setattr(problems, "get", small)
-
+def test_solve_writes_results(capsys, tmp_path, small):
     cfg = tmp_path / "c.toml"
     cfg.write_text("epochs = 2\nseed = 3\n[dual_options]\neta = 0.5\n")
     out = tmp_path / "run"

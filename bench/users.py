@@ -51,6 +51,7 @@ PROBLEMS = (
     "heat2d",
     "klein_gordon",
     "poisson3d",
+    "viscous_front",
 )
 QUICK_PROBLEMS = ("wave", "poisson3d")
 QUICK_BUDGET = 5.0

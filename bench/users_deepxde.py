@@ -126,6 +126,14 @@ def ac_initial(x):
     return x[:, 0:1] ** 2 * torch.cos(PI * x[:, 0:1])
 
 
+VF_NU = 0.01 / PI  # viscous_front: Burgers' viscosity and the frame's speed
+VF_SPEED = 0.5
+
+
+def vf_initial(x):
+    return VF_SPEED - torch.sin(PI * x[:, 0:1])
+
+
 # Points per problem: (num_domain, num_boundary, num_initial), as the examples' fk.Sample counts
 # (a periodic pair or a boundary point counts one each side).
 POINTS = {
@@ -137,6 +145,7 @@ POINTS = {
     "heat2d": (4096, 1024, 1024),
     "klein_gordon": (4096, 512, 512),
     "poisson3d": (4096, 1536, 0),
+    "viscous_front": (2560, 160, 160),
 }
 
 
@@ -162,9 +171,10 @@ def build(dde, name):
     def t0(x, _):
         return dde.utils.isclose(x[-1], 0)
 
-    if name in ("allen_cahn", "kdv", "wave", "klein_gordon"):
+    if name in ("allen_cahn", "kdv", "wave", "klein_gordon", "viscous_front"):
         space = {
             "allen_cahn": geo.Interval(-1, 1),
+            "viscous_front": geo.Interval(-1, 1),
             "kdv": geo.Interval(-8, 8),
             "wave": geo.Interval(0, 1),
             "klein_gordon": geo.Interval(0, 1),
@@ -182,6 +192,19 @@ def build(dde, name):
                 icbc.PeriodicBC(gt, 0, on_b, derivative_order=0),
                 icbc.PeriodicBC(gt, 0, on_b, derivative_order=1),
                 icbc.IC(gt, _np_fn(ac_initial), on_i),
+            ]
+        elif name == "viscous_front":  # DeepXDE's Burgers example, periodic, moving frame
+
+            def pde(x, y):
+                y_t = grad.jacobian(y, x, i=0, j=1)
+                y_x = grad.jacobian(y, x, i=0, j=0)
+                y_xx = grad.hessian(y, x, i=0, j=0)
+                return y_t + y * y_x - VF_NU * y_xx
+
+            bcs = [
+                icbc.PeriodicBC(gt, 0, on_b, derivative_order=0),
+                icbc.PeriodicBC(gt, 0, on_b, derivative_order=1),
+                icbc.IC(gt, _np_fn(vf_initial), on_i),
             ]
         elif name == "kdv":
 

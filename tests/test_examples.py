@@ -179,6 +179,8 @@ def test_deepxde_side_exact_solutions_match_the_examples():
         same(got, ex[f])
     x = pts([-1, 0], [1, 1])
     same(udx.ac_initial(x), _example_module("allen_cahn").initial(x[:, 0]))
+    same(udx.vf_initial(x), _example_module("viscous_front").initial(x[:, 0]))
+    assert udx.VF_NU == _example_module("viscous_front").NU
     # the same numbers of points as the examples draw
     for name, (nd, nb, ni) in udx.POINTS.items():
         sizes = {k: v.shape[0] for k, v in _point_counts(load(name)).items()}

@@ -175,6 +175,19 @@ def _add_setup_options(s: argparse.ArgumentParser, d: Any, own: str) -> None:
         help="with --resample-every: keep the optimizer's state across a draw (default: reset)",
     )
     s.add_argument(
+        "--resample-method",
+        choices=list(d.CHOICES["resample_method"]),
+        help="with --resample-every: uniform (the problem's own draw) or rad (the objective's "
+        "points drawn by residual from a dense candidate set) (default: uniform)",
+    )
+    s.add_argument(
+        "--resample-final",
+        type=float,
+        metavar="FRACTION",
+        help="with --resample-every: the last FRACTION of the run (epochs or --time-limit) on "
+        f"one fixed set of twice the points; 0: redraws to the end (default: {d.resample_final})",
+    )
+    s.add_argument(
         "--matmul-precision",
         choices=list(d.CHOICES["matmul_precision"]),
         help="float32 GEMMs of the fused ops on CUDA; no effect on CPU "
@@ -270,6 +283,8 @@ _COMMAND_LINE_OPTIONS = (
     "dual",
     "matmul_precision",
     "resample_every",
+    "resample_method",
+    "resample_final",
     "time_limit",
 )
 

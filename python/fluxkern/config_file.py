@@ -51,6 +51,8 @@ def load(path: str) -> dict[str, Any]:
         "problem_options": dict,
         "resample_every": int,
         "resample_keep_optimizer": bool,
+        "resample_method": str,
+        "resample_final": (int, float),
         "seed": int,
         "lr": (int, float),
         "optimizer": str,

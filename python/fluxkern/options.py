@@ -67,6 +67,13 @@ class SolveOptions:
             draw.
         resample_keep_optimizer: Keep the optimizer's state (L-BFGS pairs, Adam moments)
             across a redraw instead of resetting it.
+        resample_method: How the redraws draw the objective's points: "uniform" (the
+            problem's own draw) or "rad" (residual-based: from a dense candidate set, with
+            probability ~ |residual| / mean + 1; :mod:`fluxkern.training.rad`).
+        resample_final: With redraws (flux form): the part of the run, in [0, 1), trained at
+            the end on one fixed set of twice the points, not redrawn again, so that the answer
+            does not depend on the epoch the run stops at (of the epochs, or of time_limit,
+            whichever ends first; :class:`fluxkern.training.FinalPhase`); 0 redraws to the end.
         out: Output folder, or None for no files.
         resume: Continue from out/checkpoint.pt.
         progress: Show a progress line on stderr.
@@ -103,6 +110,8 @@ class SolveOptions:
     problem_options: dict[str, Any] = field(default_factory=dict)
     resample_every: int | None = None
     resample_keep_optimizer: bool = False
+    resample_method: str = "uniform"
+    resample_final: float = 0.1
     out: str | None = None
     resume: bool = False
     progress: bool = True
@@ -119,6 +128,7 @@ class SolveOptions:
         "formulation": ("flux", "pinn"),
         "dual": ("rmsprop", "pecann", "capu"),
         "matmul_precision": MATMUL_PRECISIONS,
+        "resample_method": ("uniform", "rad"),
     }
 
     def validate(self) -> None:
@@ -152,6 +162,7 @@ class SolveOptions:
                 "resample_keep_optimizer needs resample_every (it keeps the optimizer's state "
                 "across a redraw of the points)"
             )
+        self._validate_resample()
         lr = self.lr
         if lr is not None and not (_number(lr) and 0 < lr < float("inf")):
             raise ValueError(f"lr must be a positive number; got {lr!r}")
@@ -188,6 +199,19 @@ class SolveOptions:
                 "gauss_newton evaluates the loss itself and does not all-reduce it: not with "
                 "distributed training; use lbfgs or ssbroyden"
             )
+
+    def _validate_resample(self) -> None:
+        """resample_method and resample_final, and what they need."""
+        final = self.resample_final
+        number = isinstance(final, (int, float)) and not isinstance(final, bool)
+        if not (number and 0 <= final < 1):
+            raise ValueError(f"resample_final must be a fraction in [0, 1); got {final!r}")
+        if self.resample_method == "rad" and self.resample_every is None:
+            raise ValueError(
+                "resample_method 'rad' needs resample_every (it decides how each redraw draws)"
+            )
+        if self.resample_method == "rad" and self.formulation != "flux":
+            raise ValueError("resample_method 'rad' weighs the flux form's residuals: flux only")
 
     def _validate_problem_settings(self) -> None:
         """points: names to non-negative integers; problem_options: a dict by name."""

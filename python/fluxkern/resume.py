@@ -43,6 +43,8 @@ IDENTITY_OPTIONS = (
     "dual_options",
     "resample_every",
     "resample_keep_optimizer",
+    "resample_method",
+    "resample_final",
 )
 
 # Options a resume may change; they take effect in the resumed run and are recorded.

@@ -46,6 +46,7 @@ from fluxkern.training import (
     Callback,
     Checkpoint,
     EpochFunction,
+    FinalPhase,
     History,
     NonFiniteLossError,
     Progress,
@@ -163,13 +164,25 @@ def solve(
     if opts.time_limit is not None:
         extra.insert(0, TimeBudget(opts.time_limit))
     if opts.resample_every is not None:
-        extra.insert(
-            0, Resample(opts.resample_every, reset_optimizer=not opts.resample_keep_optimizer)
-        )
+        extra.insert(0, _resample(opts))
     if callback is not None:
         extra.append(EpochFunction(callback))
     with matmul_precision(opts.matmul_precision):
         return _run(problem, opts, extra)
+
+
+def _resample(opts: SolveOptions) -> Resample:
+    """The redraws of a run with resample_every: their method and final phase."""
+    assert opts.resample_every is not None
+    final = None
+    if opts.resample_final > 0 and opts.formulation == "flux":
+        final = FinalPhase(opts.resample_final, 2, opts.time_limit)
+    return Resample(
+        opts.resample_every,
+        reset_optimizer=not opts.resample_keep_optimizer,
+        method=opts.resample_method,
+        final=final,
+    )
 
 
 def make_trainer(problem: Problem, opts: SolveOptions) -> Trainer:
@@ -239,6 +252,7 @@ def _resume(
     problem: Problem,
     opts: SolveOptions,
     switch: SwitchOptimizer | None,
+    callbacks: Sequence[Callback] = (),
 ) -> dict[str, Any]:
     """Loads out/checkpoint.pt into the trainer (with the second optimizer if it was saved
     after the switch), keeping this run's learning rate; the writing process reads and checks
@@ -268,6 +282,9 @@ def _resume(
     if ck.get("switched_at") is not None:
         assert switch is not None
         trainer.set_optimizer(switch.make(trainer))
+    for cb in callbacks:  # a final phase's denser set first: its multipliers are saved on it
+        if isinstance(cb, Resample):
+            cb.before_load(trainer, ck.get("extra") or {})
     load_trainer_state(trainer, ck, path)
     return ck.get("options") or {}
 
@@ -355,7 +372,7 @@ def _run(problem: Problem, opts: SolveOptions, callbacks: list[Callback]) -> dic
         )
         resumed: dict[str, Any] = {}
         if opts.resume:
-            saved = _resume(ctx, trainer, ckpt.path, problem, opts, switch)
+            saved = _resume(ctx, trainer, ckpt.path, problem, opts, switch, callbacks)
             ckpt.last_epoch = trainer.epoch
             changed = changed_options(saved, dataclasses.asdict(opts))
             resumed = {"from_epoch": trainer.epoch, "changed_options": changed}
@@ -458,6 +475,9 @@ def _results(
         "problem_options": dict(opts.problem_options),
         "resample_every": opts.resample_every,
         "resample_keep_optimizer": opts.resample_keep_optimizer,
+        "resample_method": opts.resample_method,
+        "resample_final": opts.resample_final,
+        "resample_final_from": (trainer.extra_state.get("resample") or {}).get("final_from"),
         "dtype": opts.dtype,
         "device": opts.device,
         "backend": al.backend if al is not None else "torch autograd (PINN)",

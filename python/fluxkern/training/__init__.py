@@ -19,7 +19,9 @@ from fluxkern.training.callbacks import (
     StopTraining,
     TimeBudget,
 )
+from fluxkern.training.final_phase import FinalPhase
 from fluxkern.training.history import EpochRecord, History
+from fluxkern.training.rad import RadSettings
 from fluxkern.training.resample import Resample
 from fluxkern.training.switch import SwitchOptimizer
 from fluxkern.training.trainer import NonFiniteLossError, Trainer
@@ -32,9 +34,11 @@ __all__ = [
     "EarlyStopping",
     "EpochFunction",
     "EpochRecord",
+    "FinalPhase",
     "History",
     "NonFiniteLossError",
     "Progress",
+    "RadSettings",
     "Resample",
     "StopTraining",
     "SwitchOptimizer",

@@ -59,6 +59,9 @@ class Trainer:
         stop_reason: Why (a StopTraining message or the callback's class name), or None.
         switched_at: The epoch after which :meth:`set_optimizer` replaced the optimizer (e.g.
             by :class:`fluxkern.training.SwitchOptimizer`), or None; kept in checkpoints.
+        extra_state: State of callbacks that a resume needs (plain data and tensors by the
+            callback's key, e.g. the rows a residual-based redraw picked); kept in
+            checkpoints.
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class Trainer:
         self.params = list(model.parameters())
         self.uses_closure = _steps_with_closure(optimizer)
         self.switched_at: int | None = None
+        self.extra_state: dict[str, Any] = {}
         self.history = History()
         self.epoch, self.target_epochs, self.current_epoch = 0, 0, 1
         self.stopped, self.stop_reason = False, None
@@ -249,6 +253,7 @@ class Trainer:
             "history": self.history.to_dict(),
             "rng": torch.get_rng_state(),
             "switched_at": self.switched_at,
+            "extra": dict(self.extra_state),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -269,6 +274,7 @@ class Trainer:
         self.history = History.from_dict(state["history"])
         self.epoch, self.elapsed_before = state["epoch"], state["elapsed_s"]
         self.switched_at = state.get("switched_at")
+        self.extra_state = dict(state.get("extra") or {})
         torch.set_rng_state(state["rng"])
 
 

@@ -34,6 +34,7 @@ from fluxkern.blocks import Block, BoundBlock, Objective
 from fluxkern.nn import mlp_spec
 from fluxkern.training.callbacks import Callback, Progress
 from fluxkern.training.history import EpochRecord
+from fluxkern.training.point_blocks import concat_blocks, same_points, take_rows
 from fluxkern.training.trainer import Trainer
 
 __all__ = [
@@ -415,7 +416,7 @@ def _fresh_blocks(
     first max_points points.
     """
     first = [b for b in draw(seed) if b.name in train]
-    same = tuple(b.name for b in first if _same_points(train[b.name].x, b.points))
+    same = tuple(b.name for b in first if same_points(train[b.name].x, b.points))
     parts = {b.name: [b] for b in first if b.name not in same}
     if parts and sizes.min_points is not None:
         smallest = max(1, min(p[0].n for p in parts.values()))
@@ -428,46 +429,12 @@ def _fresh_blocks(
                     parts[b.name].append(b)
     fresh = []
     for blocks in parts.values():
-        block = _concat(blocks)
+        block = concat_blocks(blocks)
         if sizes.max_points is not None:
-            block = _head(block, sizes.max_points)
+            if block.n > sizes.max_points:
+                block = take_rows(block, torch.arange(sizes.max_points))
         fresh.append(block.bind(*how))
     return fresh, same
-
-
-def _concat(blocks: list[Block]) -> Block:
-    """One block on the points (pairs) and data of several draws of it."""
-    if len(blocks) == 1:
-        return blocks[0]
-    first = blocks[0]
-
-    def rows(get: Callable[[Block], Tensor]) -> Tensor:
-        if not first.paired:
-            return torch.cat([get(b) for b in blocks])
-        a = [get(b)[: b.n] for b in blocks]
-        return torch.cat(a + [get(b)[b.n :] for b in blocks])
-
-    whole = copy.copy(first)
-    whole.points = rows(lambda b: b.points)
-    whole.data = {k: rows(lambda b, k=k: b.data[k]) for k in first.data}
-    whole.n = whole.n_global = sum(b.n for b in blocks)
-    return whole
-
-
-def _head(block: Block, n: int) -> Block:
-    """The block on its first n points (pairs) and their data; the block itself when smaller."""
-    if block.n <= n:
-        return block
-    total = block.n
-
-    def rows(t: Tensor) -> Tensor:
-        return torch.cat([t[:n], t[total : total + n]]) if block.paired else t[:n]
-
-    part = copy.copy(block)
-    part.points = rows(block.points)
-    part.data = {k: rows(v) for k, v in block.data.items()}
-    part.n = part.n_global = n
-    return part
 
 
 def redrawable(problem: Any) -> Any:
@@ -488,12 +455,6 @@ def redrawable(problem: Any) -> Any:
         k: dataclasses.replace(v, method="sobol") if k in grids else v for k, v in specs.items()
     }
     return variant
-
-
-def _same_points(a: Tensor, b: Tensor) -> bool:
-    if a.shape != b.shape:
-        return False
-    return bool(torch.equal(a, b.to(dtype=a.dtype, device=a.device)))
 
 
 @contextmanager

@@ -18,12 +18,13 @@ TORCH_LIBRARY(fluxkern, m) {
       "Tensor[] grad_biases)");
   // The augmented-Lagrangian loss of the blocks on one point set: its value, C [N, R] for the
   // dual update, and the gradient of the value with respect to every weight and bias (eager,
-  // DESIGN.md section 4). squared [R] and red [R] (1/N or 1) are per residual.
+  // DESIGN.md section 4). squared [R] and red [R] (1/N or 1) are per residual. With coef_grad,
+  // grad_coef [M] is dL/dcoef (trainable unknowns in the coefficients), else it is empty [0].
   m.def(
       "block_loss(Tensor x, Tensor shift, Tensor scale, Tensor[] weights, Tensor[] biases, "
       "str activation, Tensor cols, Tensor table, Tensor coef, Tensor lam, Tensor mu, "
-      "Tensor squared, Tensor red, int n_res, bool paired) -> (Tensor loss, Tensor C, "
-      "Tensor[] grad_weights, Tensor[] grad_biases)");
+      "Tensor squared, Tensor red, int n_res, bool paired, bool coef_grad=False) -> "
+      "(Tensor loss, Tensor C, Tensor[] grad_weights, Tensor[] grad_biases, Tensor grad_coef)");
   // The L-BFGS search direction -H grad by the two-loop recursion over a ring of curvature pairs
   // (s, y [H, P], rho [H]; pair i of count, oldest first, in row (start + i) % H), on the pairs'
   // Gram matrices sy, yy [H, H], whose row and column new_row (a newly stored pair, or -1) it

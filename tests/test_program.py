@@ -96,7 +96,7 @@ def test_op_args_round_trip_without_the_extension():
     lam, mu = torch.ones(12, 4, dtype=F64), torch.ones(4, dtype=F64)
     shift, scale, w, b = (torch.zeros(2, dtype=F64) for _ in range(4))  # stand-ins
     args = prog.op_args(x, MlpSpec(shift, scale, (w,), (b,), "tanh"), lam, mu)
-    assert len(args) == 15 and isinstance(args[3], list) and isinstance(args[4], list)
+    assert len(args) == 16 and isinstance(args[3], list) and isinstance(args[4], list)
     back, x2, net, lam2, mu2 = split_op_args(args)
     assert x2 is x and net.shift is shift and net.scale is scale and lam2 is lam and mu2 is mu
     assert net.weights[0] is w and net.biases[0] is b and net.activation == "tanh"

@@ -317,6 +317,7 @@ void run_tile(const TilePlan& pl, const T* shift, const T* scale, const T* pk,
   T* jbar = sc + pl.jbar;  // [P, m, nt]
   LossSpec<T> spec = blk.loss;
   spec.lam += p0 * spec.lam_stride;
+  if (spec.gcoef != nullptr) spec.gcoef += p0 * blk.table.n_mono;  // [n, M] rows of the tile
   T r_s[kMaxResiduals];
   T g_s[kMaxResiduals];
   for (int64_t q = 0; q < np; ++q) {

@@ -48,15 +48,19 @@ FK_HD void residuals_at(const MonomialTable<T>& t, const T* y, const T* jac, con
 }
 
 // ybar [m] and jbar [m * d] += sign * sum_i g_i dr_i/d(y, J) at one point, by the product rule.
+// gcoef [M] (null: not wanted) += sign * g_i * (monomial k without its coefficient), i.e. the
+// point's share of dL/dcoef_k.
 template <typename T>
 FK_HD void residuals_backward_at(const MonomialTable<T>& t, const T* y, const T* jac, const T* cols,
-                                 const T* g, T sign, T* ybar, T* jbar) {
+                                 const T* g, T sign, T* ybar, T* jbar, T* gcoef = nullptr) {
   for (int64_t k = 0; k < t.n_mono; ++k) {
     const int32_t* ix = t.index + k * kMonoCols;
-    const T base = sign * g[ix[0]] * t.coef[k] * (ix[1] < 0 ? T(1) : cols[ix[1]]);
+    const T unit = sign * g[ix[0]] * (ix[1] < 0 ? T(1) : cols[ix[1]]);
+    const T base = unit * t.coef[k];
     const T f1 = field_value(ix[2], t.m, y, jac);
     const T f2 = field_value(ix[3], t.m, y, jac);
     const T f3 = field_value(ix[4], t.m, y, jac);
+    if (gcoef != nullptr) gcoef[k] += unit * f1 * f2 * f3;
     const T partial[3] = {base * f2 * f3, base * f1 * f3, base * f1 * f2};
     for (int q = 0; q < 3; ++q) {
       const int32_t f = ix[2 + q];
@@ -80,6 +84,9 @@ struct LossSpec {
   const T* mu;         // [R]
   const T* squared;    // [R], 1 or 0
   const T* red;        // [R]
+  // out [N, M] or null: row p gets sum_i dL/dr_i(p) dr_i(p)/dcoef_k, the point's share of the
+  // coefficient gradient (the caller sums the rows: no atomics, deterministic)
+  T* gcoef = nullptr;
 };
 
 // Point p: C_i into c [R], the loss contribution returned, g_i = dL/dr_i into g [R].
@@ -100,7 +107,8 @@ FK_HD T loss_at(const LossSpec<T>& s, int64_t p, int64_t n_res, const T* r, T* c
 
 // The whole fused step at point p of a block of n points (n pairs when `paired`: rows p and p + n
 // are the two sides, r = e(row p) - e(row p + n)): C [n, R] and loss_p [n] at p, and dl/dy, dl/dJ
-// written for the point's rows of ybar [P, m] and jbar [P, m, d]. r and g are scratch [R].
+// written for the point's rows of ybar [P, m] and jbar [P, m, d] (and row p of loss.gcoef
+// [n, M] when set). r and g are scratch [R].
 template <typename T>
 FK_HD void residual_loss_point(const MonomialTable<T>& t, const LossSpec<T>& loss, int64_t n,
                                bool paired, int64_t p, const T* y, const T* jac, const T* cols,
@@ -114,6 +122,10 @@ FK_HD void residual_loss_point(const MonomialTable<T>& t, const LossSpec<T>& los
     residuals_at(t, y + q * m, jac + q * md, cols + q * k, s == 0 ? T(1) : T(-1), r);
   }
   loss_p[p] = loss_at(loss, p, t.n_res, r, c + p * t.n_res, g);
+  T* gc = loss.gcoef == nullptr ? nullptr : loss.gcoef + p * t.n_mono;  // [M]
+  if (gc != nullptr) {
+    for (int64_t k2 = 0; k2 < t.n_mono; ++k2) gc[k2] = T(0);
+  }
   for (int s = 0; s < sides; ++s) {
     const int64_t q = rows[s];
     T* yb = ybar + q * m;   // [m]
@@ -121,7 +133,7 @@ FK_HD void residual_loss_point(const MonomialTable<T>& t, const LossSpec<T>& los
     for (int64_t o = 0; o < m; ++o) yb[o] = T(0);
     for (int64_t o = 0; o < md; ++o) jb[o] = T(0);
     residuals_backward_at(t, y + q * m, jac + q * md, cols + q * k, g, s == 0 ? T(1) : T(-1), yb,
-                          jb);
+                          jb, gc);
   }
 }
 

@@ -34,6 +34,7 @@ struct ResidualLossStep {
   at::Tensor loss_p;   // out [N]: each point's loss contribution
   at::Tensor ybar;     // out [P, m]: dL/dy, every row written
   at::Tensor jbar;     // out [P, m, d]: dL/dJ, every row written
+  at::Tensor gcoef;    // out [N, M] when the coefficient gradient is asked for, else undefined
 };
 
 // The raw-pointer views of a step that the kernels take (shared by the CPU and CUDA glue).
@@ -50,13 +51,15 @@ MonomialTable<T> monomial_table(const ResidualLossStep& st) {
 
 template <typename T>
 LossSpec<T> loss_spec(const ResidualLossStep& st) {
-  return LossSpec<T>{st.lam.data_ptr<T>(), st.lam.dim() == 2 ? st.n_res : 0, st.mu.data_ptr<T>(),
-                     st.squared.data_ptr<T>(), st.red.data_ptr<T>()};
+  return LossSpec<T>{st.lam.data_ptr<T>(), st.lam.dim() == 2 ? st.n_res : 0,
+                     st.mu.data_ptr<T>(),  st.squared.data_ptr<T>(),
+                     st.red.data_ptr<T>(), st.gcoef.defined() ? st.gcoef.data_ptr<T>() : nullptr};
 }
 
-// What the op returns: loss (a scalar), C [N, R], and the loss's weight and bias gradients.
-using BlockLossResult =
-    std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>>;
+// What the op returns: loss (a scalar), C [N, R], the loss's weight and bias gradients, and its
+// coefficient gradient dL/dcoef [M] (empty [0] unless asked for with coef_grad).
+using BlockLossResult = std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>,
+                                   std::vector<at::Tensor>, at::Tensor>;
 
 // The device-specific part of the op: the per-point residual + loss kernel. Everything else
 // (checks, jet, loss = sum of loss_p, jet backward) is the device-independent glue.
@@ -72,6 +75,9 @@ struct LossDevice {
                                                 const ResidualLossStep& step);
 };
 
+// dL/dcoef [M] of a step (the sum of its gcoef rows), or an empty [0] when it was not asked for.
+at::Tensor coef_gradient(const ResidualLossStep& step);
+
 const LossDevice& cpu_loss_device();
 #if defined(FLUXKERN_WITH_CUDA)
 const LossDevice& cuda_loss_device();
@@ -81,27 +87,30 @@ const LossDevice& cuda_loss_device();
 // the block, every tensor on x's device of type `device_type`), the jet forward with `jet_dev`,
 // the residual step of `loss_dev`, loss = sum of the per-point losses, the jet backward. The
 // entry points add what is device-specific (device guard).
-std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> block_loss_on(
+BlockLossResult block_loss_on(
     const JetDevice& jet_dev, const LossDevice& loss_dev, c10::DeviceType device_type,
     const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, at::TensorList weights,
     at::TensorList biases, c10::string_view activation, const at::Tensor& cols,
     const at::Tensor& table, const at::Tensor& coef, const at::Tensor& lam, const at::Tensor& mu,
-    const at::Tensor& squared, const at::Tensor& red, int64_t n_res, bool paired);
+    const at::Tensor& squared, const at::Tensor& red, int64_t n_res, bool paired, bool coef_grad);
 
 // Op entry points (schema in csrc/registration.cpp).
-std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> block_loss_cpu(
-    const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, at::TensorList weights,
-    at::TensorList biases, c10::string_view activation, const at::Tensor& cols,
-    const at::Tensor& table, const at::Tensor& coef, const at::Tensor& lam, const at::Tensor& mu,
-    const at::Tensor& squared, const at::Tensor& red, int64_t n_res, bool paired);
+BlockLossResult block_loss_cpu(const at::Tensor& x, const at::Tensor& shift,
+                               const at::Tensor& scale, at::TensorList weights,
+                               at::TensorList biases, c10::string_view activation,
+                               const at::Tensor& cols, const at::Tensor& table,
+                               const at::Tensor& coef, const at::Tensor& lam, const at::Tensor& mu,
+                               const at::Tensor& squared, const at::Tensor& red, int64_t n_res,
+                               bool paired, bool coef_grad);
 
 #if defined(FLUXKERN_WITH_CUDA)
-std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>>
-block_loss_cuda(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale,
-                at::TensorList weights, at::TensorList biases, c10::string_view activation,
-                const at::Tensor& cols, const at::Tensor& table, const at::Tensor& coef,
-                const at::Tensor& lam, const at::Tensor& mu, const at::Tensor& squared,
-                const at::Tensor& red, int64_t n_res, bool paired);
+BlockLossResult block_loss_cuda(const at::Tensor& x, const at::Tensor& shift,
+                                const at::Tensor& scale, at::TensorList weights,
+                                at::TensorList biases, c10::string_view activation,
+                                const at::Tensor& cols, const at::Tensor& table,
+                                const at::Tensor& coef, const at::Tensor& lam, const at::Tensor& mu,
+                                const at::Tensor& squared, const at::Tensor& red, int64_t n_res,
+                                bool paired, bool coef_grad);
 #endif
 
 }  // namespace fluxkern

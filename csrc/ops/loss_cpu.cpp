@@ -64,10 +64,12 @@ std::optional<BlockLossResult> block_loss_tile_cpu(const MlpShape& s, const at::
     at::Tensor coef1 = at::empty({n_mono}, st.coef.options());               // [M']
     at::Tensor dirs = at::empty({s.d}, opts);                                // [1, d]
     int64_t n_mono1 = 0;
-    const bool one_dir = s.d >= 2 && one_direction_table<T>(
-                                         st.table.data_ptr<int32_t>(), st.coef.data_ptr<T>(),
-                                         n_mono, s.m, s.d, dirs.data_ptr<T>(),
-                                         table1.data_ptr<int32_t>(), coef1.data_ptr<T>(), &n_mono1);
+    // (not when the coefficient gradient is asked for: it is per row of the original table)
+    const bool one_dir =
+        s.d >= 2 && !st.gcoef.defined() &&
+        one_direction_table<T>(st.table.data_ptr<int32_t>(), st.coef.data_ptr<T>(), n_mono, s.m,
+                               s.d, dirs.data_ptr<T>(), table1.data_ptr<int32_t>(),
+                               coef1.data_ptr<T>(), &n_mono1);
     const int64_t nt = one_dir ? 1 : s.d;
     const TilePlan plan = tile_plan(s.d, nt, s.m, hidden, s.widths.data(), st.cols.size(1),
                                     32 / static_cast<int64_t>(sizeof(T)));
@@ -130,7 +132,7 @@ std::optional<BlockLossResult> block_loss_tile_cpu(const MlpShape& s, const at::
     tile_unpack_grads<T>(plan, g0, gwp.data(), gbp.data());
   });
   at::Tensor loss = loss_p.sum();  // fixed-order reduction, as on the GEMM path
-  return BlockLossResult{loss, c, gw, gb};
+  return BlockLossResult{loss, c, gw, gb, coef_gradient(st)};
 }
 
 }  // namespace
@@ -140,14 +142,16 @@ const LossDevice& cpu_loss_device() {
   return dev;
 }
 
-std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> block_loss_cpu(
-    const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, at::TensorList weights,
-    at::TensorList biases, c10::string_view activation, const at::Tensor& cols,
-    const at::Tensor& table, const at::Tensor& coef, const at::Tensor& lam, const at::Tensor& mu,
-    const at::Tensor& squared, const at::Tensor& red, int64_t n_res, bool paired) {
+BlockLossResult block_loss_cpu(const at::Tensor& x, const at::Tensor& shift,
+                               const at::Tensor& scale, at::TensorList weights,
+                               at::TensorList biases, c10::string_view activation,
+                               const at::Tensor& cols, const at::Tensor& table,
+                               const at::Tensor& coef, const at::Tensor& lam, const at::Tensor& mu,
+                               const at::Tensor& squared, const at::Tensor& red, int64_t n_res,
+                               bool paired, bool coef_grad) {
   return block_loss_on(cpu_jet_device(), cpu_loss_device(), c10::DeviceType::CPU, x, shift, scale,
                        weights, biases, activation, cols, table, coef, lam, mu, squared, red, n_res,
-                       paired);
+                       paired, coef_grad);
 }
 
 }  // namespace fluxkern

@@ -31,17 +31,18 @@ const LossDevice& cuda_loss_device() {
   return dev;
 }
 
-std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>>
-block_loss_cuda(const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale,
-                at::TensorList weights, at::TensorList biases, c10::string_view activation,
-                const at::Tensor& cols, const at::Tensor& table, const at::Tensor& coef,
-                const at::Tensor& lam, const at::Tensor& mu, const at::Tensor& squared,
-                const at::Tensor& red, int64_t n_res, bool paired) {
+BlockLossResult block_loss_cuda(const at::Tensor& x, const at::Tensor& shift,
+                                const at::Tensor& scale, at::TensorList weights,
+                                at::TensorList biases, c10::string_view activation,
+                                const at::Tensor& cols, const at::Tensor& table,
+                                const at::Tensor& coef, const at::Tensor& lam, const at::Tensor& mu,
+                                const at::Tensor& squared, const at::Tensor& red, int64_t n_res,
+                                bool paired, bool coef_grad) {
   c10::cuda::OptionalCUDAGuard guard;  // x off CUDA: no guard; the checks name the devices
   if (x.is_cuda()) guard.set_device(x.device());
   return block_loss_on(cuda_jet_device(), cuda_loss_device(), c10::DeviceType::CUDA, x, shift,
                        scale, weights, biases, activation, cols, table, coef, lam, mu, squared, red,
-                       n_res, paired);
+                       n_res, paired, coef_grad);
 }
 
 }  // namespace fluxkern

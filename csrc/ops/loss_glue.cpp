@@ -52,12 +52,17 @@ int64_t check_block(const MlpShape& s, const at::Tensor& x, const at::Tensor& co
 
 }  // namespace
 
-std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tensor>> block_loss_on(
+at::Tensor coef_gradient(const ResidualLossStep& step) {
+  if (!step.gcoef.defined()) return at::empty({0}, step.coef.options());  // [0]: not asked for
+  return step.gcoef.sum(0);  // [M], fixed-order reduction
+}
+
+BlockLossResult block_loss_on(
     const JetDevice& jet_dev, const LossDevice& loss_dev, c10::DeviceType device_type,
     const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale, at::TensorList weights,
     at::TensorList biases, c10::string_view activation, const at::Tensor& cols,
     const at::Tensor& table, const at::Tensor& coef, const at::Tensor& lam, const at::Tensor& mu,
-    const at::Tensor& squared, const at::Tensor& red, int64_t n_res, bool paired) {
+    const at::Tensor& squared, const at::Tensor& red, int64_t n_res, bool paired, bool coef_grad) {
   const MlpShape s = check_mlp(kOp, x, shift, scale, weights, biases, std::string(activation));
   TORCH_CHECK(x.device().type() == device_type, kOp, ": the ", c10::DeviceTypeName(device_type),
               " kernel was called with x on ", x.device());
@@ -74,6 +79,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
   step.mu = mu.contiguous();
   step.squared = squared.contiguous();
   step.red = red.contiguous();
+  if (coef_grad) step.gcoef = at::empty({n, table.size(0)}, x.options());  // [N, M]
   if (loss_dev.fused_block != nullptr) {
     auto fused = loss_dev.fused_block(s, x, shift, scale, weights, biases, step);
     if (fused) return *std::move(fused);
@@ -92,7 +98,7 @@ std::tuple<at::Tensor, at::Tensor, std::vector<at::Tensor>, std::vector<at::Tens
   at::Tensor loss = step.loss_p.sum();  // fixed-order reduction: deterministic on every device
   JetGrads g =
       jet_backward(jet_dev, s, step.ybar, step.jbar, x, shift, scale, weights, biases, saved);
-  return {loss, step.c, g.weights, g.biases};
+  return {loss, step.c, g.weights, g.biases, coef_gradient(step)};
 }
 
 }  // namespace fluxkern

@@ -149,7 +149,7 @@ class Block:
                 "derivatives; this block runs in torch on top of the fused jet (slower)"
             )
             return BoundBlock(self, x, data, None, None, None, fused=False)
-        table, coef, col_atoms = _compile(self.exprs, m, d)
+        table, coef, col_atoms, unknown_rows = _compile(self.exprs, m, d)
         cols = _coefficient_columns(col_atoms, x, data)
         return BoundBlock(
             self,
@@ -159,6 +159,7 @@ class Block:
             torch.tensor(coef, dtype=dtype, device=device),
             cols,
             fused=True,
+            unknown_rows=unknown_rows if any(unknown_rows) else None,
         )
 
 
@@ -172,14 +173,17 @@ def _warn_once(msg: str) -> None:
 
 
 def _compile(exprs: list[Expr], m: int, d: int):
-    """Monomial table rows, coefficients, and the coefficient-column atom tuples."""
+    """Monomial table rows, constant coefficients, the coefficient-column atom tuples, and each
+    row's unknown factors (names, repeated for powers; empty for none)."""
     table: list[list[int]] = []
     coef: list[float] = []
+    unknown_rows: list[tuple[str, ...]] = []
     col_index: dict[tuple, int] = {}
     for i, e in enumerate(exprs):
         for mono, c in e.polynomial().items():
             fields = [a for a in mono if a[0] in ("y", "J")]
-            cfacs = tuple(a for a in mono if a[0] not in ("y", "J"))
+            unknown_rows.append(tuple(sorted(a[1] for a in mono if a[0] == "k")))
+            cfacs = tuple(a for a in mono if a[0] not in ("y", "J", "k"))
             f_idx = [a[1] if a[0] == "y" else m + a[1] * d + a[2] for a in fields]
             f_idx += [-1] * (3 - len(f_idx))
             col = -1
@@ -190,8 +194,9 @@ def _compile(exprs: list[Expr], m: int, d: int):
     if not table:  # all-zero residuals: one row with coefficient 0 keeps shapes valid
         table.append([0, -1, -1, -1, -1])
         coef.append(0.0)
+        unknown_rows.append(())
     atoms = sorted(col_index, key=col_index.get)
-    return table, coef, atoms
+    return table, coef, atoms, unknown_rows
 
 
 def _coefficient_columns(col_atoms: list[tuple], x: Tensor, data: Mapping[str, Tensor]) -> Tensor:
@@ -213,10 +218,22 @@ class BoundBlock:
     coef: Tensor | None  # [M]
     cols: Tensor | None  # [P, K]
     fused: bool
+    # per table row, the names of the unknowns multiplying its coefficient (None: no unknowns)
+    unknown_rows: list[tuple[str, ...]] | None = None
 
-    def residuals_torch(self, y: Tensor, jac: Tensor) -> Tensor:
-        """Residuals r [N, R] from y [P, m] and J [P, m, d] by torch evaluation of the exprs."""
-        e = torch.stack([ex.evaluate(self.data, y, jac, self.x) for ex in self.block.exprs], 1)
+    def residuals_torch(
+        self, y: Tensor, jac: Tensor, unknowns: Mapping[str, Tensor] | None = None
+    ) -> Tensor:
+        """Residuals r [N, R] from y [P, m] and J [P, m, d] by torch evaluation of the exprs.
+
+        Args:
+            y: Network values [P, m].
+            jac: Input Jacobian [P, m, d].
+            unknowns: The values of the unknowns the expressions use, under the keys of
+                :meth:`fluxkern.unknowns.UnknownSet.env` (none needed without unknowns).
+        """
+        env = {**self.data, **unknowns} if unknowns else self.data
+        e = torch.stack([ex.evaluate(env, y, jac, self.x) for ex in self.block.exprs], 1)
         n = self.block.n
         return e[:n] - e[n:] if self.block.paired else e
 

@@ -5,6 +5,7 @@ a monomial is a sorted tuple of atoms:
 
     ("x", j)      input column j              (a coefficient factor: not differentiated)
     ("c", name)   per-point data column       (a coefficient factor)
+    ("k", name)   trainable unknown constant  (a coefficient factor; fluxkern.unknown)
     ("y", o)      network output o            (a field factor)
     ("J", o, j)   d output o / d input j      (a field factor)
 
@@ -225,6 +226,10 @@ class Expr:
         raise TypeError("an expression has no truth value; compare values after evaluation")
 
 
+# The key under which an evaluation's env holds the value of the unknown NAME (a 0-d tensor).
+UNKNOWN_KEY = "unknown:{}"
+
+
 def _atom_value(atom: Atom, env: Mapping[str, Tensor], y: Tensor, jac: Tensor, x: Tensor) -> Tensor:
     kind = atom[0]
     if kind == "y":
@@ -233,6 +238,14 @@ def _atom_value(atom: Atom, env: Mapping[str, Tensor], y: Tensor, jac: Tensor, x
         return jac[:, atom[1], atom[2]]
     if kind == "x":
         return x[:, atom[1]]
+    if kind == "k":
+        key = UNKNOWN_KEY.format(atom[1])
+        if key not in env:
+            raise ValueError(
+                f"the unknown {atom[1]!r} has no value here; evaluate through an "
+                "AugmentedLagrangian, which owns the unknowns' parameters"
+            )
+        return env[key]
     return env[atom[1]]
 
 
@@ -249,21 +262,26 @@ def _atom_name(atom: Atom, syms: Mapping[str, Symbol]) -> str:
         return f"{name_of('output', atom[1])}.d({name_of('input', atom[2])})"
     if atom[0] == "x":
         return name_of("input", atom[1])
-    return atom[1]
+    return atom[1]  # data column or unknown: its name
 
 
 class Symbol(Expr):
     """An input column, a network output or a per-point data column.
 
     Attributes:
-        kind: "input", "output" or "data".
+        kind: "input", "output", "data" or "unknown" (a trainable constant, fluxkern.unknown).
         name: Its name.
         index: Its column (inputs) or output number, its place in `group`.
         group: The names made in the same call (``fluxkern.outputs("u q")``: ("u", "q")).
     """
 
     def __init__(self, kind: str, name: str, index: int, group: tuple[str, ...] = ()):
-        atom: Atom = {"input": ("x", index), "output": ("y", index), "data": ("c", name)}[kind]
+        atom: Atom = {
+            "input": ("x", index),
+            "output": ("y", index),
+            "data": ("c", name),
+            "unknown": ("k", name),
+        }[kind]
         super().__init__({(atom,): 1.0})
         self.kind = kind
         self.name = name
@@ -283,7 +301,7 @@ class Symbol(Expr):
         if self.kind != "output":
             raise ValueError(
                 f"d() is defined for network outputs only; {self.name!r} is "
-                f"{'an' if self.kind == 'input' else 'a'} {self.kind} symbol"
+                f"{'an' if self.kind in ('input', 'unknown') else 'a'} {self.kind} symbol"
             )
         if not isinstance(inp, Symbol) or inp.kind != "input":
             what = f"{inp.kind} symbol {inp.name!r}" if isinstance(inp, Symbol) else repr(inp)
@@ -299,7 +317,9 @@ class Symbol(Expr):
 
     def __iter__(self) -> NoReturn:
         # `x, = fk.inputs("x")` would otherwise fail with "cannot unpack non-iterable Symbol"
-        fn = {"input": "inputs", "output": "outputs", "data": "data"}[self.kind]
+        fn = {"input": "inputs", "output": "outputs", "data": "data", "unknown": "unknown"}[
+            self.kind
+        ]
         raise TypeError(
             f"fluxkern.{fn}({self.name!r}) is one symbol, not a tuple: write "
             f"{self.name} = fluxkern.{fn}({self.name!r}), or fluxkern.{fn}({self.name + ','!r}) "

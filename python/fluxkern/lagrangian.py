@@ -14,7 +14,13 @@ from fluxkern.duals import make_rule
 from fluxkern.evaluation import Evaluation
 from fluxkern.nn import MlpSpec, mlp_spec
 from fluxkern.program import compile_group, forms_and_reductions
-from fluxkern.residual_terms import ResidualTerm, loss_derivatives, torch_residual_jacobian
+from fluxkern.residual_terms import (
+    ResidualTerm,
+    loss_derivatives,
+    torch_residual_jacobian,
+    unknown_columns,
+)
+from fluxkern.unknowns import UnknownSet, attach_unknowns, unknowns_of
 
 __all__ = ["AugmentedLagrangian"]
 
@@ -35,6 +41,11 @@ class AugmentedLagrangian:
         dual: "rmsprop", "pecann" or "capu".
         backend: None (fastest for the model's device), "torch", "cpu" or "cuda".
         **dual_options: Options of the dual rule (e.g. beta, eps, eta for rmsprop).
+
+    Unknowns (fluxkern.unknown) in the blocks' expressions are trainable constants: their
+    parameters are attached to the model as ``model.unknowns`` (a
+    :class:`fluxkern.unknowns.UnknownSet`), so build the optimizer over ``model.parameters()``
+    after this object.
     """
 
     def __init__(
@@ -56,6 +67,9 @@ class AugmentedLagrangian:
         self._dims = (d, m)
         _check_terms(terms)
         self.terms = list(terms)
+        self.unknowns: UnknownSet | None = attach_unknowns(
+            model, unknowns_of(e for t in self.terms for e in t.exprs), self.dtype, self.device
+        )
         self.bound: dict[str, BoundBlock] = {}
         self._state: dict[str, dict[str, Any]] = {}
         for t in self.terms:
@@ -111,6 +125,9 @@ class AugmentedLagrangian:
                     raise ValueError(f"{t.name}: {t.n} points, not {o.n}; cannot keep lambda")
         d, m = self._dims
         self.terms = list(terms)
+        self.unknowns = attach_unknowns(
+            self.model, unknowns_of(e for t in self.terms for e in t.exprs), self.dtype, self.device
+        )
         self.bound = {t.name: t.bind(d, m, self.dtype, self.device) for t in self.terms}
         for t in self.terms:
             if isinstance(t, Constraint) and t.multiplier == "pointwise" and pointwise != "keep":
@@ -234,7 +251,10 @@ class AugmentedLagrangian:
     ) -> tuple[Tensor, dict[str, Tensor]]:
         spec = mlp_spec(self.model) if spec is None else spec
         lam, mu = self._group_lam_mu(g)
-        loss, c = ops.block_loss(g.program, g.x, spec, lam, mu, backend=self.backend)
+        program = g.program
+        if self.unknowns is not None:
+            program = program.with_unknowns(self.unknowns.values())
+        loss, c = ops.block_loss(program, g.x, spec, lam, mu, backend=self.backend)
         return loss, g.split(c)
 
     def _flags(self, t: Block) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -250,7 +270,7 @@ class AugmentedLagrangian:
         spec = mlp_spec(self.model) if spec is None else spec
         lam, mu, sq, red = self._flags(b.block)
         y, jac = ops.mlp_jet(b.x, spec, self.backend)
-        r = b.residuals_torch(y, jac)
+        r = b.residuals_torch(y, jac, self.unknowns.env() if self.unknowns is not None else None)
         c = torch.where(sq != 0, r * r, r)
         return (red * (lam * c + 0.5 * mu * c * c)).sum(), c.detach()
 
@@ -351,6 +371,7 @@ class AugmentedLagrangian:
         registered formula refuses those with an error that this must not hide)."""
         if (
             self.backend == "torch"
+            or self.unknowns is not None  # their gradient goes through autograd
             or self._torch_blocks
             or not self._groups
             or not torch.is_grad_enabled()
@@ -433,7 +454,8 @@ class AugmentedLagrangian:
         other blocks torch.func.jacrev over their torch evaluation.
 
         Returns:
-            One ResidualTerm per block, in the order of :attr:`terms`.
+            One ResidualTerm per block, in the order of :attr:`terms`; with unknowns, each
+            jac has one more column per unknown parameter (in ``model.unknowns`` order).
         """
         spec = mlp_spec(self.model)
         out = []
@@ -444,9 +466,15 @@ class AugmentedLagrangian:
                 if g is None:
                     g = self._single_groups[t.name] = _Group([b], self.dtype, self.device)
                 backend = "torch" if self.backend == "torch" else None
-                r, jac = ops.residual_jacobian(g.program, g.x, spec, backend=backend)
+                program = g.program
+                if self.unknowns is not None:
+                    with torch.no_grad():
+                        program = program.with_unknowns(self.unknowns.values())
+                r, jac = ops.residual_jacobian(program, g.x, spec, backend=backend)
+                if self.unknowns is not None:  # columns of the unknowns' parameters
+                    jac = torch.cat([jac, unknown_columns(g.program, g.x, spec, self.unknowns)], -1)
             else:
-                r, jac = torch_residual_jacobian(b, spec)
+                r, jac = torch_residual_jacobian(b, spec, self.unknowns)
             lam, mu, sq, red = self._flags(t)
             fp, fs, clamped = loss_derivatives(r, lam, mu, sq, red)
             out.append(ResidualTerm(t.name, r, jac, fp, fs, clamped))

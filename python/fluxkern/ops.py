@@ -7,6 +7,7 @@ functions with the same signatures as their pure-torch twins in :mod:`fluxkern.r
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -86,21 +87,29 @@ def block_loss(
     """
     if resolve_backend(backend, x.device) == "torch":
         return reference.block_loss(program, x, net, lam, mu)
+    if not torch.is_grad_enabled() and program.coef.requires_grad:
+        program = replace(program, coef=program.coef.detach())
     args = program.op_args(x, net, lam, mu)
     if (
         torch.compiler.is_compiling()
         or not torch.is_grad_enabled()
-        or any(isinstance(a, Tensor) and a.requires_grad for a in args)  # not weights, biases
+        # not weights, biases, coef
+        or any(isinstance(a, Tensor) and a.requires_grad for i, a in enumerate(args) if i != 8)
     ):
         # the op with its registered autograd formula (which refuses gradients for inputs
-        # other than the parameters)
-        loss, c, _, _ = torch.ops.fluxkern.block_loss(*args)
+        # other than the parameters and the coefficients)
+        loss, c = torch.ops.fluxkern.block_loss(*args)[:2]
         return loss, c
-    # Eager fast path: the op without autograd, then its eager parameter gradients attached by
-    # one small autograd.Function. Same values and gradients as the registered formula, without
-    # the per-call tensor-list flattening of torch.library's autograd wrapper.
-    params = (*net.weights, *net.biases)
-    loss, c, grads = _op_outside_autograd(args)
+    # Eager fast path: the op without autograd, then its eager parameter (and coefficient)
+    # gradients attached by one small autograd.Function. Same values and gradients as the
+    # registered formula, without the per-call tensor-list flattening of torch.library's
+    # autograd wrapper.
+    params: tuple[Tensor, ...] = (*net.weights, *net.biases)
+    with torch.no_grad():
+        loss, c, grad_w, grad_b, grad_coef = torch.ops.fluxkern.block_loss(*args)
+    grads = [*grad_w, *grad_b]
+    if program.coef.requires_grad:
+        params, grads = (*params, program.coef), [*grads, grad_coef]
     return _AttachGradients.apply(loss, len(params), *params, *grads), c
 
 
@@ -122,7 +131,7 @@ def fused_loss_and_grads(
 
 def _op_outside_autograd(args: list[Any]) -> tuple[Tensor, Tensor, list[Tensor]]:
     with torch.no_grad():
-        loss, c, grad_w, grad_b = torch.ops.fluxkern.block_loss(*args)
+        loss, c, grad_w, grad_b, _ = torch.ops.fluxkern.block_loss(*args)
     return loss, c, [*grad_w, *grad_b]
 
 
@@ -231,42 +240,53 @@ def _register_block_loss() -> None:
     arg_names = [a.name for a in torch.ops.fluxkern.block_loss.default._schema.arguments]
     params_at = (arg_names.index("weights"), arg_names.index("biases"))
 
+    coef_at, flag_at = arg_names.index("coef"), arg_names.index("coef_grad")
+
     @torch.library.register_fake("fluxkern::block_loss")
     def _block_loss_fake(*args):
         program, x, net, _, _ = split_op_args(args)
         n = x.shape[0] // 2 if program.paired else x.shape[0]
+        coef_grad = len(args) > flag_at and bool(args[flag_at])
         return (
             x.new_empty(()),
             x.new_empty(n, program.n_res),
             [torch.empty_like(w, memory_format=torch.contiguous_format) for w in net.weights],
             [torch.empty_like(b) for b in net.biases],
+            x.new_empty(program.coef.shape[0] if coef_grad else 0),
         )
 
     def _setup_block(ctx, inputs, output):
         ctx.n_layers = len(output[2])
-        ctx.save_for_backward(*output[2], *output[3])
+        ctx.save_for_backward(*output[2], *output[3], output[4])
         ctx.mark_non_differentiable(output[1])
         ctx.set_materialize_grads(False)
-        # inputs other than weights and biases get no gradient: say so instead of returning 0
+        coef_grad = len(inputs) > flag_at and bool(inputs[flag_at])
+        # the dispatcher leaves out coef_grad where it has its default (False): backward then
+        # returns one gradient fewer
+        ctx.n_inputs = flag_at + 1 if coef_grad else flag_at
+        # inputs other than weights and biases (and coef with coef_grad) get no gradient: say
+        # so instead of returning 0
         ctx.no_grad_for = [
             n
-            for n, t in zip(arg_names, inputs, strict=True)
-            if isinstance(t, Tensor) and t.requires_grad
+            for i, (n, t) in enumerate(zip(arg_names, inputs, strict=False))
+            if isinstance(t, Tensor) and t.requires_grad and not (i == coef_at and coef_grad)
         ]
 
-    def _block_backward(ctx, grad_loss, _grad_c, _gw, _gb):
+    def _block_backward(ctx, grad_loss, _grad_c, _gw, _gb, _gcoef):
         if ctx.no_grad_for:
             raise RuntimeError(
                 "fluxkern.block_loss is differentiable with respect to the weights and biases "
-                f"only; got inputs that require grad: {', '.join(ctx.no_grad_for)}. Use "
-                "backend='torch' for other gradients."
+                f"only; got inputs that require grad: {', '.join(ctx.no_grad_for)} (coef is "
+                "differentiable with coef_grad=True). Use backend='torch' for other gradients."
             )
-        grads: list[Any] = [None] * len(arg_names)
+        grads: list[Any] = [None] * ctx.n_inputs
         if grad_loss is None:
             return tuple(grads)
         saved = ctx.saved_tensors
         grads[params_at[0]] = [grad_loss * g for g in saved[: ctx.n_layers]]
-        grads[params_at[1]] = [grad_loss * g for g in saved[ctx.n_layers :]]
+        grads[params_at[1]] = [grad_loss * g for g in saved[ctx.n_layers : 2 * ctx.n_layers]]
+        if saved[-1].numel():
+            grads[coef_at] = grad_loss * saved[-1]
         return tuple(grads)
 
     torch.library.register_autograd(

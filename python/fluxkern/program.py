@@ -7,7 +7,7 @@ coefficient columns, each residual's form and reduction factor, the residual cou
 pairing. What changes between calls stays outside: the points x, the network (shift, scale,
 weights, biases, activation) and the dual state (lam, mu).
 
-The op ``torch.ops.fluxkern.block_loss`` takes all of it as 15 positional arguments (its
+The op ``torch.ops.fluxkern.block_loss`` takes all of it as 16 positional arguments (its
 ``TORCH_LIBRARY`` schema). :meth:`ResidualProgram.op_args` is the one place that packs a program
 and the per-call arguments into that schema, and :func:`split_op_args` the one place that unpacks
 them again (for the fake kernel, the autograd formula and tests that drive the raw op).
@@ -29,12 +29,17 @@ Loss. With C_i = r_i^2 where squared[i] is 1 and C_i = r_i where it is 0,
     L = sum over points n < N and residuals i of red[i] * (lam[n, i] C_i + mu[i] / 2 C_i^2)
 
 (lam [N, R] pointwise or [R] global, broadcast). An objective is lam = weight, mu = 0, squared = 1.
+
+Unknowns. A monomial's coefficient may carry trainable unknowns (fluxkern.unknown): coef[t] is
+then its constant times their product (:meth:`ResidualProgram.with_unknowns`, differentiable),
+and the op, called with coef_grad, also returns grad_coef[t] = dL/dcoef[t] = sum over points of
+dL/dr_i times monomial t's value without its coefficient, from the same pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import torch
@@ -92,6 +97,10 @@ class ResidualProgram:
         paired: The points are two sets a, b of N points (x = cat(a, b)) and r = e(a) - e(b).
         segmented: The group's blocks lie on more than one point set (stacked in x).
         slices: Each block's place in C [N, R], in the order of the residual numbering.
+        unknowns: Names of the trainable unknowns in the coefficients (fluxkern.unknown), U.
+        factors: [M, F] int64: the unknowns multiplying each monomial's coefficient, as indices
+            into ``unknowns`` (U: no factor); None without unknowns. The op's coefficients are
+            ``coef * prod_f value[factors[:, f]]`` (:meth:`with_unknowns`).
     """
 
     table: Tensor  # [M, 5] int32
@@ -103,6 +112,29 @@ class ResidualProgram:
     paired: bool
     segmented: bool = False
     slices: tuple[BlockSlice, ...] = ()
+    unknowns: tuple[str, ...] = ()
+    factors: Tensor | None = None  # [M, F] int64
+
+    @property
+    def coef_grad(self) -> bool:
+        """Whether the op is asked for dL/dcoef: where coef requires grad (unknowns in it)."""
+        return bool(self.coef.requires_grad)
+
+    def with_unknowns(self, values: Mapping[str, Tensor]) -> ResidualProgram:
+        """This program with the unknowns' values multiplied into its coefficients.
+
+        Args:
+            values: Each unknown's value (0-d tensors; differentiable: the coefficients are).
+
+        Returns:
+            A program whose coef [M] is the constant times the product of its unknowns (self
+            when there are none).
+        """
+        if not self.unknowns or self.factors is None:
+            return self
+        vals = torch.stack([values[n].to(self.coef.dtype) for n in self.unknowns])  # [U]
+        ext = torch.cat([vals, vals.new_ones(1)])  # [U + 1]: index U is the factor 1
+        return replace(self, coef=self.coef * ext[self.factors].prod(1))
 
     def op_args(self, x: Tensor, net: MlpSpec, lam: Tensor, mu: Tensor) -> list[Any]:
         """The positional arguments of ``torch.ops.fluxkern.block_loss`` (its schema's order).
@@ -115,7 +147,7 @@ class ResidualProgram:
 
         Returns:
             x, shift, scale, weights, biases, activation, cols, table, coef, lam, mu, squared,
-            red, n_res, paired.
+            red, n_res, paired, coef_grad.
         """
         return [
             x,
@@ -133,6 +165,7 @@ class ResidualProgram:
             self.red,
             self.n_res,
             self.paired,
+            self.coef_grad,
         ]
 
 
@@ -140,7 +173,7 @@ def split_op_args(args: Sequence[Any]) -> tuple[ResidualProgram, Tensor, MlpSpec
     """The inverse of :meth:`ResidualProgram.op_args`.
 
     Args:
-        args: The 15 positional arguments of ``torch.ops.fluxkern.block_loss``.
+        args: The 15 or 16 positional arguments of ``torch.ops.fluxkern.block_loss``.
 
     Returns:
         (program, x, net, lam, mu): the arguments of
@@ -148,7 +181,7 @@ def split_op_args(args: Sequence[Any]) -> tuple[ResidualProgram, Tensor, MlpSpec
         has no slices and is not segmented (the op does not need to know).
     """
     x, shift, scale, weights, biases, activation, cols, table, coef, lam, mu = args[:11]
-    squared, red, n_res, paired = args[11:]
+    squared, red, n_res, paired = args[11:15]
     program = ResidualProgram(table, coef, cols, squared, red, n_res, paired)
     net = MlpSpec(shift, scale, list(weights), list(biases), activation)
     return program, x, net, lam, mu
@@ -212,6 +245,8 @@ def compile_group(
     n = rows // 2 if paired else rows
     segmented = len(sets) > 1
     tables, coefs, cols, slices = [], [], [], []
+    names = sorted({n for b in blocks for row in (b.unknown_rows or ()) for n in row})
+    rows_unknowns: list[tuple[str, ...]] = []
     sq, red = [], []
     c0 = k0 = 0
     for b, s in zip(blocks, seg, strict=True):
@@ -232,6 +267,7 @@ def compile_group(
             k0 += k_b
         tables.append(t)
         coefs.append(b.coef)
+        rows_unknowns += b.unknown_rows or [()] * b.table.shape[0]
         slices.append(BlockSlice(b.block.name, r0, r1, c0, c0 + b.block.n_res))
         q, r = forms_and_reductions(b.block, dtype, device)
         sq.append(q)
@@ -247,5 +283,15 @@ def compile_group(
         paired=paired,
         segmented=segmented,
         slices=tuple(slices),
+        unknowns=tuple(names),
+        factors=_factors(rows_unknowns, names, device) if names else None,
     )
     return x, program
+
+
+def _factors(rows: list[tuple[str, ...]], names: list[str], device: torch.device) -> Tensor:
+    """[M, F] indices of each row's unknown factors into names (len(names): the factor 1)."""
+    width = max(len(r) for r in rows)
+    index = {n: i for i, n in enumerate(names)}
+    out = [[index[n] for n in r] + [len(names)] * (width - len(r)) for r in rows]
+    return torch.tensor(out, dtype=torch.int64, device=device)

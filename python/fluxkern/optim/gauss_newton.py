@@ -44,7 +44,8 @@ class GaussNewton(Optimizer):
     """Levenberg-Marquardt on the generalised Gauss-Newton model of an AugmentedLagrangian.
 
     Args:
-        loss: The AugmentedLagrangian (its model's parameters are the ones optimised).
+        loss: The AugmentedLagrangian (its model's parameters are the ones optimised, with
+            its unknowns' when it has some).
         max_iter: Gauss-Newton iterations per step() (Jacobian evaluations; default 5).
         damping: Initial lambda, or None for 1e-3 max diag(G) at the first iteration.
         max_rejects: Damping increases tried per iteration before giving up the step.
@@ -72,6 +73,8 @@ class GaussNewton(Optimizer):
             )
         spec = mlp_spec(loss.model)
         params = [t for pair in zip(spec.weights, spec.biases, strict=True) for t in pair]
+        if loss.unknowns is not None:  # the Jacobian's last columns (AugmentedLagrangian)
+            params += [loss.unknowns.raw[n] for n in loss.unknowns.names]
         defaults = {
             "max_iter": max_iter,
             "max_rejects": max_rejects,

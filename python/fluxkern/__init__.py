@@ -10,6 +10,7 @@ from fluxkern.blocks import Constraint, Objective
 from fluxkern.expr import cos, data, exp, inputs, outputs, sin, tanh
 from fluxkern.lagrangian import AugmentedLagrangian
 from fluxkern.nn import MLP, Sin
+from fluxkern.observations import observe, read_observations
 from fluxkern.problems import Sample, problem
 from fluxkern.settings import (
     cpu_kernel,
@@ -37,6 +38,7 @@ from fluxkern.training import (
     TimeBudget,
     Trainer,
 )
+from fluxkern.unknowns import unknown
 
 __all__ = [
     "MLP",
@@ -73,10 +75,12 @@ __all__ = [
     "optim",
     "problem",
     "problems",
+    "read_observations",
     "solve",
     "inputs",
     "jet",
     "matmul_precision",
+    "observe",
     "outputs",
     "set_cpu_kernel",
     "set_cuda_kernel",
@@ -84,4 +88,5 @@ __all__ = [
     "sin",
     "tanh",
     "training",
+    "unknown",
 ]

@@ -281,6 +281,9 @@ class Constraint(Block):
         reduction: "mean" or "sum" over the block's points.
         init: Initial multiplier value; None takes the dual rule's default (1 for rmsprop and
             capu, 0 for pecann).
+        tolerance: A residual size |r| up to which the constraint counts as met: the dual
+            update sees max(|r| - tolerance, 0) instead of r (noisy data: the multipliers
+            stop growing once the fit is within the noise). None or 0: exact.
     """
 
     kind = "constraint"
@@ -295,10 +298,28 @@ class Constraint(Block):
         multiplier: str = "pointwise",
         reduction: str = "mean",
         init: float | None = None,
+        tolerance: float | None = None,
     ) -> None:
         super().__init__(name, exprs, points, data, reduction)
         _check_choice(form, FORMS, "form", name)
         _check_choice(multiplier, MULTIPLIERS, "multiplier", name)
+        if tolerance is not None and not (isinstance(tolerance, (int, float)) and tolerance >= 0):
+            raise ValueError(f"block {name!r}: tolerance must be a number >= 0, got {tolerance!r}")
         self.form = form
         self.multiplier = multiplier
         self.init = init
+        self.tolerance = float(tolerance or 0.0)
+
+    def within_tolerance(self, c: Tensor) -> Tensor:
+        """C as the dual update sees it: the part of |r| beyond the tolerance (module doc of
+        :class:`Constraint`), C itself without one.
+
+        Args:
+            c: Constraint values [N, R] (r^2 for "squared", r for "signed").
+        """
+        tol = getattr(self, "tolerance", 0.0)
+        if not tol:
+            return c
+        if self.form == "squared":
+            return (c.clamp_min(0).sqrt() - tol).clamp_min(0).square()
+        return c.sign() * (c.abs() - tol).clamp_min(0)

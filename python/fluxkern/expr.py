@@ -193,7 +193,7 @@ class Expr:
             for mono, coef in self._poly.items():
                 term = torch.full_like(total, coef)
                 for atom in mono:
-                    term = term * _atom_value(atom, env, y, jac, x)
+                    term = term * _atom_value(atom, env, y, jac, x, self._symbols)
                 total = total + term
             return total
         op, *args = self._node
@@ -230,7 +230,14 @@ class Expr:
 UNKNOWN_KEY = "unknown:{}"
 
 
-def _atom_value(atom: Atom, env: Mapping[str, Tensor], y: Tensor, jac: Tensor, x: Tensor) -> Tensor:
+def _atom_value(
+    atom: Atom,
+    env: Mapping[str, Tensor],
+    y: Tensor,
+    jac: Tensor,
+    x: Tensor,
+    syms: Mapping[str, Symbol] | None = None,
+) -> Tensor:
     kind = atom[0]
     if kind == "y":
         return y[:, atom[1]]
@@ -240,12 +247,18 @@ def _atom_value(atom: Atom, env: Mapping[str, Tensor], y: Tensor, jac: Tensor, x
         return x[:, atom[1]]
     if kind == "k":
         key = UNKNOWN_KEY.format(atom[1])
-        if key not in env:
+        if key in env:
+            return env[key]
+        # else the value held by the model that last attached the unknown (fluxkern.unknowns)
+        sym = (syms or {}).get(atom[1])
+        current = getattr(sym, "current_value", None)
+        value = current() if current is not None else None
+        if value is None:
             raise ValueError(
                 f"the unknown {atom[1]!r} has no value here; evaluate through an "
                 "AugmentedLagrangian, which owns the unknowns' parameters"
             )
-        return env[key]
+        return value.to(y.dtype)
     return env[atom[1]]
 
 

@@ -56,6 +56,7 @@ from fluxkern.training import (
     Trainer,
     UnseenCheck,
 )
+from fluxkern.training.identified import TrackUnknowns, unknowns_report
 
 __all__ = [
     "CHECKPOINT",
@@ -201,7 +202,6 @@ def make_trainer(problem: Problem, opts: SolveOptions) -> Trainer:
     device = torch.device(opts.device)
     torch.manual_seed(opts.seed)
     model = build_model(problem, opts.formulation, dtype, device)
-    params = list(model.parameters())
     loss: AugmentedLagrangian | Callable[[], Tensor]
     if opts.formulation == "flux":
         terms = problem.flux_terms(opts.seed, dtype, device)
@@ -211,6 +211,7 @@ def make_trainer(problem: Problem, opts: SolveOptions) -> Trainer:
         _warn_signed_with_long_steps(loss, opts)
     else:
         loss = problem.pinn_loss(model, opts.seed, dtype, device)
+    params = list(model.parameters())  # after the loss: it attaches the problem's unknowns
     opt = make_optimizer(opts.optimizer, params, loss, opts.lr, opts.optimizer_options)
     name = f"{problem.name} ({opts.formulation})"
     return Trainer(model, loss, opt, name=name, problem=problem, seed=opts.seed)
@@ -321,7 +322,8 @@ def _fit(
     progress = Progress(opts.progress)
     checked = opts.unseen_check and opts.formulation == "flux" and not opts.distributed
     unseen = UnseenCheck(display=progress) if checked else None
-    cbs: list[Callback] = ([unseen] if unseen is not None else []) + [progress]
+    cbs: list[Callback] = [TrackUnknowns()] if hasattr(trainer.model, "unknowns") else []
+    cbs += ([unseen] if unseen is not None else []) + [progress]
     cbs += [switch] if switch is not None else []
     cbs += [ckpt] if ckpt is not None else []
     try:
@@ -494,6 +496,7 @@ def _results(
         "date": time.strftime("%Y-%m-%d"),
     }
     model = trainer.model
+    results["unknowns"] = unknowns_report(model)
     results.update(problem.extra_results(lambda x: predict(problem, model, opts.formulation, x)))
     return results
 

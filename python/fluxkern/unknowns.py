@@ -16,6 +16,7 @@ checkpoints and resume carry them). A positive unknown is stored as s with value
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Iterable, Mapping
 
 import torch
@@ -44,12 +45,21 @@ class Unknown(Symbol):
         self.init = init
         self.positive = positive
         self.truth = truth
+        self._owner: weakref.ref[UnknownSet] | None = None
+
+    def current_value(self) -> Tensor | None:
+        """The value in the UnknownSet that last took this symbol (the model of the latest
+        AugmentedLagrangian built with it), or None: what expression evaluation falls back to
+        where its caller passes no values (e.g. a check on fresh points)."""
+        owner = self._owner() if self._owner is not None else None
+        if owner is None or self.name not in owner.raw:
+            return None
+        return owner.value(self.name)
 
     def _same(self, other: Symbol) -> bool:
-        return (
-            isinstance(other, Unknown)
-            and (other.name, other.init, other.positive) == (self.name, self.init, self.positive)
-        )
+        if not isinstance(other, Unknown):
+            return False
+        return (other.name, other.init, other.positive) == (self.name, self.init, self.positive)
 
 
 def unknown(
@@ -126,6 +136,7 @@ class UnknownSet(nn.Module):
         """
         for u in unknowns:
             held = self.symbols.get(u.name)
+            u._owner = weakref.ref(self)
             if held is not None:
                 if not held._same(u):
                     raise ValueError(

@@ -97,7 +97,9 @@ class Progress(Callback):
                 f" | max|C| {record.max_violation:.2e}"
                 f" | lambda [{record.lambda_min:.2g}, {record.lambda_max:.2g}]"
             )
-        text += _unseen_text(trainer)
+        from fluxkern.training.identified import unknowns_text  # (it imports this module)
+
+        text += unknowns_text(trainer.model) + _unseen_text(trainer)
         bar = "#" * int(20 * record.epoch / max(total, 1))
         line = f"[{bar:<20}] {record.epoch}/{total} {now - self.t0:6.1f}s | {text}"
         sys.stderr.write("\r" + line[:160] + "\033[K" if self.tty else line + "\n")

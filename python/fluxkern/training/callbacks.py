@@ -97,8 +97,6 @@ class Progress(Callback):
                 f" | max|C| {record.max_violation:.2e}"
                 f" | lambda [{record.lambda_min:.2g}, {record.lambda_max:.2g}]"
             )
-        from fluxkern.training.identified import unknowns_text  # (it imports this module)
-
         text += unknowns_text(trainer.model) + _unseen_text(trainer)
         bar = "#" * int(20 * record.epoch / max(total, 1))
         line = f"[{bar:<20}] {record.epoch}/{total} {now - self.t0:6.1f}s | {text}"
@@ -124,6 +122,17 @@ class Progress(Callback):
         sys.stderr.write(("\n" if self._open else "") + text + "\n")
         sys.stderr.flush()
         self._open = False
+
+
+def unknowns_text(model: nn.Module, limit: int = 4) -> str:
+    """The progress line's " | kappa 0.1002 c -1.99": the current values of the first unknowns
+    (fluxkern.unknown) of the model, or "" without any."""
+    sset = getattr(model, "unknowns", None)
+    if sset is None:
+        return ""
+    items = list(sset.floats().items())
+    text = " ".join(f"{n} {v:.4g}" for n, v in items[:limit])
+    return " | " + text + (" ..." if len(items) > limit else "")
 
 
 def _unseen_text(trainer: Trainer) -> str:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from fluxkern.training.callbacks import Callback
+from fluxkern.training.callbacks import Callback, unknowns_text
 from fluxkern.training.history import EpochRecord
 
 if TYPE_CHECKING:
@@ -31,16 +31,6 @@ class TrackUnknowns(Callback):
             values = {NOTE_PREFIX + n: v for n, v in sset.floats().items()}
             trainer.history.note(record.epoch, **values)
         return None
-
-
-def unknowns_text(model: nn.Module, limit: int = 4) -> str:
-    """The progress line's " | k 0.3012 c -1.99": the current values of the first unknowns."""
-    sset = _unknowns(model)
-    if sset is None:
-        return ""
-    items = list(sset.floats().items())
-    text = " ".join(f"{n} {v:.4g}" for n, v in items[:limit])
-    return " | " + text + (" ..." if len(items) > limit else "")
 
 
 def unknowns_report(model: nn.Module) -> dict[str, dict[str, float | None]] | None:

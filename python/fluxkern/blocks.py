@@ -281,9 +281,12 @@ class Constraint(Block):
         reduction: "mean" or "sum" over the block's points.
         init: Initial multiplier value; None takes the dual rule's default (1 for rmsprop and
             capu, 0 for pecann).
-        tolerance: A residual size |r| up to which the constraint counts as met: the dual
-            update sees max(|r| - tolerance, 0) instead of r (noisy data: the multipliers
-            stop growing once the fit is within the noise). None or 0: exact.
+        tolerance: A residual size up to which the constraint counts as met: the dual update
+            sees max(|r| - tolerance, 0) instead of r (noisy data: the multipliers stop growing
+            once the fit is within the noise). Pointwise multipliers compare each point's |r|;
+            a global multiplier of a squared constraint compares the RMS of r over the block
+            (with "mean"; a discrepancy principle: take the noise's standard deviation). None
+            or 0: exact.
     """
 
     kind = "constraint"
@@ -315,7 +318,8 @@ class Constraint(Block):
         :class:`Constraint`), C itself without one.
 
         Args:
-            c: Constraint values [N, R] (r^2 for "squared", r for "signed").
+            c: Constraint values [N, R] (r^2 for "squared", r for "signed"), or their reduction
+                [R] for a global multiplier.
         """
         tol = getattr(self, "tolerance", 0.0)
         if not tol:

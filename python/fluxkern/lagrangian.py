@@ -440,9 +440,10 @@ class AugmentedLagrangian:
             total = float(loss)
             for name, state in self._state.items():
                 t = self.bound[name].block
-                c = t.within_tolerance(values[name])  # noisy data: no update within tolerance
+                c = values[name]
                 if t.multiplier == "global":
                     c = c.mean(0) if t.reduction == "mean" else c.sum(0)
+                c = t.within_tolerance(c)  # noisy data: no update within the tolerance
                 self.rule.update(state, c, total)
         return values
 

@@ -206,7 +206,8 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, summary: bool = False) -> Any:
+    """The command line; returns the exit code, or with summary=True the runs' summaries."""
     p = argparse.ArgumentParser(prog="bench/inverse.py", description=__doc__.splitlines()[0])
     p.add_argument("--problems", nargs="+", choices=PROBLEMS, default=list(PROBLEMS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -256,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     with open(stem + ".md", "w") as fh:
         fh.write(markdown(doc))
     print(f"wrote {stem}.json and .md")
+    if summary:
+        return [{k: r[k] for k in ("problem", "side", "seed", "summary")} for r in doc["runs"]]
     return 0
 
 

@@ -19,6 +19,9 @@ Workloads:
   users     the PDEs users bring (examples/*.py): fluxkern.solve's defaults against DeepXDE's
             recipe at equal wall time, one thread each, rel. L2 at 60 s, 300 s and the end
             (bench/users.py; only when named: --workloads users [--users-budget S])
+  inverse   unknown constants and a field from noisy data (examples/inverse_*.py): fluxkern
+            against DeepXDE's inverse recipe (bench/inverse.py; only when named: --workloads
+            inverse [--inverse-budget S] [--inverse-seeds 0 1 2])
 
 Every measurement prints the machine, versions and the measured GEMM rate; the losses of all
 contenders of one form are checked to agree before any timing. Results: <out>/<machine>-<date>
@@ -55,7 +58,7 @@ import report
 import torch_steps as ts
 from isolated import IsolatedContender
 
-WORKLOADS = ("jet", "step", "scaling", "tta", "problems", "users")
+WORKLOADS = ("jet", "step", "scaling", "tta", "problems", "users", "inverse")
 
 
 def machine_slug(info: dict[str, Any]) -> str:
@@ -339,6 +342,16 @@ def run_tta(args, save) -> list[dict[str, Any]]:
     return out
 
 
+def run_inverse(args: argparse.Namespace) -> Any:
+    """The inverse workload (bench/inverse.py); writes its own inverse-DATE.json/.md too."""
+    import inverse
+
+    budgets = ["--budget", "5", "--deepxde-budget", "5"] if args.quick else [
+        "--budget", str(args.inverse_budget)]  # fmt: skip
+    seeds = [str(s) for s in args.inverse_seeds]
+    return inverse.main([*budgets, "--seeds", *seeds, "--out", args.out], summary=True)
+
+
 def run_users(args: argparse.Namespace) -> dict[str, Any]:
     """The users workload (bench/users.py): the examples/ problems, fluxkern.solve against
     DeepXDE's recipe at equal wall time, one thread each. Writes its own users-DATE.json/.md
@@ -497,8 +510,18 @@ def problem_rows(
 def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument(
-        "--workloads", nargs="+", choices=WORKLOADS, default=[w for w in WORKLOADS if w != "users"]
-    )  # users: ask for it by name
+        "--workloads",
+        nargs="+",
+        choices=WORKLOADS,
+        default=[w for w in WORKLOADS if w not in ("users", "inverse")],
+    )  # users, inverse: ask for them by name
+    p.add_argument(
+        "--inverse-budget",
+        type=float,
+        default=120.0,
+        help="inverse workload: fluxkern seconds per run (DeepXDE: 300; --quick: 5 and 5)",
+    )
+    p.add_argument("--inverse-seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument(
         "--users-budget",
         type=float,
@@ -622,6 +645,8 @@ def main(argv=None) -> int:
             result = run_problems(args, save)
         elif wl == "users":
             result = run_users(args)
+        elif wl == "inverse":
+            result = run_inverse(args)
         else:
             result = {"jet": run_jet, "step": run_step}[wl](args, peak)
         payload["workloads"][wl] = {

@@ -167,10 +167,10 @@ def _read_csv(path: str) -> dict[str, np.ndarray]:
     if len(rows) < 2:
         raise ValueError(f"read_observations: {path}: needs a header row and at least one row")
     header = [h.strip() for h in rows[0]]
+    if any(len(r) != len(header) for r in rows[1:]):
+        raise ValueError(f"read_observations: {path}: rows do not all have {len(header)} values")
     try:
         table = np.array([[float(v) for v in r] for r in rows[1:]], dtype=np.float64)
     except ValueError:
         raise ValueError(f"read_observations: {path}: a value is not a number") from None
-    if table.ndim != 2 or table.shape[1] != len(header):
-        raise ValueError(f"read_observations: {path}: rows do not all have {len(header)} values")
     return {h: table[:, j] for j, h in enumerate(header)}

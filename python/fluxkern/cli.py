@@ -188,6 +188,12 @@ def _add_setup_options(s: argparse.ArgumentParser, d: Any, own: str) -> None:
         f"one fixed set of twice the points; 0: redraws to the end (default: {d.resample_final})",
     )
     s.add_argument(
+        "--no-resample-auto",
+        action="store_true",
+        help="without --resample-every: never turn redraws on (default: on once the unseen-point "
+        "check flags the answer, checked every 20 epochs: residual-based redraws from there)",
+    )
+    s.add_argument(
         "--matmul-precision",
         choices=list(d.CHOICES["matmul_precision"]),
         help="float32 GEMMs of the fused ops on CUDA; no effect on CPU "
@@ -334,6 +340,8 @@ def _command_line_options(args: argparse.Namespace) -> dict[str, Any]:
         opts["plots"] = False
     if args.no_unseen_check:
         opts["unseen_check"] = False
+    if args.no_resample_auto:
+        opts["resample_auto"] = False
     if args.distributed or "WORLD_SIZE" in os.environ:  # torchrun sets WORLD_SIZE
         opts["distributed"] = True
     return opts

@@ -53,6 +53,7 @@ def load(path: str) -> dict[str, Any]:
         "resample_keep_optimizer": bool,
         "resample_method": str,
         "resample_final": (int, float),
+        "resample_auto": bool,
         "seed": int,
         "lr": (int, float),
         "optimizer": str,

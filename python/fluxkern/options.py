@@ -74,6 +74,12 @@ class SolveOptions:
             the end on one fixed set of twice the points, not redrawn again, so that the answer
             does not depend on the epoch the run stops at (of the epochs, or of time_limit,
             whichever ends first; :class:`fluxkern.training.FinalPhase`); 0 redraws to the end.
+        resample_auto: In a run without redraws (resample_every None) with the unseen-point
+            check on: check the answer on fresh points every 20 epochs, and once the check
+            flags it (the warning's rule), redraw the points by residual every 20 epochs from
+            there on, keeping the optimizer's state, with the final phase
+            (:class:`fluxkern.training.AutoRedraw`). A run the check never flags trains as
+            without it.
         out: Output folder, or None for no files.
         resume: Continue from out/checkpoint.pt.
         progress: Show a progress line on stderr.
@@ -112,6 +118,7 @@ class SolveOptions:
     resample_keep_optimizer: bool = False
     resample_method: str = "uniform"
     resample_final: float = 0.1
+    resample_auto: bool = True
     out: str | None = None
     resume: bool = False
     progress: bool = True
@@ -172,6 +179,7 @@ class SolveOptions:
         self._validate_problem_settings()
         for key in (
             "resample_keep_optimizer",
+            "resample_auto",
             "resume",
             "progress",
             "unseen_check",

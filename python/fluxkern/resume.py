@@ -45,6 +45,7 @@ IDENTITY_OPTIONS = (
     "resample_keep_optimizer",
     "resample_method",
     "resample_final",
+    "resample_auto",
 )
 
 # Options a resume may change; they take effect in the resumed run and are recorded.

@@ -43,6 +43,7 @@ from fluxkern.runfiles import (
 from fluxkern.settings import matmul_precision
 from fluxkern.signals import InterruptedRun, TerminatedRun, stop_on_sigterm
 from fluxkern.training import (
+    AutoRedraw,
     Callback,
     Checkpoint,
     EpochFunction,
@@ -58,7 +59,13 @@ from fluxkern.training import (
 )
 from fluxkern.training.identified import TrackUnknowns, unknowns_report
 
+# The automatic redraws' interval (resample_auto): checks until the answer is flagged, then
+# residual-based redraws, both every AUTO_EVERY epochs (what the front of
+# examples/viscous_front.py was measured with: bench/results/robustness-2026-12-07.md).
+AUTO_EVERY = 20
+
 __all__ = [
+    "AUTO_EVERY",
     "CHECKPOINT",
     "MODEL",
     "InterruptedRun",
@@ -166,6 +173,8 @@ def solve(
         extra.insert(0, TimeBudget(opts.time_limit))
     if opts.resample_every is not None:
         extra.insert(0, _resample(opts))
+    elif opts.resample_auto and opts.unseen_check and opts.formulation == "flux":
+        extra.insert(0, AutoRedraw(None, AUTO_EVERY, _final(opts)))  # (not distributed: _fit)
     if callback is not None:
         extra.append(EpochFunction(callback))
     with matmul_precision(opts.matmul_precision):
@@ -175,15 +184,19 @@ def solve(
 def _resample(opts: SolveOptions) -> Resample:
     """The redraws of a run with resample_every: their method and final phase."""
     assert opts.resample_every is not None
-    final = None
-    if opts.resample_final > 0 and opts.formulation == "flux":
-        final = FinalPhase(opts.resample_final, 2, opts.time_limit)
     return Resample(
         opts.resample_every,
         reset_optimizer=not opts.resample_keep_optimizer,
         method=opts.resample_method,
-        final=final,
+        final=_final(opts),
     )
+
+
+def _final(opts: SolveOptions) -> FinalPhase | None:
+    """The final phase of a run's redraws (flux form, resample_final > 0), or None."""
+    if opts.resample_final > 0 and opts.formulation == "flux":
+        return FinalPhase(opts.resample_final, 2, opts.time_limit)
+    return None
 
 
 def make_trainer(problem: Problem, opts: SolveOptions) -> Trainer:
@@ -284,7 +297,7 @@ def _resume(
         assert switch is not None
         trainer.set_optimizer(switch.make(trainer))
     for cb in callbacks:  # a final phase's denser set first: its multipliers are saved on it
-        if isinstance(cb, Resample):
+        if isinstance(cb, (Resample, AutoRedraw)):
             cb.before_load(trainer, ck.get("extra") or {})
     load_trainer_state(trainer, ck, path)
     return ck.get("options") or {}
@@ -322,6 +335,11 @@ def _fit(
     progress = Progress(opts.progress)
     checked = opts.unseen_check and opts.formulation == "flux" and not opts.distributed
     unseen = UnseenCheck(display=progress) if checked else None
+    # the automatic redraws read the run's check (none in a distributed run: they stay off)
+    extra = [cb for cb in extra if not isinstance(cb, AutoRedraw) or unseen is not None]
+    for cb in extra:
+        if isinstance(cb, AutoRedraw):
+            cb.check = unseen
     cbs: list[Callback] = [TrackUnknowns()] if hasattr(trainer.model, "unknowns") else []
     cbs += ([unseen] if unseen is not None else []) + [progress]
     cbs += [switch] if switch is not None else []
@@ -480,6 +498,8 @@ def _results(
         "resample_method": opts.resample_method,
         "resample_final": opts.resample_final,
         "resample_final_from": (trainer.extra_state.get("resample") or {}).get("final_from"),
+        "resample_auto": opts.resample_auto,
+        "resample_auto_from": (trainer.extra_state.get("auto_redraw") or {}).get("from"),
         "dtype": opts.dtype,
         "device": opts.device,
         "backend": al.backend if al is not None else "torch autograd (PINN)",

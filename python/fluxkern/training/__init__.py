@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+from fluxkern.training.auto_redraw import AutoRedraw
 from fluxkern.training.callbacks import (
     Callback,
     Checkpoint,
@@ -28,6 +29,7 @@ from fluxkern.training.trainer import NonFiniteLossError, Trainer
 from fluxkern.training.unseen import UnseenCheck, UnseenPointsWarning, UnseenReport
 
 __all__ = [
+    "AutoRedraw",
     "CSVLogger",
     "Callback",
     "Checkpoint",

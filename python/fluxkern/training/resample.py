@@ -136,6 +136,12 @@ class Resample(Callback):
             )
         self._maybe_final(trainer)
 
+    def start(self, trainer: Trainer) -> None:
+        """Starts the redraws in the middle of a run, with a draw now (what on_start and the
+        redraw at the current epoch do; :class:`fluxkern.training.AutoRedraw` calls it)."""
+        self._setup(trainer)
+        self._redraw(trainer, trainer.epoch, self.reset_optimizer, self.pointwise)
+
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> bool | None:
         assert self.resampler is not None
         if self.final_from is not None or self._maybe_final(trainer):

@@ -267,8 +267,9 @@ class UnseenReport:
         return (
             f"{head}the residuals on fresh points are orders of magnitude above those on the "
             f"training points ({'; '.join(parts)}; after epoch {self.epoch}): the answer is not "
-            "to be trusted between the collocation points; use more points, redraw them "
-            "(resample_every) or fluxes that stay smooth across fronts"
+            "to be trusted between the collocation points; redraw the points (--resample-every "
+            "20 --resample-keep-optimizer, with --resample-method rad at a front or a layer), "
+            "use more points (--points) or fluxes that stay smooth across fronts"
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -127,3 +127,45 @@ def test_unknowns_through_the_command_line(capsys, tmp_path):
     assert " c1 " in err and " c2 " in err  # the progress line shows the identified values
     with open(os.path.join(out, "results.json")) as fh:
         assert set(json.load(fh)["unknowns"]) == {"c1", "c2"}
+
+
+def test_distributed_run_identifies_like_one_process(tmp_path):
+    """Two gloo ranks (torchrun's variables) on inverse_heat: the unknown's gradient is summed
+    over the ranks like the weights', so kappa follows the one-process run (Adam: the ranks'
+    partial sums differ from the one process's only in rounding)."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    common = ["--optimizer", "adam", "--epochs", "4", "--no-plots", "--no-progress"]
+    common += ["--points", "interior=200", "--points", "walls=40", "--points", "initial=40"]
+    common += ["--no-unseen-check"]
+    argv = [sys.executable, "-m", "fluxkern", "solve", "examples/inverse_heat.py", *common]
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    env.update(OMP_NUM_THREADS="1", WORLD_SIZE="2")
+    dist = str(tmp_path / "dist")
+    procs = [
+        subprocess.Popen(
+            [*argv, "--out", dist],
+            env={**env, "RANK": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for r in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    single = str(tmp_path / "single")
+    env1 = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    one = subprocess.run([*argv, "--out", single], env=env1, capture_output=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    with open(os.path.join(dist, "results.json")) as fh:
+        got = json.load(fh)
+    with open(os.path.join(single, "results.json")) as fh:
+        want = json.load(fh)
+    assert got["distributed"]["world_size"] == 2
+    k_got, k_want = got["unknowns"]["kappa"]["value"], want["unknowns"]["kappa"]["value"]
+    assert k_want != 1.0 and abs(k_got - k_want) <= 1e-10 * abs(k_want)

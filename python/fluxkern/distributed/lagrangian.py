@@ -95,6 +95,7 @@ class DistributedAugmentedLagrangian(AugmentedLagrangian):
                 c = values[name]
                 if t.multiplier == "global":
                     c = sums[name] / t.n_global if t.reduction == "mean" else sums[name]
+                c = t.within_tolerance(c)  # noisy data (Constraint.tolerance), as in one process
                 self.rule.update(state, c, loss_all)
         return values
 

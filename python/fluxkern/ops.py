@@ -82,8 +82,9 @@ def block_loss(
     Arguments as for :func:`fluxkern.reference.block_loss`, plus the backend.
 
     Returns:
-        The group's loss (a scalar, differentiable with respect to weights and biases) and the
-        constraint values C [N, R].
+        The group's loss (a scalar, differentiable with respect to weights and biases, and to
+        program.coef where it requires grad: trainable unknowns in the coefficients, whose
+        gradient the fused op returns from the same pass) and the constraint values C [N, R].
     """
     if resolve_backend(backend, x.device) == "torch":
         return reference.block_loss(program, x, net, lam, mu)

@@ -2,12 +2,16 @@
 
 A run with fixed points can converge to an answer that fits its points and not the equation
 between them (a front, a layer). The unseen-point check sees it: the residuals on fresh points
-grow orders of magnitude above the training ones. AutoRedraw runs that check every `every`
-epochs of a run without redraws, and at the first check that finds the answer untrustworthy
-(the rule of :class:`fluxkern.training.UnseenReport`) it turns residual-based redraws on from
-that epoch: a :class:`fluxkern.training.Resample` with method "rad", every `every` epochs, the
-optimizer's state kept, and the final phase on a fixed denser set. A run the check never flags
-trains exactly as without it (the check changes nothing).
+grow above the training ones as the run over-fits. AutoRedraw runs that check every `every`
+epochs of a run without redraws, and at the first check where some term's RMS residual on the
+fresh points (but the worst 0.5%) is more than `factor` (10) times its training RMS and above
+`floor` (1e-5), it turns residual-based redraws on from that epoch. 10 is a tenth of the
+warning's factor (:class:`fluxkern.training.UnseenReport`): on the moving front of
+examples/viscous_front.py the ratio grew steadily, 1x after 20 epochs, 4x after 80, 10x after
+120 and 100x only after 380, while the error stopped improving after about 80 epochs; resolved
+runs stay within 0.5-4x. It turns on a :class:`fluxkern.training.Resample` with method "rad",
+every `every` epochs, the optimizer's state kept, and the final phase on a fixed denser set. A
+run the check never flags trains exactly as without it (the check changes nothing).
 """
 
 from __future__ import annotations
@@ -21,10 +25,13 @@ from fluxkern.training.resample import Resample
 from fluxkern.training.trainer import Trainer
 from fluxkern.training.unseen import UnseenCheck
 
-__all__ = ["STATE_KEY", "AutoRedraw"]
+__all__ = ["FACTOR", "FLOOR", "STATE_KEY", "AutoRedraw"]
 
 # The key of Trainer.extra_state (kept in checkpoints): {"from": the epoch the redraws began}.
 STATE_KEY = "auto_redraw"
+# The trigger (see the module's doc): fresh RMS > FACTOR x training RMS and > FLOOR.
+FACTOR = 10.0
+FLOOR = 1e-5
 
 
 class AutoRedraw(Callback):
@@ -39,6 +46,8 @@ class AutoRedraw(Callback):
             (UnseenCheck(warn=False)), started by on_start.
         every: Epochs between checks, and between redraws once they are on.
         final: The final phase of the redraws, or None.
+        factor: The trigger's factor (fresh over training RMS).
+        floor: The trigger's floor (fresh RMS, in the residual's units).
 
     Attributes:
         started_at: The epoch after which the redraws began, or None.
@@ -46,11 +55,18 @@ class AutoRedraw(Callback):
     """
 
     def __init__(
-        self, check: UnseenCheck | None = None, every: int = 20, final: FinalPhase | None = None
+        self,
+        check: UnseenCheck | None = None,
+        every: int = 20,
+        final: FinalPhase | None = None,
+        *,
+        factor: float = FACTOR,
+        floor: float = FLOOR,
     ) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive integer; got {every!r}")
         self.check, self.every, self.final = check, every, final
+        self.factor, self.floor = float(factor), float(floor)
         self.started_at: int | None = None
         self.resample: Resample | None = None
 
@@ -87,7 +103,10 @@ class AutoRedraw(Callback):
         report = self.check.report
         if report is None or report.epoch != trainer.epoch:
             report = self.check.check(trainer)
-        if report is None or not report.untrustworthy:
+        if report is None or not any(
+            t.unseen_rms_bulk > self.floor and t.unseen_rms_bulk > self.factor * t.train_rms
+            for t in report.terms
+        ):
             return
         self.started_at, self.resample = trainer.epoch, self._resample()
         self.resample.start(trainer)

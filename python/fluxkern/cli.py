@@ -190,8 +190,9 @@ def _add_setup_options(s: argparse.ArgumentParser, d: Any, own: str) -> None:
     s.add_argument(
         "--no-resample-auto",
         action="store_true",
-        help="without --resample-every: never turn redraws on (default: on once the unseen-point "
-        "check flags the answer, checked every 20 epochs: residual-based redraws from there)",
+        help="without --resample-every: never turn redraws on (default: on once the residuals on "
+        "fresh points exceed 10x the training ones, checked every 20 epochs: residual-based "
+        "redraws from there)",
     )
     s.add_argument(
         "--matmul-precision",

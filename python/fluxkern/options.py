@@ -75,11 +75,11 @@ class SolveOptions:
             does not depend on the epoch the run stops at (of the epochs, or of time_limit,
             whichever ends first; :class:`fluxkern.training.FinalPhase`); 0 redraws to the end.
         resample_auto: In a run without redraws (resample_every None) with the unseen-point
-            check on: check the answer on fresh points every 20 epochs, and once the check
-            flags it (the warning's rule), redraw the points by residual every 20 epochs from
-            there on, keeping the optimizer's state, with the final phase
-            (:class:`fluxkern.training.AutoRedraw`). A run the check never flags trains as
-            without it.
+            check on: check the answer on fresh points every 20 epochs, and once a term's
+            residuals there exceed 10x the training ones, redraw the points by residual every
+            20 epochs from there on, keeping the optimizer's state, with the final phase
+            (:class:`fluxkern.training.AutoRedraw`). A run never past 10x trains as without
+            it.
         out: Output folder, or None for no files.
         resume: Continue from out/checkpoint.pt.
         progress: Show a progress line on stderr.

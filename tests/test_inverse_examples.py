@@ -169,3 +169,33 @@ def test_distributed_run_identifies_like_one_process(tmp_path):
     assert got["distributed"]["world_size"] == 2
     k_got, k_want = got["unknowns"]["kappa"]["value"], want["unknowns"]["kappa"]["value"]
     assert k_want != 1.0 and abs(k_got - k_want) <= 1e-10 * abs(k_want)
+
+
+def test_plots_include_the_identified_unknowns(tmp_path):
+    out = str(tmp_path / "run")
+    p = load("inverse_heat")
+    pts = {"interior": 200, "walls": 40, "initial": 40}
+    solver.solve(p, epochs=2, out=out, progress=False, points=pts)
+    path = os.path.join(out, "unknowns.png")
+    assert os.path.getsize(path) > 1000
+    with open(path, "rb") as fh:
+        assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_without_unknowns_write_no_unknowns_panel(tmp_path):
+    out = str(tmp_path / "run")
+    solver.solve("poisson", epochs=1, out=out, progress=False, points={"interior": 64})
+    assert os.path.exists(os.path.join(out, "history.png"))
+    assert not os.path.exists(os.path.join(out, "unknowns.png"))
+
+
+def test_plots_of_a_three_input_grid_show_its_last_slice(tmp_path):
+    # inverse_heat's evaluation grid is (x, y, t): solution.png shows the final time
+    import matplotlib.image
+
+    out = str(tmp_path / "run")
+    p = load("inverse_heat")
+    solver.solve(p, epochs=1, out=out, progress=False, points={"interior": 200})
+    for name in ("solution.png", "error.png"):
+        img = matplotlib.image.imread(os.path.join(out, name))
+        assert img.ndim == 3 and img.shape[0] > 100

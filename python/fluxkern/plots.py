@@ -44,18 +44,28 @@ def _field_panels(path: str, title: str, grid, values: dict[str, np.ndarray], na
         return
     fig, axes = plt.subplots(1, k, figsize=(4.2 * k, 3.6), squeeze=False)
     pts = grid.points.detach().cpu().numpy()
+    shape = tuple(grid.shape)
+    # a grid over 3 or more inputs: the slice at the last value of each input past the second
+    # (e.g. the final time of an (x, y, t) grid), named in the title
+    last = (slice(None), slice(None)) + (-1,) * (len(shape) - 2)
     for ax, (name, val) in zip(axes[0], values.items(), strict=True):
-        if len(grid.shape) == 1:
+        if len(shape) == 1:
             ax.plot(pts[:, 0], val.reshape(-1))
             ax.set_xlabel(names[0])
         else:
-            a = pts[:, 0].reshape(grid.shape)
-            b = pts[:, 1].reshape(grid.shape)
-            im = ax.pcolormesh(a, b, val.reshape(grid.shape), shading="auto", cmap="viridis")
+            a = pts[:, 0].reshape(shape)[last]
+            b = pts[:, 1].reshape(shape)[last]
+            im = ax.pcolormesh(a, b, val.reshape(shape)[last], shading="auto", cmap="viridis")
             fig.colorbar(im, ax=ax)
             ax.set_xlabel(names[0])
             ax.set_ylabel(names[1])
         ax.set_title(name)
+    if len(shape) > 2:
+        at = ", ".join(
+            f"{names[j]} = {pts[:, j].reshape(shape)[last].flat[0]:.3g}"
+            for j in range(2, len(shape))
+        )
+        title = f"{title} at {at}"
     fig.suptitle(title)
     fig.tight_layout()
     _save(plt, fig, path)
@@ -70,7 +80,8 @@ def write_all(
     history: dict[str, list[float]],
     al: Any,
 ) -> None:
-    """Writes solution.png, error.png, history.png and (flux form) multipliers.png into out."""
+    """Writes solution.png, error.png, history.png, (flux form) multipliers.png and (with
+    unknowns) unknowns.png into out."""
     plt = _plt()
     names = problem.input_names
     vals = {k: v.detach().cpu().numpy() for k, v in fields.items()}
@@ -93,6 +104,7 @@ def write_all(
     ax.set_title(f"{problem.name}: loss and constraint history")
     fig.tight_layout()
     _save(plt, fig, os.path.join(out, "history.png"))
+    _unknowns_panel(plt, out, problem.name, history, al)
 
     if al is None:
         return
@@ -115,6 +127,32 @@ def write_all(
     fig.suptitle(f"{problem.name}: pointwise multipliers (sum over expressions)")
     fig.tight_layout()
     _save(plt, fig, os.path.join(out, "multipliers.png"))
+
+
+def _unknowns_panel(plt: Any, out: str, title: str, history: dict[str, list], al: Any) -> None:
+    """unknowns.png: each unknown's identified value per epoch (history's ``unknown_NAME``),
+    its declared truth dashed; nothing for a run without unknowns."""
+    from fluxkern.training.identified import NOTE_PREFIX
+
+    keys = [k for k in history if k.startswith(NOTE_PREFIX)]
+    if not keys:
+        return
+    sset = getattr(getattr(al, "model", None), "unknowns", None)
+    symbols = getattr(sset, "symbols", {})
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        name = key[len(NOTE_PREFIX) :]
+        vals = np.array([np.nan if v is None else v for v in history[key]], dtype=float)
+        ax.plot(np.arange(1, len(vals) + 1), vals, label="identified")
+        truth = getattr(symbols.get(name), "truth", None)
+        if truth is not None:
+            ax.axhline(truth, color="k", ls="--", lw=1, label="truth")
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.legend()
+    fig.suptitle(f"{title}: identified unknowns")
+    fig.tight_layout()
+    _save(plt, fig, os.path.join(out, "unknowns.png"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -199,3 +199,16 @@ def test_plots_of_a_three_input_grid_show_its_last_slice(tmp_path):
     for name in ("solution.png", "error.png"):
         img = matplotlib.image.imread(os.path.join(out, name))
         assert img.ndim == 3 and img.shape[0] > 100
+
+
+def test_a_plot_that_cannot_be_drawn_warns_and_keeps_the_results(tmp_path, monkeypatch):
+    from fluxkern import plots
+
+    def broken(*args, **kwargs):
+        raise ValueError("no such shape")
+
+    monkeypatch.setattr(plots, "write_all", broken)
+    out = str(tmp_path / "run")
+    with pytest.warns(RuntimeWarning, match="plots not drawn .ValueError: no such shape"):
+        solver.solve("poisson", epochs=1, out=out, progress=False, points={"interior": 64})
+    assert os.path.exists(os.path.join(out, "results.json"))

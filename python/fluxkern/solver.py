@@ -559,3 +559,10 @@ def _write_outputs(
             path = exc.filename if isinstance(exc.filename, str) else out
             path = path[: -len(".tmp")] if path.endswith(".tmp") else path
             raise RunFileError(path, f"cannot write the plot ({reason(exc)}); {kept}") from None
+        except Exception as exc:  # a plot that cannot be drawn must not cost the run's results
+            warnings.warn(
+                f"plots not drawn ({type(exc).__name__}: {exc}); the results, history and "
+                f"prediction are written in {out}",
+                RuntimeWarning,
+                stacklevel=2,
+            )

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from fluxkern import _ext, reference
+from fluxkern import _ext, reference, settings
 from fluxkern._backends import _BACKENDS, BACKENDS, backends, resolve_backend
 from fluxkern.jacobian import (
     JACOBIAN_CHUNK_BYTES,
@@ -167,7 +167,10 @@ def _register_jet() -> None:
     @torch.library.register_fake("fluxkern::mlp_jet")
     def _mlp_jet_fake(x, shift, scale, weights, biases, activation):
         n, d = x.shape
-        saved = sum((2 * d + 3) * n * w.shape[0] for w in weights[:-1])
+        if _jet_saves_nothing(x, weights):
+            saved = 1  # a marker: the backward recomputes the forward per tile
+        else:
+            saved = sum((2 * d + 3) * n * w.shape[0] for w in weights[:-1])
         m = weights[-1].shape[0]
         return x.new_empty(n, m), x.new_empty(n, m, d), x.new_empty(saved)
 
@@ -213,6 +216,22 @@ def _register_jet() -> None:
 
     torch.library.register_autograd(
         "fluxkern::mlp_jet_backward", _no_second_derivative, setup_context=_setup_nothing
+    )
+
+
+# Limits of the per-tile CPU jet (csrc/kernels/loss_tile_cpu.h: kTileMaxWidth, kTileMaxHidden).
+_TILE_MAX_WIDTH, _TILE_MAX_HIDDEN = 128, 16
+
+
+def _jet_saves_nothing(x: Tensor, weights: list[Tensor]) -> bool:
+    """True where the CPU jet op takes its per-tile path (csrc/ops/jet_tile_cpu.cpp): it then
+    returns a [1] marker instead of the layer buffers, and its backward recomputes the forward."""
+    hidden = weights[:-1]
+    return (
+        x.device.type == "cpu"
+        and settings.get_cpu_kernel() == "tile"
+        and len(hidden) <= _TILE_MAX_HIDDEN
+        and all(w.shape[0] <= _TILE_MAX_WIDTH for w in hidden)
     )
 
 

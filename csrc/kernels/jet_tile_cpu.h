@@ -32,6 +32,12 @@ struct JetTileInput {
   int64_t n = 0;              // points
 };
 
+// Bytes per vector for a net with these hidden widths and elements of elem_size bytes: 64 (the
+// AVX-512 build) where the machine has AVX-512 and the padding costs little, else 32. The plan
+// pads the features to it (tile_plan's pad = bytes / sizeof(T)), and the kernels run the build
+// of the plan's vector size.
+int64_t jet_tile_vector_bytes(int64_t hidden, const int64_t* widths, int64_t elem_size);
+
 // Number of tiles of N points.
 inline int64_t jet_tile_count(int64_t n) { return (n + kTilePoints - 1) / kTilePoints; }
 

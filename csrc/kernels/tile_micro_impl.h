@@ -4,7 +4,7 @@
 // FK_CPU_VARIANT { namespace {` after kernels/cpu_vec_impl.h, so that each instruction-set build
 // gets its own copy (no include guard on purpose: one inclusion per translation unit). Needs
 // <algorithm>, kernels/activations.h and FK_TILE_INLINE. Buffers are points-major tiles of rows
-// padded to Wp = W rounded up to one 32-byte vector (loss_tile_cpu.h).
+// padded to Wp = W rounded up to one vector (32 bytes, or FK_VEC_BYTES; loss_tile_cpu.h).
 
 // C[i, 0:NR lanes-vectors] (+)= sum_k a(i, k) B[k, :] for i < MR, where a(i, k) = a[i * as + k *
 // ak]: an MR x NR block of vector accumulators held in registers over the whole k loop.
@@ -66,12 +66,17 @@ template <typename T, bool ACC>
 void gemm(int64_t m_len, int64_t k_len, int64_t nv, const T* a, int64_t as, int64_t ak, const T* b,
           int64_t ldb, T* c, int64_t ldc) {
   constexpr int64_t L = kLanes<T>;
-  constexpr int NR = 3;
+  // 3 vectors per block: 12 accumulators of the 16 ymm registers. With 64-byte vectors (32 zmm
+  // registers) blocks of 4 vectors, then one of 3 (W = 50 float64: 7 vectors = 4 + 3, not 3 + 3 +
+  // 1, whose last block is bound by its loads).
+  constexpr int NR = FK_VEC_BYTES == 64 ? 4 : 3;
   int64_t j = 0;
   for (; j + NR <= nv; j += NR) {
     gemm_rows<T, NR, ACC>(m_len, k_len, a, as, ak, b + j * L, ldb, c + j * L, ldc);
   }
-  if (nv - j == 2) {
+  if (NR == 4 && nv - j == 3) {
+    gemm_rows<T, 3, ACC>(m_len, k_len, a, as, ak, b + j * L, ldb, c + j * L, ldc);
+  } else if (nv - j == 2) {
     gemm_rows<T, 2, ACC>(m_len, k_len, a, as, ak, b + j * L, ldb, c + j * L, ldc);
   } else if (nv - j == 1) {
     gemm_rows<T, 1, ACC>(m_len, k_len, a, as, ak, b + j * L, ldb, c + j * L, ldc);
@@ -94,13 +99,13 @@ template <typename T>
 struct VecBits;
 template <>
 struct VecBits<double> {
-  typedef int64_t type __attribute__((vector_size(32)));
+  typedef int64_t type __attribute__((vector_size(FK_VEC_BYTES)));
   static constexpr int64_t kSign = INT64_MIN, kBias = 1023, kMantissa = 52;
   static constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
 };
 template <>
 struct VecBits<float> {
-  typedef int32_t type __attribute__((vector_size(32)));
+  typedef int32_t type __attribute__((vector_size(FK_VEC_BYTES)));
   static constexpr int32_t kSign = INT32_MIN, kBias = 127, kMantissa = 23;
   static constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
 };

@@ -18,8 +18,10 @@ namespace {
 
 template <typename T>
 TilePlan jet_plan(const MlpShape& s) {
-  return tile_plan(s.d, s.d, s.m, static_cast<int64_t>(s.widths.size()), s.widths.data(), 0,
-                   32 / static_cast<int64_t>(sizeof(T)));
+  const int64_t hidden = static_cast<int64_t>(s.widths.size());
+  const int64_t bytes = jet_tile_vector_bytes(hidden, s.widths.data(), sizeof(T));
+  return tile_plan(s.d, s.d, s.m, hidden, s.widths.data(), 0,
+                   bytes / static_cast<int64_t>(sizeof(T)));
 }
 
 // The parameters in the tile kernels' packed layout: [plan.packed_size].

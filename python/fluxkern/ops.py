@@ -64,8 +64,41 @@ def mlp_jet(x: Tensor, net: MlpSpec, backend: str | None = None) -> tuple[Tensor
     if resolve_backend(backend, x.device) == "torch":
         return reference.mlp_jet(x, net)
     weights, biases = list(net.weights), list(net.biases)
+    args = (x, net.shift, net.scale, *weights, *biases)
+    if (
+        not torch.compiler.is_compiling()
+        and torch.is_grad_enabled()
+        and any(t.requires_grad for t in args)
+    ):
+        # Eager fast path: the same op and backward op through one small autograd.Function,
+        # without the per-call flattening of torch.library's autograd wrapper (about 0.1 ms of a
+        # 1-2 ms step at the users' sizes). Second derivatives still reach the backward op's
+        # registered formula, which refuses them with SECOND_DERIVATIVE_ERROR.
+        return _Jet.apply(net.activation, len(weights), *args)
     y, jac, _ = torch.ops.fluxkern.mlp_jet(x, net.shift, net.scale, weights, biases, net.activation)
     return y, jac
+
+
+class _Jet(torch.autograd.Function):
+    """(x, shift, scale, weights..., biases...) -> (y, J) through the jet op and its backward op."""
+
+    @staticmethod
+    def forward(ctx: Any, activation: str, n_layers: int, *args: Tensor) -> tuple[Tensor, Tensor]:
+        x, shift, scale = args[:3]
+        weights, biases = list(args[3 : 3 + n_layers]), list(args[3 + n_layers :])
+        y, jac, saved = torch.ops.fluxkern.mlp_jet(x, shift, scale, weights, biases, activation)
+        ctx.activation, ctx.n_layers = activation, n_layers
+        ctx.save_for_backward(saved, *args)
+        return y, jac
+
+    @staticmethod
+    def backward(ctx: Any, grad_y: Tensor, grad_J: Tensor) -> tuple[Tensor | None, ...]:
+        saved, x, shift, scale, *params = ctx.saved_tensors
+        k = ctx.n_layers
+        gx, gshift, gscale, gw, gb = torch.ops.fluxkern.mlp_jet_backward(
+            grad_y, grad_J, x, shift, scale, params[:k], params[k:], ctx.activation, saved
+        )
+        return None, None, gx, gshift, gscale, *gw, *gb
 
 
 def block_loss(

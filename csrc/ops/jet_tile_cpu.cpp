@@ -1,12 +1,13 @@
 // CPU glue of the per-tile jet kernels (csrc/kernels/jet_tile_cpu.h): the forward that saves
-// nothing and the backward that recomputes it tile by tile, parallel over one contiguous chunk of
-// tiles per thread, each with its own gradient accumulator (summed in chunk order, so the result
-// is deterministic for a given thread count).
+// nothing and the backward that recomputes it tile by tile, parallel over chunks of tiles, each
+// chunk with its own gradient accumulator (summed in chunk order, so the result is deterministic
+// for a given thread count).
 #include "kernels/jet_tile_cpu.h"
 
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "ops/jet.h"
@@ -41,8 +42,34 @@ at::Tensor pack_params(const TilePlan& plan, at::TensorList weights, at::TensorL
   return packed;
 }
 
+// Chunks of tiles per call: one per thread alone; with several threads 8 per thread (at most one
+// per tile), handed out dynamically, so that a thread descheduled on a shared machine does not
+// hold the others up (measured at load 6 on 2 cores: contiguous halves took up to 10x the
+// one-thread time at N = 1280). The chunks depend only on the tile and thread counts, and the
+// backward sums their accumulators in chunk order: deterministic for a given thread count.
 int64_t chunk_count(int64_t tiles) {
-  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), tiles));
+  const int64_t threads = at::get_num_threads();
+  return std::max<int64_t>(1, std::min<int64_t>(threads == 1 ? 1 : 8 * threads, tiles));
+}
+
+// Calls fn(chunk, worker) for every chunk in [0, chunks) on up to get_num_threads() workers,
+// each taking the next chunk from a shared counter; worker in [0, workers) indexes its scratch.
+template <typename F>
+void for_each_chunk(int64_t chunks, int64_t workers, const F& fn) {
+  if (workers <= 1) {
+    for (int64_t c = 0; c < chunks; ++c) fn(c, 0);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, workers, 1, [&](int64_t w0, int64_t w1) {
+    for (int64_t w = w0; w < w1; ++w) {
+      for (int64_t c = next++; c < chunks; c = next++) fn(c, w);
+    }
+  });
+}
+
+int64_t worker_count(int64_t chunks) {
+  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), chunks));
 }
 
 }  // namespace
@@ -74,16 +101,14 @@ std::tuple<at::Tensor, at::Tensor> jet_forward_tile_cpu(const MlpShape& s, const
     const JetTileInput<T> in{xc.data_ptr<T>(), shift_c.data_ptr<T>(), scale_c.data_ptr<T>(),
                              packed.data_ptr<T>(), s.n};
     const int64_t tiles = jet_tile_count(s.n);
-    const int64_t chunks = chunk_count(tiles);
-    at::Tensor scratch = pooled_empty(chunks * plan.scratch_size, opts);  // [chunks, scratch]
+    const int64_t chunks = chunk_count(tiles), workers = worker_count(chunks);
+    at::Tensor scratch = pooled_empty(workers * plan.scratch_size, opts);  // [workers, scratch]
     T* sc0 = scratch.data_ptr<T>();
     T* yp = y.data_ptr<T>();
     T* jp = jac.data_ptr<T>();
-    at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-      for (int64_t k = c0; k < c1; ++k) {
-        jet_forward_tiles_cpu<T>(plan, s.act, in, k * tiles / chunks, (k + 1) * tiles / chunks, yp,
-                                 jp, sc0 + k * plan.scratch_size);
-      }
+    for_each_chunk(chunks, workers, [&](int64_t k, int64_t w) {
+      jet_forward_tiles_cpu<T>(plan, s.act, in, k * tiles / chunks, (k + 1) * tiles / chunks, yp,
+                               jp, sc0 + w * plan.scratch_size);
     });
   });
   return {y, jac};
@@ -114,22 +139,20 @@ JetGrads jet_backward_tile_cpu(const MlpShape& s, const at::Tensor& grad_y,
     const T* scl = scale_c.data_ptr<T>();
     const JetTileInput<T> in{xc.data_ptr<T>(), shift_c.data_ptr<T>(), scl, pk, s.n};
     const int64_t tiles = jet_tile_count(s.n);
-    const int64_t chunks = chunk_count(tiles);
+    const int64_t chunks = chunk_count(tiles), workers = worker_count(chunks);
     const int64_t acc_size = jet_tile_acc_size(plan);
-    at::Tensor accs = pooled_empty(chunks * acc_size, opts);              // [chunks, acc]
-    at::Tensor scratch = pooled_empty(chunks * plan.scratch_size, opts);  // [chunks, scratch]
+    at::Tensor accs = pooled_empty(chunks * acc_size, opts);               // [chunks, acc]
+    at::Tensor scratch = pooled_empty(workers * plan.scratch_size, opts);  // [workers, scratch]
     T* a0 = accs.data_ptr<T>();
     T* sc0 = scratch.data_ptr<T>();
     std::fill(a0, a0 + chunks * acc_size, T(0));
     const T* gyp = gy.data_ptr<T>();
     const T* gjp = gj.data_ptr<T>();
     T* gxp = g.x.data_ptr<T>();
-    at::parallel_for(0, chunks, 1, [&](int64_t c0, int64_t c1) {
-      for (int64_t k = c0; k < c1; ++k) {
-        jet_backward_tiles_cpu<T>(plan, s.act, in, gyp, gjp, k * tiles / chunks,
-                                  (k + 1) * tiles / chunks, gxp, a0 + k * acc_size,
-                                  sc0 + k * plan.scratch_size);
-      }
+    for_each_chunk(chunks, workers, [&](int64_t k, int64_t w) {
+      jet_backward_tiles_cpu<T>(plan, s.act, in, gyp, gjp, k * tiles / chunks,
+                                (k + 1) * tiles / chunks, gxp, a0 + k * acc_size,
+                                sc0 + w * plan.scratch_size);
     });
     for (int64_t k = 1; k < chunks; ++k) {
       const T* ak = a0 + k * acc_size;

@@ -16,7 +16,9 @@ gradient are checked against plain autograd (float64: 1e-10 relative, float32: 1
 warm-up; each gets the median of its rounds. GFLOP/s use the design notes' count (DESIGN.md
 section 5; the per-tile path recomputes the forward, one pass more than counted) against a
 large GEMM through torch measured in the same run at the same dtype and thread count. Every row
-carries the load average when it was measured; the header gives machine and versions.
+carries the load average when it was measured; the header gives machine and versions. Besides
+the wall-clock medians, the medians of process CPU time per step (both threads summed with two)
+are reported: on a shared machine they show the work done apart from the time spent waiting.
 
 Usage: python bench/bench_dropin.py [--sets issue problems large] [--dtypes float64 float32]
        [--threads 1 2] [--min-time 1.0] [--min-rounds 7] [--quick] [--json PATH]
@@ -116,20 +118,23 @@ def check(steps: dict[str, Callable[[], tuple[Any, Any]]], dtype: torch.dtype) -
 
 def interleaved(
     steps: dict[str, Callable[[], Any]], min_time: float, min_rounds: int, max_rounds: int = 200
-) -> dict[str, list[float]]:
-    """Seconds per step of each contender, one step each per round, after one warm-up round."""
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall and process-CPU seconds per step of each contender, one step each per round, after
+    one warm-up round. (CPU time counts what the process ran, whatever else shared the cores.)"""
     for step in steps.values():
         step()
     times: dict[str, list[float]] = {k: [] for k in steps}
+    cpu: dict[str, list[float]] = {k: [] for k in steps}
     t_end = time.perf_counter() + min_time * len(steps)
     while True:
         for name, step in steps.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             step()
             times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
         rounds = len(times["autograd.grad"])
         if rounds >= max_rounds or (rounds >= min_rounds and time.perf_counter() >= t_end):
-            return times
+            return times, cpu
 
 
 def make_cases(sets: list[str], quick: bool) -> list[dict[str, Any]]:
@@ -177,8 +182,9 @@ def run_case(case: dict[str, Any], dname: str, threads: int, peak: float, args) 
     steps = contenders(net, x)
     check(steps, dtype)
     load = os.getloadavg()[0]
-    times = interleaved(steps, args.min_time, args.min_rounds)
+    times, cpu = interleaved(steps, args.min_time, args.min_rounds)
     med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     flops = common.jet_step_flops(d, w, depth, m) * n
     fk = med["fluxkern.jet"]
     rows = []
@@ -193,6 +199,7 @@ def run_case(case: dict[str, Any], dname: str, threads: int, peak: float, args) 
                 "N": n,
                 "contender": name,
                 "ms": round(t * 1e3, 3),
+                "cpu ms": round(med_cpu[name] * 1e3, 3),
                 "rounds": len(times[name]),
                 "x vs fluxkern.jet": round(t / fk, 2),
                 "GFLOP/s": round(gflops, 1),
@@ -204,7 +211,8 @@ def run_case(case: dict[str, Any], dname: str, threads: int, peak: float, args) 
     plain = med["autograd.grad"] / fk
     print(
         f" {case['set']:8s} {label:28s} {dname} {threads}t N={n:6d}: fluxkern {fk * 1e3:8.2f} ms, "
-        f"plain {med['autograd.grad'] * 1e3:8.2f} ms ({plain:.2f}x), torch.func "
+        f"plain {med['autograd.grad'] * 1e3:8.2f} ms ({plain:.2f}x; CPU time "
+        f"{med_cpu['autograd.grad'] / max(med_cpu['fluxkern.jet'], 1e-9):.2f}x), torch.func "
         f"{med['torch.func'] * 1e3:8.2f} ms, gemm path {med['fluxkern.jet [gemm]'] * 1e3:8.2f} ms "
         f"[load {rows[0]['load']}]",
         flush=True,
@@ -259,6 +267,9 @@ def summary(rows: list[dict[str, Any]]) -> str:
                 "fluxkern.jet ms": fk["ms"],
                 "autograd.grad ms": case["autograd.grad"]["ms"],
                 "plain / fluxkern": f"{case['autograd.grad']['ms'] / fk['ms']:.2f}x",
+                "plain / fluxkern, CPU time": (
+                    f"{case['autograd.grad']['cpu ms'] / fk['cpu ms']:.2f}x" if fk["cpu ms"] else ""
+                ),
                 "torch.func / fluxkern": f"{case['torch.func']['ms'] / fk['ms']:.2f}x",
                 "gemm path / fluxkern": f"{case['fluxkern.jet [gemm]']['ms'] / fk['ms']:.2f}x",
                 "fluxkern GFLOP/s (of GEMM)": f"{fk['GFLOP/s']} ({fk['of GEMM']})",

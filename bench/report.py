@@ -220,6 +220,14 @@ def tables(payload: dict[str, Any]) -> str:
     if "tta" in wls:
         parts.append("\n### time to accuracy (checks excluded from the times)\n")
         parts.append(_tta_table(wls["tta"]["results"]))
+    if wls.get("dropin", {}).get("results"):
+        import bench_dropin
+
+        parts.append(
+            "\n### dropin: fluxkern.jet + a user loss (sum y^2 + sum J^2, backward), "
+            "interleaved medians\n"
+        )
+        parts.append(bench_dropin.summary(wls["dropin"]["results"]))
     if wls.get("problems", {}).get("results"):
         parts.append("\n### problems: the benchmark problems at their own sizes (flux form)\n")
         parts.append(problems_tables(wls["problems"]["results"]))

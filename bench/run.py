@@ -7,6 +7,10 @@ and DeepXDE (pytorch backend) in PINN form (dde.grad.hessian) and flux form (dde
 
 Workloads:
   jet       the jet alone (values + input Jacobian, forward + parameter gradient)
+  dropin    fluxkern.jet in the user's own loss (sum y^2 + sum J^2, then backward) against plain
+            autograd.grad and torch.func: issue 30's table, the problems' nets at their sizes, N
+            8192 / 65536 at widths 20-128; --dtypes, --threads (default 1 2), interleaved A/B
+            (bench_dropin.py)
   step      one training step (loss, backward, Adam) of the poisson problem
   scaling   the step over N = 1024 .. 1048576 and widths 32 .. 256 (a contender stops growing N
             once one step takes longer than --step-cap seconds or would need too much memory)
@@ -50,6 +54,7 @@ from typing import Any
 
 import torch
 
+import bench_dropin
 import common
 import fluxkern as fk
 import poisson_case as case
@@ -58,7 +63,7 @@ import report
 import torch_steps as ts
 from isolated import IsolatedContender
 
-WORKLOADS = ("jet", "step", "scaling", "tta", "problems", "users", "inverse")
+WORKLOADS = ("jet", "dropin", "step", "scaling", "tta", "problems", "users", "inverse")
 
 
 def machine_slug(info: dict[str, Any]) -> str:
@@ -549,8 +554,8 @@ def parse(argv=None) -> argparse.Namespace:
         type=int,
         nargs="+",
         default=None,
-        help="torch threads: the problems workload runs once per value (default 1 2; --quick: 1), "
-        "the other workloads at the first (default torch's)",
+        help="torch threads: the problems and dropin workloads run once per value (default 1 "
+        "2; --quick: 1), the other workloads at the first (default torch's)",
     )
     p.add_argument(
         "--problems",
@@ -564,7 +569,7 @@ def parse(argv=None) -> argparse.Namespace:
         nargs="+",
         choices=["float64", "float32"],
         default=["float64", "float32"],
-        help="problems workload: dtypes (default both; --quick: float64)",
+        help="problems and dropin workloads: dtypes (default both; --quick: float64)",
     )
     p.add_argument(
         "--epoch-reps",
@@ -643,6 +648,18 @@ def main(argv=None) -> int:
             result = run_scaling(args, peak, save)
         elif wl == "problems":
             result = run_problems(args, save)
+        elif wl == "dropin":
+            result = bench_dropin.run(
+                argparse.Namespace(
+                    sets=list(bench_dropin.SETS),
+                    dtypes=args.dtypes,
+                    threads=args.problem_threads,
+                    min_time=args.min_time,
+                    min_rounds=3 if args.quick else 7,
+                    quick=args.quick,
+                ),
+                save,
+            )
         elif wl == "users":
             result = run_users(args)
         elif wl == "inverse":

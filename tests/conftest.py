@@ -1,9 +1,22 @@
+import hashlib
 import os
 import sys
+import tempfile
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# torch.compile's on-disk caches do not hash the fake kernels of custom ops: a compiled graph
+# cached by another checkout (or before a fake kernel changed) can expect other output shapes.
+# Tests therefore compile into a cache of their own, keyed by the file that holds the fakes.
+_FAKES = os.path.join(os.path.dirname(__file__), "..", "python", "fluxkern", "ops.py")
+if "TORCHINDUCTOR_CACHE_DIR" not in os.environ and os.path.exists(_FAKES):
+    with open(_FAKES, "rb") as _f:
+        _key = hashlib.sha256(_f.read()).hexdigest()[:16]
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(
+        tempfile.gettempdir(), f"torchinductor-fluxkern-{_key}"
+    )
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ import sys
 import pytest
 import torch
 
+import fluxkern
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 
@@ -187,3 +189,31 @@ def test_problems_workload_on_cuda_writes_checked_rows(tmp_path):
         assert max(r["check"].values()) <= 1e-10
     md = open(str(js)[: -len(".json")] + ".md").read()
     assert "problems: float64, on cuda" in md and "GPU NVIDIA" in md
+
+
+def test_dropin_case_checks_then_times_every_contender():
+    import argparse
+
+    import bench_dropin
+
+    opts = argparse.Namespace(min_time=0.01, min_rounds=2)
+    case_ = {"set": "large", "net": (2, 3, 8, 2), "N": 64}
+    rows = bench_dropin.run_case(case_, "float64", 1, 10.0, opts)
+    by = {r["contender"]: r for r in rows}
+    assert set(by) == {"fluxkern.jet", "fluxkern.jet [gemm]", "autograd.grad", "torch.func"}
+    assert by["fluxkern.jet"]["x vs fluxkern.jet"] == 1.0
+    assert all(r["ms"] > 0 and r["rounds"] >= 2 for r in rows)
+    assert "plain / fluxkern" in bench_dropin.summary(rows)
+
+
+def test_dropin_check_catches_a_wrong_contender():
+    import bench_dropin
+
+    net = fluxkern.MLP(2, 3, 8, 2, dtype=torch.float64)
+    x = torch.rand(16, 2, dtype=torch.float64)
+    steps = bench_dropin.contenders(net, x)
+    bench_dropin.check(steps, torch.float64)  # all agree
+    good = steps["fluxkern.jet"]
+    steps["wrong"] = lambda: (good()[0] * (1 + 1e-8), good()[1])
+    with pytest.raises(SystemExit, match="wrong"):
+        bench_dropin.check(steps, torch.float64)

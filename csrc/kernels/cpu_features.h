@@ -17,4 +17,17 @@ inline bool cpu_use_avx2() {
   return yes;
 }
 
+// True when the AVX-512 builds (64-byte vectors; the per-tile jet kernels only) may run: the AVX2
+// builds may, the CPU has AVX-512 F and DQ, and the environment variable FLUXKERN_CPU_NO_AVX512
+// is unset or "0" (set it to run, and test, the AVX2 builds on an AVX-512 machine).
+inline bool cpu_use_avx512() {
+  static const bool yes = [] {
+    const char* env = std::getenv("FLUXKERN_CPU_NO_AVX512");
+    const bool off = env != nullptr && env[0] != '\0' && !(env[0] == '0' && !env[1]);
+    return !off && cpu_use_avx2() && __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512dq");
+  }();
+  return yes;
+}
+
 }  // namespace fluxkern

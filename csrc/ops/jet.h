@@ -33,12 +33,43 @@ struct JetDevice {
   std::optional<std::tuple<at::Tensor, at::Tensor>> (*fused_forward)(
       const MlpShape& s, const at::Tensor& x, const at::Tensor& shift, const at::Tensor& scale,
       at::TensorList weights, at::TensorList biases, const at::Tensor& saved);
+  // Optional (null on CUDA): the jet that saves nothing and whose backward recomputes the forward
+  // (CPU: the per-tile kernels, kernels/jet_tile_cpu.h). `recompute_chosen`: the forward takes
+  // this path for the shape (settings and sizes); `recompute_fits`: the kernels can serve the
+  // shape (the backward of a forward that took this path).
+  bool (*recompute_chosen)(const MlpShape& s);
+  bool (*recompute_fits)(const MlpShape& s);
+  std::tuple<at::Tensor, at::Tensor> (*recompute_forward)(const MlpShape& s, const at::Tensor& x,
+                                                          const at::Tensor& shift,
+                                                          const at::Tensor& scale,
+                                                          at::TensorList weights,
+                                                          at::TensorList biases);
+  JetGrads (*recompute_backward)(const MlpShape& s, const at::Tensor& grad_y,
+                                 const at::Tensor& grad_J, const at::Tensor& x,
+                                 const at::Tensor& shift, const at::Tensor& scale,
+                                 at::TensorList weights, at::TensorList biases);
 };
 
 const JetDevice& cpu_jet_device();
 #if defined(FLUXKERN_WITH_CUDA)
 const JetDevice& cuda_jet_device();
 #endif
+
+// The per-tile CPU jet (ops/jet_tile_cpu.cpp): whether its kernels serve the shape (hidden
+// widths <= 128, <= 16 hidden layers), whether the forward takes it (also the CPU kernel setting
+// is "tile"), the forward (y [N, m], J [N, m, d]; saves nothing) and the backward (recomputes the
+// forward per tile).
+bool jet_tile_fits(const MlpShape& s);
+bool jet_tile_chosen(const MlpShape& s);
+std::tuple<at::Tensor, at::Tensor> jet_forward_tile_cpu(const MlpShape& s, const at::Tensor& x,
+                                                        const at::Tensor& shift,
+                                                        const at::Tensor& scale,
+                                                        at::TensorList weights,
+                                                        at::TensorList biases);
+JetGrads jet_backward_tile_cpu(const MlpShape& s, const at::Tensor& grad_y,
+                               const at::Tensor& grad_J, const at::Tensor& x,
+                               const at::Tensor& shift, const at::Tensor& scale,
+                               at::TensorList weights, at::TensorList biases);
 
 // Forward on validated arguments. Writes the per-layer buffers (kernels/jet_cpu.h) into
 // `saved` [jet_saved_numel(shape)] and returns (y [N, m], J [N, m, d]).

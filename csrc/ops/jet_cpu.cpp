@@ -49,7 +49,9 @@ void activation_backward_cpu(const MlpShape& s, const at::Tensor& layer, at::Ten
 }  // namespace
 
 const JetDevice& cpu_jet_device() {
-  static const JetDevice dev{&activation_forward_cpu, &activation_backward_cpu, nullptr};
+  static const JetDevice dev{
+      &activation_forward_cpu, &activation_backward_cpu, nullptr, &jet_tile_chosen, &jet_tile_fits,
+      &jet_forward_tile_cpu,   &jet_backward_tile_cpu};
   return dev;
 }
 

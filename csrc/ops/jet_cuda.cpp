@@ -84,8 +84,13 @@ std::optional<std::tuple<at::Tensor, at::Tensor>> fused_forward_cuda(
 }  // namespace
 
 const JetDevice& cuda_jet_device() {
-  static const JetDevice dev{&activation_forward_cuda, &activation_backward_cuda,
-                             &fused_forward_cuda};
+  static const JetDevice dev{&activation_forward_cuda,
+                             &activation_backward_cuda,
+                             &fused_forward_cuda,
+                             nullptr,
+                             nullptr,
+                             nullptr,
+                             nullptr};
   return dev;
 }
 

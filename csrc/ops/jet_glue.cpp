@@ -43,6 +43,11 @@ at::Tensor normalise(const at::Tensor& x, const at::Tensor& shift, const at::Ten
   return (x - shift) / scale;  // [N, d]
 }
 
+// " or [1]" where the device has a jet that saves nothing for this shape (error messages).
+const char* recompute_hint(const JetDevice& dev, const MlpShape& s) {
+  return dev.recompute_fits != nullptr && dev.recompute_fits(s) ? " or [1]" : "";
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> jet_forward(const JetDevice& dev, const MlpShape& s,
@@ -150,6 +155,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mlp_jet_on(
   const MlpShape s = check_mlp(op, x, shift, scale, weights, biases, std::string(activation));
   TORCH_CHECK(x.device().type() == device_type, op, ": the ", c10::DeviceTypeName(device_type),
               " kernel was called with x on ", x.device());
+  if (dev.recompute_chosen != nullptr && dev.recompute_chosen(s)) {
+    auto [y, jac] = dev.recompute_forward(s, x, shift, scale, weights, biases);
+    // [1]: marks a forward that saved nothing (its backward recomputes it)
+    return {y, jac, at::zeros({1}, x.options())};
+  }
   at::Tensor saved = pooled_empty(jet_saved_numel(s), x.options());  // [saved numel]
   auto [y, jac] = jet_forward(dev, s, x, shift, scale, weights, biases, saved);
   return {y, jac, saved};
@@ -168,20 +178,26 @@ mlp_jet_backward_on(const JetDevice& dev, c10::DeviceType device_type, const at:
                     ", ", s.m, "], got ", shape_str(grad_y));
   TORCH_CHECK_VALUE(grad_J.sizes() == at::IntArrayRef({s.n, s.m, s.d}), op, ": grad_J must be [",
                     s.n, ", ", s.m, ", ", s.d, "], got ", shape_str(grad_J));
-  TORCH_CHECK_VALUE(saved.dim() == 1 && saved.numel() == jet_saved_numel(s), op,
+  TORCH_CHECK(grad_y.device() == x.device() && grad_J.device() == x.device() &&
+                  saved.device() == x.device(),
+              op, ": grad_y, grad_J and saved must be on the device of x (", x.device(), "), got ",
+              grad_y.device(), ", ", grad_J.device(), " and ", saved.device());
+  // A forward that saved nothing returns a [1] marker (never the size of the layer buffers: at
+  // least 2d + 3 per point and layer, or 0 without points).
+  const bool recompute = dev.recompute_fits != nullptr && saved.dim() == 1 && saved.numel() == 1 &&
+                         dev.recompute_fits(s);
+  TORCH_CHECK_VALUE(saved.dim() == 1 && (saved.numel() == jet_saved_numel(s) || recompute), op,
                     ": saved must be the buffer returned by mlp_jet for these arguments ([",
-                    jet_saved_numel(s), "]), got ", shape_str(saved));
+                    jet_saved_numel(s), "]", recompute_hint(dev, s), "), got ", shape_str(saved));
   TORCH_CHECK_TYPE(
       grad_y.scalar_type() == x.scalar_type() && grad_J.scalar_type() == x.scalar_type() &&
           saved.scalar_type() == x.scalar_type(),
       op, ": grad_y, grad_J and saved must have the dtype of x (", x.scalar_type(), "), got ",
       grad_y.scalar_type(), ", ", grad_J.scalar_type(), " and ", saved.scalar_type());
-  TORCH_CHECK(grad_y.device() == x.device() && grad_J.device() == x.device() &&
-                  saved.device() == x.device(),
-              op, ": grad_y, grad_J and saved must be on the device of x (", x.device(), "), got ",
-              grad_y.device(), ", ", grad_J.device(), " and ", saved.device());
-  JetGrads g =
-      jet_backward(dev, s, grad_y, grad_J, x, shift, scale, weights, biases, saved.contiguous());
+  JetGrads g = recompute
+                   ? dev.recompute_backward(s, grad_y, grad_J, x, shift, scale, weights, biases)
+                   : jet_backward(dev, s, grad_y, grad_J, x, shift, scale, weights, biases,
+                                  saved.contiguous());
   return {g.x, g.shift, g.scale, g.weights, g.biases};
 }
 

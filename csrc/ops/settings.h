@@ -25,7 +25,8 @@ enum class CudaJetKernel : int32_t { Gemm = 0, Tile = 1 };
 // The CPU block loss: "tile" (the fused per-tile kernel, kernels/loss_tile_cpu.h, for hidden
 // widths <= 128; the default) or "gemm" (the jet through BLAS GEMMs, the residual kernel and the
 // jet backward). The initial value is "gemm" when the environment variable FLUXKERN_CPU_TILE is
-// "0" at load time, else "tile".
+// "0" at load time, else "tile". The CPU jet op follows the same setting: "tile" runs the per-tile
+// jet kernels (kernels/jet_tile_cpu.h) for the same widths, "gemm" the BLAS path.
 enum class CpuLossKernel : int32_t { Gemm = 0, Tile = 1 };
 
 MatmulPrecision matmul_precision();

@@ -156,7 +156,8 @@ def cuda_kernel(kernel: str) -> Iterator[None]:
 
 
 def set_cpu_kernel(kernel: str) -> None:
-    """Chooses the CPU kernel of the fused block loss (``AugmentedLagrangian`` with backend "cpu").
+    """Chooses the CPU kernel of the fused block loss (``AugmentedLagrangian`` with backend "cpu")
+    and of the jet.
 
     "tile" (the default) runs the whole loss (jet, residuals, loss and the reverse pass to the
     weight gradients) one tile of 32 points at a time with every intermediate in cache, through
@@ -165,8 +166,12 @@ def set_cpu_kernel(kernel: str) -> None:
     (wider networks use "gemm"). "gemm" runs the jet through BLAS GEMMs on stacked value and
     tangent rows of all points, then the residual kernel, then the jet backward: faster for wide
     networks. Both give the same results up to rounding. The environment variable
-    ``FLUXKERN_CPU_TILE=0`` makes "gemm" the initial value. No effect on CUDA tensors or on the
-    jet op itself.
+    ``FLUXKERN_CPU_TILE=0`` makes "gemm" the initial value. No effect on CUDA tensors.
+
+    The same choice applies to the jet op on CPU tensors (``fluxkern.jet``, ``MLP.jet``): "tile"
+    computes y and J one tile at a time and saves nothing, and its backward recomputes each
+    tile's forward in cache before the reverse pass (same width limits); "gemm" saves the layer
+    buffers of all points for a backward through BLAS GEMMs.
 
     Args:
         kernel: "tile" or "gemm".

@@ -295,10 +295,24 @@ def test_sigterm_ends_training_with_a_final_checkpoint(tmp_path):
 def test_ctrl_c_during_start_up_is_one_line(tmp_path):
     problem, marker = _slow_problem(tmp_path, 30.0)
     cmd = [sys.executable, "-m", "fluxkern", "solve", problem, "--out", str(tmp_path / "c")]
-    proc = subprocess.Popen(cmd, env=_env(), stderr=subprocess.PIPE, text=True)
+    # a child inherits an ignored SIGINT (a test run started in the background of a
+    # non-interactive shell has one), and Python then never raises KeyboardInterrupt: give
+    # the child the default handling a user's terminal gives it
+    proc = subprocess.Popen(
+        cmd,
+        env=_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     _wait_for(marker, proc)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        raise AssertionError(f"no exit within 60 s of SIGINT; stderr: {err[-2000:]}") from None
     assert proc.returncode == 130, err
     assert one_line(err) == "fluxkern: interrupted"
 

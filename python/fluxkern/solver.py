@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import platform
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from fluxkern import problems
-from fluxkern._version import __version__
 from fluxkern.lagrangian import AugmentedLagrangian
 from fluxkern.nn import MLP
 from fluxkern.optim.by_name import make_optimizer
@@ -28,6 +24,7 @@ from fluxkern.problems.base import Problem
 from fluxkern.problems.configure import configure
 from fluxkern.resume import changed_options, check_fields, check_identity, run_identity
 from fluxkern.run_context import RunContext
+from fluxkern.run_outputs import machine, run_results, versions, write_outputs
 from fluxkern.runfiles import (
     CHECKPOINT,
     MODEL,
@@ -37,8 +34,6 @@ from fluxkern.runfiles import (
     prepare_out,
     read_checkpoint,
     reason,
-    write_file,
-    write_json,
 )
 from fluxkern.settings import matmul_precision
 from fluxkern.signals import InterruptedRun, TerminatedRun, stop_on_sigterm
@@ -48,7 +43,6 @@ from fluxkern.training import (
     Checkpoint,
     EpochFunction,
     FinalPhase,
-    History,
     NonFiniteLossError,
     Progress,
     Resample,
@@ -57,7 +51,7 @@ from fluxkern.training import (
     Trainer,
     UnseenCheck,
 )
-from fluxkern.training.identified import TrackUnknowns, unknowns_report
+from fluxkern.training.identified import TrackUnknowns
 
 # The automatic redraws' interval (resample_auto): checks until the answer is flagged, then
 # residual-based redraws, both every AUTO_EVERY epochs (what the front of
@@ -76,28 +70,11 @@ __all__ = [
     "effective_options",
     "make_options",
     "make_trainer",
+    "machine",
     "option_names",
     "solve",
+    "versions",
 ]
-
-
-def versions() -> dict[str, str]:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "fluxkern": __version__,
-        "numpy": np.__version__,
-    }
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads()}
 
 
 def build_model(
@@ -459,110 +436,25 @@ def _finish(
             )
         grid = problem.eval_grid(getattr(torch, opts.dtype), torch.device(opts.device))
         fields = predict(problem, trainer.model, opts.formulation, grid.points)
-        results = _results(problem, opts, trainer, problem.errors(fields, grid))
+        results = run_results(
+            problem,
+            opts,
+            trainer,
+            problem.errors(fields, grid),
+            _predictor(problem, trainer.model, opts),
+        )
         results["resumed"] = resumed or None
         results["unseen"] = unseen.results() if unseen is not None else None
         results["distributed"] = ctx.info()
         if opts.out:
-            _write_outputs(opts, problem, grid, fields, results, trainer.history, al)
+            write_outputs(opts, problem, grid, fields, results, trainer.history, al)
         return results
 
     return ctx.on_root(finish)
 
 
-def _results(
-    problem: Problem, opts: SolveOptions, trainer: Trainer, errors: dict[str, Any]
-) -> dict[str, Any]:
-    """The results dict of a finished run (what results.json holds)."""
-    al, last = trainer.al, trainer.history.last
-    outs = problem.output_names if opts.formulation == "flux" else problem.pinn_output_names
-    results: dict[str, Any] = {
-        "problem": problem.name,
-        "formulation": opts.formulation,
-        "errors": errors,
-        "wall_time_s": trainer.elapsed,
-        "epochs": trainer.epoch,
-        "stopped_by_callback": trainer.stopped,
-        "optimizer": opts.optimizer,
-        "optimizer_options": dict(opts.optimizer_options),
-        "optimizer_class": type(trainer.optimizer).__name__,
-        "then_optimizer": opts.then_optimizer,
-        "then_optimizer_options": dict(opts.then_optimizer_options),
-        "switched_at_epoch": trainer.switched_at,
-        "time_limit": opts.time_limit,
-        "stop_reason": trainer.stop_reason,
-        "points": dict(opts.points),
-        "problem_options": dict(opts.problem_options),
-        "resample_every": opts.resample_every,
-        "resample_keep_optimizer": opts.resample_keep_optimizer,
-        "resample_method": opts.resample_method,
-        "resample_final": opts.resample_final,
-        "resample_final_from": (trainer.extra_state.get("resample") or {}).get("final_from"),
-        "resample_auto": opts.resample_auto,
-        "resample_auto_from": (trainer.extra_state.get("auto_redraw") or {}).get("from"),
-        "dtype": opts.dtype,
-        "device": opts.device,
-        "backend": al.backend if al is not None else "torch autograd (PINN)",
-        "matmul_precision": opts.matmul_precision,
-        "seed": opts.seed,
-        "dual": opts.dual if al is not None else None,
-        "dual_options": dict(al.rule.options) if al is not None else None,
-        "final_loss": last.loss if last is not None else None,
-        "final_max_violation": last.max_violation if last is not None else None,
-        "net": [len(problem.input_names), problem.width, problem.depth, len(outs)],
-        "reference": problem.reference,
-        "versions": versions(),
-        "machine": machine(),
-        "date": time.strftime("%Y-%m-%d"),
-    }
-    model = trainer.model
-    results["unknowns"] = unknowns_report(model)
-    results.update(problem.extra_results(lambda x: predict(problem, model, opts.formulation, x)))
-    return results
-
-
-def _write_outputs(
-    opts: SolveOptions,
-    problem: Problem,
-    grid: Any,
-    fields: dict[str, Tensor],
-    results: dict[str, Any],
-    history: History,
-    al: AugmentedLagrangian | None,
-) -> None:
-    """prediction.npz, history.json, results.json and the plots, each written atomically.
-
-    Raises:
-        RunFileError: A file could not be written (checkpoint.pt and model.pt are kept).
-    """
-    out = str(opts.out)
-    kept = (
-        f"the trained state is kept in {os.path.join(out, CHECKPOINT)} "
-        f"and {os.path.join(out, MODEL)}"
-    )
-    arrays: dict[str, np.ndarray] = {}
-    for j, name in enumerate(problem.input_names):
-        arrays[name] = grid.points[:, j].reshape(grid.shape).cpu().numpy()
-    for name, val in fields.items():
-        arrays[name] = val.reshape(grid.shape).cpu().numpy()
-    exact = problem.exact(grid.points)
-    saved = history.to_dict()
-    write_file(os.path.join(out, "prediction.npz"), lambda fh: np.savez(fh, **arrays), kept)
-    write_file(os.path.join(out, "history.json"), lambda fh: write_json(fh, saved, None), kept)
-    write_file(os.path.join(out, "results.json"), lambda fh: write_json(fh, results, 2), kept)
-    if opts.plots:
-        from fluxkern import plots
-
-        try:
-            plots.write_all(out, problem, grid, fields, exact, saved, al)
-        except OSError as exc:
-            path = exc.filename if isinstance(exc.filename, str) else out
-            path = path[: -len(".tmp")] if path.endswith(".tmp") else path
-            raise RunFileError(path, f"cannot write the plot ({reason(exc)}); {kept}") from None
-        except Exception as exc:  # a plot that cannot be drawn must not cost the run's results
-            warnings.warn(
-                f"plots not drawn ({type(exc).__name__}: {exc}); the results, history and "
-                f"prediction are written in {out}",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+def _predictor(
+    problem: Problem, model: nn.Module, opts: SolveOptions
+) -> Callable[[Tensor], dict[str, Tensor]]:
+    """The trained model's fields at points x, for the problem's extra results."""
+    return lambda x: predict(problem, model, opts.formulation, x)

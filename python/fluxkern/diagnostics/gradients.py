@@ -95,7 +95,7 @@ def gradient_sensitivity(
     Raises:
         ValueError: Unknown problem, no PINN form, or samples < 1.
     """
-    from fluxkern.solver import machine, versions
+    from fluxkern.run_outputs import machine, versions
 
     problem = _check_arguments(problem, samples, weight_magnitudes, output_magnitudes)
     t0 = time.perf_counter()

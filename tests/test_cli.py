@@ -126,7 +126,7 @@ def test_console_script_is_installed():
 
 
 def solve_parser() -> argparse.ArgumentParser:
-    sub = next(a for a in cli._build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    sub = next(a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     return sub.choices["solve"]
 
 

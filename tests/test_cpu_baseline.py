@@ -45,3 +45,29 @@ def test_baseline_kernels_match_twins() -> None:
         text=True,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def _has_avx512() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512f" in flags and " avx512dq" in flags
+
+
+@pytest.mark.skipif(not _has_avx512(), reason="the AVX-512 builds run only on an AVX-512 CPU")
+def test_avx2_tile_kernels_match_twins_on_avx512_cpu() -> None:
+    # An AVX-512 CPU runs the 64-byte builds of the tile loss and jet kernels where the padding
+    # allows; FLUXKERN_CPU_NO_AVX512=1 makes it run their AVX2 builds, which CPUs without
+    # AVX-512 run.
+    env = dict(os.environ)
+    env["FLUXKERN_CPU_NO_AVX512"] = "1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider"]
+        + ["test_loss_tile.py", "test_jet_tile.py"],
+        cwd=HERE,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

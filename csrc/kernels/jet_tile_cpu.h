@@ -34,8 +34,8 @@ struct JetTileInput {
 
 // Bytes per vector for a net with these hidden widths and elements of elem_size bytes: 64 (the
 // AVX-512 build) where the machine has AVX-512 and the padding costs little, else 32. The plan
-// pads the features to it (tile_plan's pad = bytes / sizeof(T)), and the kernels run the build
-// of the plan's vector size.
+// pads the features to it (tile_plan's pad = bytes / sizeof(T)), and the kernels (these and the
+// fused loss's, loss_tile_cpu.h) run the build of the plan's vector size.
 int64_t jet_tile_vector_bytes(int64_t hidden, const int64_t* widths, int64_t elem_size);
 
 // Number of tiles of N points.

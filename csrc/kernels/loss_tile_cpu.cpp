@@ -1,6 +1,6 @@
 // The fused per-tile CPU loss kernel: the plan and the packing of the parameters (host code),
-// and the run-time choice between the baseline build and the AVX2 + FMA build of
-// loss_tile_cpu_impl.h.
+// and the run-time choice between the baseline build, the AVX2 + FMA build and the AVX-512 build
+// (64-byte vectors, for a plan padded to 64 bytes) of loss_tile_cpu_impl.h.
 #define FK_CPU_VARIANT baseline
 #include "kernels/loss_tile_cpu_impl.h"
 #undef FK_CPU_VARIANT
@@ -196,14 +196,18 @@ void tile_unpack_grads(const TilePlan& pl, const T* grad, T* const* grad_w, T* c
 }
 
 #if defined(FLUXKERN_CPU_AVX2)
+#define FK_LOSS_TILE_DECLARE                                                                      \
+  template <typename T>                                                                           \
+  void block_loss_tiles_cpu(const TilePlan& plan, Activation act, const T* shift, const T* scale, \
+                            const T* packed, const TileBlock<T>& block, int64_t tile0,            \
+                            int64_t tile1, T* grad, T* scratch);
 namespace avx2 {
-template <typename T>
-void block_loss_tiles_cpu(const TilePlan& plan, Activation act, const T* shift, const T* scale,
-                          const T* packed, const TileBlock<T>& block, int64_t tile0, int64_t tile1,
-                          T* grad, T* scratch);
+FK_LOSS_TILE_DECLARE
 }  // namespace avx2
-
-static bool tile_use_avx2() { return cpu_use_avx2(); }
+namespace avx512 {
+FK_LOSS_TILE_DECLARE
+}  // namespace avx512
+#undef FK_LOSS_TILE_DECLARE
 #endif
 
 template <typename T>
@@ -211,7 +215,12 @@ void block_loss_tiles_cpu(const TilePlan& plan, Activation act, const T* shift, 
                           const T* packed, const TileBlock<T>& block, int64_t tile0, int64_t tile1,
                           T* grad, T* scratch) {
 #if defined(FLUXKERN_CPU_AVX2)
-  if (tile_use_avx2()) {
+  if (plan.pad * static_cast<int64_t>(sizeof(T)) == 64 && cpu_use_avx512()) {
+    avx512::block_loss_tiles_cpu<T>(plan, act, shift, scale, packed, block, tile0, tile1, grad,
+                                    scratch);
+    return;
+  }
+  if (cpu_use_avx2()) {
     avx2::block_loss_tiles_cpu<T>(plan, act, shift, scale, packed, block, tile0, tile1, grad,
                                   scratch);
     return;

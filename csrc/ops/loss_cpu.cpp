@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "kernels/jet_tile_cpu.h"
 #include "kernels/loss_tile_cpu.h"
 #include "kernels/residual_cpu.h"
 #include "ops/jet.h"
@@ -71,8 +72,10 @@ std::optional<BlockLossResult> block_loss_tile_cpu(const MlpShape& s, const at::
                                s.d, dirs.data_ptr<T>(), table1.data_ptr<int32_t>(),
                                coef1.data_ptr<T>(), &n_mono1);
     const int64_t nt = one_dir ? 1 : s.d;
+    // 64-byte vectors (the AVX-512 build) where the jet kernels take them (jet_tile_cpu.h).
+    const int64_t bytes = jet_tile_vector_bytes(hidden, s.widths.data(), sizeof(T));
     const TilePlan plan = tile_plan(s.d, nt, s.m, hidden, s.widths.data(), st.cols.size(1),
-                                    32 / static_cast<int64_t>(sizeof(T)));
+                                    bytes / static_cast<int64_t>(sizeof(T)));
     std::vector<at::Tensor> wc, bc;  // contiguous parameters
     std::vector<const T*> wp, bp;
     for (size_t l = 0; l < weights.size(); ++l) {

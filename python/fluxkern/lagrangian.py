@@ -354,7 +354,7 @@ class AugmentedLagrangian:
         # summed in the order autograd's engine sums them: the last group's gradient first
         acc = grads[-1]
         for grad in reversed(grads[:-1]):
-            acc = [a + b for a, b in zip(acc, grad, strict=True)]
+            acc = torch._foreach_add(acc, grad)  # acc[i] + grad[i], one dispatch
         for p, gp in zip([*spec.weights, *spec.biases], acc, strict=True):
             if not p.requires_grad:
                 continue

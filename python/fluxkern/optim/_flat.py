@@ -100,6 +100,17 @@ class FlatParams:
     last_closure_at_result: bool = False
     _last_trial: float | None = None  # the step length of the line search's last evaluation
 
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Optimizer.zero_grad; with set_to_none (the default) each parameter's ``.grad`` is set
+        to None directly, without Optimizer.zero_grad's profiler range and dynamo guard (two op
+        dispatches and a context manager per call: ~0.1 ms inside an L-BFGS epoch, whose
+        closure calls this once per evaluation)."""
+        if not set_to_none:
+            super().zero_grad(set_to_none=False)  # type: ignore[misc]
+            return
+        for p in self._params:
+            p.grad = None
+
     def _flat_grad(self) -> Tensor:
         views = [
             p.new_zeros(p.numel()) if p.grad is None else p.grad.reshape(-1) for p in self._params

@@ -105,14 +105,21 @@ class LBFGS(FlatParams, Optimizer):
     def _set_params(self, values: list[Tensor]) -> None:
         torch._foreach_copy_(self._params, values)  # one dispatch for all parameters
 
+    _trial_applied: bool = False  # the parameters hold the line search's last trial point
+
     def _directional_evaluate(
         self, closure: Callable[[], Tensor], x: list[Tensor], t: float, d: Tensor
     ) -> tuple[float, Tensor]:
+        # The parameters are left at the trial point x + t d, and set back to x only before
+        # another trial or when the search accepts another step (see _move): the usual
+        # iteration, whose first trial is accepted, then copies and adds once instead of twice.
+        if self._trial_applied:
+            self._set_params(x)
         self._add_grad(t, d)
+        self._trial_applied = True
         with torch.enable_grad():
             loss = float(closure().detach())
         flat_grad = self._flat_grad()
-        self._set_params(x)
         self._last_trial, self.last_closure_at_result = t, False
         return loss, flat_grad
 
@@ -211,11 +218,19 @@ class LBFGS(FlatParams, Optimizer):
             def obj_func(x: list[Tensor], step: float, direction: Tensor) -> Any:
                 return self._directional_evaluate(closure, x, step, direction)
 
-            self._last_trial = None
+            self._last_trial, self._trial_applied = None, False
             loss, flat_grad, t, ls_evals = _strong_wolfe_fn()(
                 obj_func, x_init, t, d, loss, flat_grad, gtd
             )
-            self._accept(t, d)
+            last = self._last_trial
+            if self._trial_applied and last is not None and float(t) == float(last):
+                # the parameters are x + t d from that trial: bitwise what _accept computes
+                self.last_closure_at_result = True
+            else:
+                if self._trial_applied:
+                    self._set_params(x_init)
+                self._accept(t, d)
+            self._trial_applied = False
             return loss, flat_grad, t, ls_evals  # >= 1: its first trial evaluates
         self._add_grad(t, d)
         self.last_closure_at_result = False

@@ -62,6 +62,7 @@ class Trainer:
         extra_state: State of callbacks that a resume needs (plain data and tensors by the
             callback's key, e.g. the rows a residual-based redraw picked); kept in
             checkpoints.
+        callbacks: The callbacks of the current (or last) fit, in order.
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class Trainer:
         self.uses_closure = _steps_with_closure(optimizer)
         self.switched_at: int | None = None
         self.extra_state: dict[str, Any] = {}
+        self.callbacks: list[Callback] = []
         self.history = History()
         self.epoch, self.target_epochs, self.current_epoch = 0, 0, 1
         self.stopped, self.stop_reason = False, None
@@ -210,7 +212,7 @@ class Trainer:
         Returns:
             The history.
         """
-        cbs = list(callbacks)
+        cbs = self.callbacks = list(callbacks)
         self.target_epochs, self.stopped, self.stop_reason = epochs, False, None
         self._t0, self.current_epoch = time.perf_counter(), self.epoch + 1
         try:

@@ -51,6 +51,7 @@ from fluxkern.training import (
     Trainer,
     UnseenCheck,
 )
+from fluxkern.training.conditioning import conditioning_results
 from fluxkern.training.identified import TrackUnknowns
 
 # The automatic redraws' interval (resample_auto): checks until the answer is flagged, then
@@ -445,6 +446,9 @@ def _finish(
         )
         results["resumed"] = resumed or None
         results["unseen"] = unseen.results() if unseen is not None else None
+        results["conditioning"] = None  # on with the unseen-point check (flux, one process)
+        if unseen is not None:
+            results["conditioning"] = conditioning_results(trainer, Progress(opts.progress).note)
         results["distributed"] = ctx.info()
         if opts.out:
             write_outputs(opts, problem, grid, fields, results, trainer.history, al)

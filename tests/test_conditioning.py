@@ -105,6 +105,12 @@ def test_badly_scaled_outputs_are_named_with_the_rescaling():
     # 1e3 apart: below the factor
     assert not check_conditioning(line(), tanh_net(0.2, v_scale=1e-3), 12).flagged
     assert MAGNITUDE_FACTOR == 1e4
+    # a network that scales its outputs itself (an output_scale buffer, as fluxkern.MLP's):
+    # the rule compares what its last layer produces, here O(1) for both
+    net = tanh_net(0.2, v_scale=1e-6)
+    net.register_buffer("output_scale", torch.tensor([1.0, 1e-6], dtype=F64))
+    r = check_conditioning(line(), net, 12)
+    assert r.outputs[1].raw_rms == pytest.approx(r.outputs[0].rms) and not r.flagged
 
 
 def test_outputs_that_are_zero_in_the_answer_are_left_out():

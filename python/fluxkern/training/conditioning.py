@@ -112,6 +112,8 @@ class OutputCheck:
         where: The point (input values) of that maximum.
         step_all: The same max over all the fresh points, the corners included.
         zero: Whether it is taken to be zero in the answer (left out of both rules).
+        scale: The network's own scale of the output (an MLP's output_scale buffer, when it
+            has one; 1 otherwise): the network's last layer produces rms / scale.
     """
 
     name: str
@@ -121,6 +123,13 @@ class OutputCheck:
     where: tuple[float, ...]
     step_all: float
     zero: bool = False
+    scale: float = 1.0
+
+    @property
+    def raw_rms(self) -> float:
+        """RMS of what the network's last layer produces (rms / |scale|): what the magnitude
+        rule compares."""
+        return self.rms / abs(self.scale)
 
     @property
     def resolution(self) -> float | None:
@@ -133,6 +142,7 @@ class OutputCheck:
         """Its figures (results.json's entry of the output)."""
         return {
             "rms": self.rms,
+            "raw_rms": self.raw_rms,
             "range": self.range,
             "step": self.step,
             "resolution": self.resolution,
@@ -178,9 +188,9 @@ class ConditioningReport:
 
     @property
     def magnitude_ratio(self) -> float | None:
-        """Largest RMS / smallest RMS over the outputs not taken to be zero (None with fewer
-        than two, or a smallest of 0)."""
-        rms = [o.rms for o in self.outputs if not o.zero]
+        """Largest RMS / smallest RMS (of the network's raw outputs) over the outputs not taken
+        to be zero (None with fewer than two, or a smallest of 0)."""
+        rms = [o.raw_rms for o in self.outputs if not o.zero]
         if len(rms) < 2 or min(rms) <= 0:
             return None
         return max(rms) / min(rms)
@@ -236,20 +246,23 @@ class ConditioningReport:
             )
         if self.badly_scaled:
             kept = [o for o in self.outputs if not o.zero]
-            big = max(kept, key=lambda o: o.rms)
+            big = max(kept, key=lambda o: o.raw_rms)
             small = sorted(
-                (o for o in kept if big.rms > self.magnitude_factor * o.rms), key=lambda o: o.rms
+                (o for o in kept if big.raw_rms > self.magnitude_factor * o.raw_rms),
+                key=lambda o: o.raw_rms,
             )
-            figs = ", ".join(f"{o.name} (RMS {o.rms:.2g}) {big.rms / o.rms:.1e}" for o in small)
+            figs = ", ".join(
+                f"{o.name} (RMS {o.raw_rms:.2g}) {big.raw_rms / o.raw_rms:.1e}" for o in small
+            )
             # the scales that make the network's outputs O(1): the small ones', and the large
             # one's when it is itself far from 1
-            scaled = small + ([big] if not 1e-2 <= big.rms <= 1e2 else [])
+            scaled = small + ([big] if not 1e-2 <= big.raw_rms <= 1e2 else [])
             write = ", ".join(f"{o.name} = {_round(o.rms):.0e} * {o.name}_hat" for o in scaled)
             parts.append(
-                f"badly scaled: {figs} times smaller than {big.name} (RMS {big.rms:.2g}; factor "
-                f"limit {self.magnitude_factor:g}): one network fits them to {big.name}'s absolute "
-                f"accuracy; rescale so that its outputs are O(1): write {write} in the problem's "
-                "terms and train the _hat outputs"
+                f"badly scaled: {figs} times smaller than {big.name} (RMS {big.raw_rms:.2g}; "
+                f"factor limit {self.magnitude_factor:g}): one network fits them to {big.name}'s "
+                f"absolute accuracy; rescale so that its outputs are O(1): write {write} in the "
+                "problem's terms and train the _hat outputs"
             )
         if not parts:
             return ""
@@ -307,6 +320,15 @@ def _fresh(problem: Any, seed: int, dtype: torch.dtype, device: torch.device) ->
         except (ValueError, NotImplementedError, RuntimeError):
             pass  # a domain without a boundary sampler: the interior only
     return torch.cat(parts)
+
+
+def _output_scales(model: torch.nn.Module, m: int) -> list[float]:
+    """The network's scale of each output: an ``output_scale`` buffer of m values when the model
+    has one, else ones."""
+    c = getattr(model, "output_scale", None)
+    if isinstance(c, Tensor) and c.shape == (m,) and bool((c != 0).all()):
+        return [float(v) for v in c]
+    return [1.0] * m
 
 
 def _far_from_corners(x: Tensor, lo: Tensor, hi: Tensor, h: Tensor) -> Tensor:
@@ -398,20 +420,31 @@ def check_conditioning(
             step = torch.where(far[:, None], step, torch.zeros_like(step))
         smax, arg = step.max(0)
     rms_l = [float(v) for v in rms]
-    top = max(rms_l) if rms_l else 0.0
+    scales = _output_scales(model, len(names))
+    raw = [v / abs(c) for v, c in zip(rms_l, scales, strict=True)]
+    top = max(raw) if raw else 0.0
     # the exact solution (when the problem has one) decides which outputs are zero; asked only
     # when some output is small enough for it to matter (it can cost more than the check)
-    small = any(v * magnitude_factor < top or v <= ZERO_FRACTION * top for v in rms_l)
+    small = any(v * magnitude_factor < top or v <= ZERO_FRACTION * top for v in raw)
     exact_zero = _zero_in_answer(problem, names, x) if small else None
     outs = []
     for k, name in enumerate(names):
         if exact_zero is not None and name in exact_zero:
             zero = exact_zero[name]
         else:
-            zero = rms_l[k] <= ZERO_FRACTION * top
+            zero = raw[k] <= ZERO_FRACTION * top
         where = tuple(float(v) for v in x[int(arg[k])])
         outs.append(
-            OutputCheck(name, rms_l[k], float(rng[k]), float(smax[k]), where, float(sall[k]), zero)
+            OutputCheck(
+                name,
+                rms_l[k],
+                float(rng[k]),
+                float(smax[k]),
+                where,
+                float(sall[k]),
+                zero,
+                scales[k],
+            )
         )
     point_set, grid = _point_set(problem)
     return ConditioningReport(

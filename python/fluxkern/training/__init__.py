@@ -20,6 +20,7 @@ from fluxkern.training.callbacks import (
     StopTraining,
     TimeBudget,
 )
+from fluxkern.training.conditioning import ConditioningWarning
 from fluxkern.training.final_phase import FinalPhase
 from fluxkern.training.history import EpochRecord, History
 from fluxkern.training.rad import RadSettings
@@ -33,6 +34,7 @@ __all__ = [
     "CSVLogger",
     "Callback",
     "Checkpoint",
+    "ConditioningWarning",
     "EarlyStopping",
     "EpochFunction",
     "EpochRecord",

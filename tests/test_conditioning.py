@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -19,7 +20,9 @@ from fluxkern.training.conditioning import (
     ConditioningWarning,
     check_conditioning,
     conditioning_results,
+    redraw_method,
 )
+from fluxkern.training.resample import Resample
 
 F64 = torch.float64
 
@@ -82,6 +85,15 @@ def test_a_layer_narrower_than_the_spacing_is_under_resolved():
     assert n == math.ceil(12 * 2 * u.resolution / RESOLUTION_LIMIT)
     assert f"--points interior={n}" in msg and "--resample-method rad" in msg
     assert "flux-forms.md" in msg
+    # a run that redraws its points already is told what else to do
+    assert "--resample-every 20 --resample-method rad" in msg
+    uniform = r.message("line", "uniform")
+    assert "redraws its points uniformly already" in uniform and "--resample-every" not in uniform
+    assert "(--resample-method rad)" in uniform
+    rad = r.message("line", "rad")
+    assert "by residual already" in rad and "--resample" not in rad and "--points" in rad
+    run = SimpleNamespace(callbacks=[fk.training.Progress(False), Resample(10, method="rad")])
+    assert redraw_method(run) == "rad" and redraw_method(SimpleNamespace(callbacks=[])) is None
     # the same layer with enough points is resolved
     assert not check_conditioning(line(), tanh_net(0.01), 2000).flagged
 

@@ -57,6 +57,7 @@ __all__ = [
     "check_trained_conditioning",
     "conditioning_results",
     "objective_points",
+    "redraw_method",
 ]
 
 # Under-resolution: warn when some output changes by more than its whole range (this fraction of
@@ -168,6 +169,8 @@ class ConditioningReport:
         point_set: The name of the point set that ``--points NAME=N`` would change ("interior"
             for the built-in problems), or None when unknown.
         grid: Whether that set is a grid (its count must be a d-th power).
+        set_points: That set's count (the run's; a final phase trains on a multiple of it), or
+            None when unknown (the suggestion then scales train_points).
     """
 
     outputs: tuple[OutputCheck, ...]
@@ -179,6 +182,7 @@ class ConditioningReport:
     magnitude_factor: float = MAGNITUDE_FACTOR
     point_set: str | None = None
     grid: bool = False
+    set_points: int | None = None
 
     @property
     def under_resolved(self) -> list[OutputCheck]:
@@ -214,7 +218,7 @@ class ConditioningReport:
             return None
         d = len(self.spacing)
         worst = bad[0].resolution or 0.0
-        n = self.train_points * (2 * worst / self.resolution_limit) ** d
+        n = (self.set_points or self.train_points) * (2 * worst / self.resolution_limit) ** d
         if self.grid:
             side = math.ceil(n ** (1 / d) - 1e-9)
             return int(side**d)
@@ -223,8 +227,10 @@ class ConditioningReport:
     def _where(self, o: OutputCheck) -> str:
         return ", ".join(f"{n}={v:.3g}" for n, v in zip(self.input_names, o.where, strict=False))
 
-    def message(self, name: str = "") -> str:
-        """One line: what the rules found and what to change (empty when nothing fired)."""
+    def message(self, name: str = "", redraws: str | None = None) -> str:
+        """One line: what the rules found and what to change (empty when nothing fired);
+        `redraws`: how the run redraws its points already ("uniform", "rad"; None: it does
+        not), so the advice leaves out what it does."""
         parts = []
         bad = self.under_resolved
         if bad:
@@ -239,9 +245,9 @@ class ConditioningReport:
             parts.append(
                 f"under-resolved: {figs} (spacing h = {h} of {self.train_points} objective "
                 f"points; limit {self.resolution_limit:g}): the points cannot see what the answer "
-                f"does between them; use more points ({flag} would bring it under if the answer "
-                "keeps its gradients), redraw them where the residual is large "
-                "(--resample-every 20 --resample-method rad) or choose flux outputs that stay "
+                f"does between them; {_redraw_advice(redraws)}use more points ({flag} would "
+                "bring it under if the answer keeps its gradients), "
+                f"{_REDRAW.get(redraws, '')}or choose flux outputs that stay "
                 "smooth across a front (docs/guide/flux-forms.md)"
             )
         if self.badly_scaled:
@@ -289,6 +295,32 @@ class ConditioningReport:
                 "zero_fraction": ZERO_FRACTION,
             },
         }
+
+
+# the under-resolution warning's advice on redraws, by how the run redraws its points already
+_REDRAW = {
+    None: "redraw them where the residual is large (--resample-every 20 --resample-method rad) ",
+    "uniform": "redraw them by residual (--resample-method rad) ",
+}
+
+
+def _redraw_advice(redraws: str | None) -> str:
+    if redraws is None:
+        return ""
+    how = "by residual" if redraws == "rad" else "uniformly"
+    return f"the run redraws its points {how} already: "
+
+
+def redraw_method(trainer: Any) -> str | None:
+    """How a trainer's last fit redraws its points: the method ("uniform", "rad") of its
+    :class:`fluxkern.training.Resample`, or of the redraws that an AutoRedraw started; None
+    when it does not redraw them."""
+    for cb in getattr(trainer, "callbacks", ()):
+        if getattr(cb, "redraws_points", False):
+            res = getattr(cb, "resample", None) or cb
+            method = getattr(res, "method", "uniform")
+            return method if method in _REDRAW or method == "rad" else "uniform"
+    return None
 
 
 def _round(x: float) -> float:
@@ -357,16 +389,21 @@ def _zero_in_answer(problem: Any, names: tuple[str, ...], x: Tensor) -> dict[str
     return out
 
 
-def _point_set(problem: Any) -> tuple[str | None, bool]:
-    """The name of the problem's interior point set (the one that ``--points NAME=N`` changes)
-    with the most points, and whether it is a grid; (None, False) when there is none."""
+def _point_set(problem: Any) -> tuple[str | None, bool, int | None]:
+    """The problem's interior point set that ``--points NAME=N`` changes (the one named
+    "interior", else the last drawn in the interior): its name, whether it is a grid, and its
+    count; (None, False, None) when there is none."""
     specs = getattr(problem, "_points", None)
     if not isinstance(specs, dict):
-        return None, False
-    best: tuple[str | None, bool] = (None, False)
+        return None, False, None
+    best: tuple[str | None, bool, int | None] = (None, False, None)
     for name, spec in specs.items():
         if getattr(spec, "where", None) == "interior":
-            best = (name, getattr(spec, "method", "") == "grid")
+            try:
+                count: int | None = int(spec.count(problem.defaults))
+            except (AttributeError, TypeError, ValueError):
+                count = None
+            best = (name, getattr(spec, "method", "") == "grid", count)
             if name == "interior":
                 break
     return best
@@ -446,7 +483,7 @@ def check_conditioning(
                 scales[k],
             )
         )
-    point_set, grid = _point_set(problem)
+    point_set, grid, set_points = _point_set(problem)
     return ConditioningReport(
         tuple(outs),
         inputs,
@@ -457,6 +494,7 @@ def check_conditioning(
         magnitude_factor,
         point_set,
         grid,
+        set_points,
     )
 
 
@@ -518,7 +556,7 @@ def conditioning_results(
         return {"skipped": f"the conditioning check could not run ({exc})"}
     out = {**report.to_dict(), "seconds": time.perf_counter() - t0}
     if report.flagged and warn:
-        msg = report.message(trainer.name)
+        msg = report.message(trainer.name, redraw_method(trainer))
         if note is not None:
             note(f"warning: {msg}")
         warnings.warn(msg, ConditioningWarning, stacklevel=3)

@@ -53,6 +53,7 @@ from fluxkern.training import (
 )
 from fluxkern.training.conditioning import conditioning_results
 from fluxkern.training.identified import TrackUnknowns
+from fluxkern.training.stall import StallCheck
 
 # The automatic redraws' interval (resample_auto): checks until the answer is flagged, then
 # residual-based redraws, both every AUTO_EVERY epochs (what the front of
@@ -306,10 +307,11 @@ def _fit(
     ckpt: Checkpoint | None,
     extra: list[Callback],
     switch: SwitchOptimizer | None = None,
-) -> UnseenCheck | None:
+) -> tuple[UnseenCheck | None, StallCheck]:
     """Runs trainer.fit with the unseen-point check, the progress line, the switch of
     optimizer, the checkpoints and the caller's callbacks, and turns Ctrl-C and a non-finite
-    loss into solve()'s errors. Returns the unseen-point check (None when off)."""
+    loss into solve()'s errors. Returns the unseen-point check (None when off) and the stall
+    check (:class:`fluxkern.training.stall.StallCheck`)."""
     progress = Progress(opts.progress)
     checked = opts.unseen_check and opts.formulation == "flux" and not opts.distributed
     unseen = UnseenCheck(display=progress) if checked else None
@@ -319,7 +321,8 @@ def _fit(
         if isinstance(cb, AutoRedraw):
             cb.check = unseen
     cbs: list[Callback] = [TrackUnknowns()] if hasattr(trainer.model, "unknowns") else []
-    cbs += ([unseen] if unseen is not None else []) + [progress]
+    stall = StallCheck(display=progress)
+    cbs += ([unseen] if unseen is not None else []) + [stall, progress]
     cbs += [switch] if switch is not None else []
     cbs += [ckpt] if ckpt is not None else []
     try:
@@ -335,7 +338,7 @@ def _fit(
         where = _last_checkpoint(ckpt, "")
         where += "; continue with resume" if ckpt is not None and ckpt.last_epoch else ""
         raise TerminatedRun(f"terminated (SIGTERM) after epoch {trainer.epoch}; {where}")
-    return unseen
+    return unseen, stall
 
 
 def _last_checkpoint(ckpt: Checkpoint | None, good: str) -> str:
@@ -359,8 +362,8 @@ def _run(problem: Problem, opts: SolveOptions, callbacks: list[Callback]) -> dic
     switch = _then_optimizer(opts)
     shown = dataclasses.replace(opts, progress=opts.progress and ctx.is_root)
     if not opts.out:
-        unseen = _fit(trainer, shown, None, callbacks, switch)
-        return _finish(ctx, problem, opts, trainer, {}, unseen)
+        checks = _fit(trainer, shown, None, callbacks, switch)
+        return _finish(ctx, problem, opts, trainer, {}, *checks)
     out = opts.out
     lock = OutputLock(out)
     ctx.on_root(lambda: (prepare_out(out), lock.acquire()))
@@ -374,8 +377,8 @@ def _run(problem: Problem, opts: SolveOptions, callbacks: list[Callback]) -> dic
             ckpt.last_epoch = trainer.epoch
             changed = changed_options(saved, dataclasses.asdict(opts))
             resumed = {"from_epoch": trainer.epoch, "changed_options": changed}
-        unseen = _fit(trainer, shown, ckpt, callbacks, switch)
-        return _finish(ctx, problem, opts, trainer, resumed, unseen)
+        checks = _fit(trainer, shown, ckpt, callbacks, switch)
+        return _finish(ctx, problem, opts, trainer, resumed, *checks)
     finally:
         lock.release()  # held by the writing process only
 
@@ -417,6 +420,7 @@ def _finish(
     trainer: Trainer,
     resumed: dict[str, Any],
     unseen: UnseenCheck | None = None,
+    stall: StallCheck | None = None,
 ) -> dict[str, Any]:
     """After training: model.pt (the trained state first: a failure writing the results keeps
     it), the evaluation and the results files, by the writing process; the results on all."""
@@ -446,6 +450,7 @@ def _finish(
         )
         results["resumed"] = resumed or None
         results["unseen"] = unseen.results() if unseen is not None else None
+        results["stall"] = stall.results() if stall is not None else None
         results["conditioning"] = None  # on with the unseen-point check (flux, one process)
         if unseen is not None:
             results["conditioning"] = conditioning_results(trainer, Progress(opts.progress).note)

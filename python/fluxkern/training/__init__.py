@@ -25,6 +25,7 @@ from fluxkern.training.final_phase import FinalPhase
 from fluxkern.training.history import EpochRecord, History
 from fluxkern.training.rad import RadSettings
 from fluxkern.training.resample import Resample
+from fluxkern.training.stall import StallCheck, StalledRunWarning
 from fluxkern.training.switch import SwitchOptimizer
 from fluxkern.training.trainer import NonFiniteLossError, Trainer
 from fluxkern.training.unseen import UnseenCheck, UnseenPointsWarning, UnseenReport
@@ -44,6 +45,8 @@ __all__ = [
     "Progress",
     "RadSettings",
     "Resample",
+    "StallCheck",
+    "StalledRunWarning",
     "StopTraining",
     "SwitchOptimizer",
     "TimeBudget",

@@ -106,8 +106,9 @@ class LBFGS(FlatParams, Optimizer):
         torch._foreach_copy_(self._params, values)  # one dispatch for all parameters
 
     def _directional_evaluate(
-        self, closure: Callable[[], Tensor], x: list[Tensor], t: float, d: Tensor
+        self, closure: Callable[[], Tensor], x: list[Tensor], t: float | Tensor, d: Tensor
     ) -> tuple[float, Tensor]:
+        t = float(t)  # the line search's trial (a tensor where interpolated): one host read
         self._add_grad(t, d)
         with torch.enable_grad():
             loss = float(closure().detach())
@@ -215,7 +216,7 @@ class LBFGS(FlatParams, Optimizer):
             loss, flat_grad, t, ls_evals = _strong_wolfe_fn()(
                 obj_func, x_init, t, d, loss, flat_grad, gtd
             )
-            self._accept(t, d)
+            t = self._accept(t, d)
             return loss, flat_grad, t, ls_evals  # >= 1: its first trial evaluates
         self._add_grad(t, d)
         self.last_closure_at_result = False

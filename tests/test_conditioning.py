@@ -114,6 +114,7 @@ def test_badly_scaled_outputs_are_named_with_the_rescaling():
     msg = r.message()
     assert "badly scaled: v (RMS" in msg and "1.0e+06 times smaller than u" in msg
     assert "v = " in msg and "* v_hat" in msg
+    assert "--output-scale v=8e-07 (or write v = 8e-07 * v_hat" in msg
     # 1e3 apart: below the factor
     assert not check_conditioning(line(), tanh_net(0.2, v_scale=1e-3), 12).flagged
     assert MAGNITUDE_FACTOR == 1e4

@@ -49,6 +49,7 @@ def load(path: str) -> dict[str, Any]:
         "time_limit": (int, float),
         "points": dict,
         "problem_options": dict,
+        "output_scale": dict,
         "resample_every": int,
         "resample_keep_optimizer": bool,
         "resample_method": str,

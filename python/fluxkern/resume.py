@@ -101,6 +101,8 @@ def run_identity(problem: Any, options: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("points", "parameter_values"):  # options that shape the problem, if present
         if key in options:
             identity[key] = _plain(options[key])
+    if options.get("output_scale"):  # only when given: runs from before it stay resumable
+        identity["output_scale"] = _plain(options["output_scale"])
     return identity
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -80,11 +80,17 @@ __all__ = [
 
 
 def build_model(
-    problem: Problem, formulation: str, dtype: torch.dtype, device: torch.device
+    problem: Problem,
+    formulation: str,
+    dtype: torch.dtype,
+    device: torch.device,
+    output_scale: Mapping[str, float] | None = None,
 ) -> MLP:
-    """The problem's network, standardised by its domain's bounding box."""
+    """The problem's network, standardised by its domain's bounding box, its outputs scaled
+    by name (SolveOptions.output_scale; unnamed ones by 1)."""
     shift, scale = problem.domain.mean_std(dtype=dtype, device=device)
     outs = problem.output_names if formulation == "flux" else problem.pinn_output_names
+    scales = [float((output_scale or {}).get(name, 1.0)) for name in outs]
     return MLP(
         len(problem.input_names),
         len(outs),
@@ -93,6 +99,7 @@ def build_model(
         problem.activation,
         input_shift=shift,
         input_scale=scale,
+        output_scale=scales,
         dtype=dtype,
         device=device,
     )
@@ -193,7 +200,7 @@ def make_trainer(problem: Problem, opts: SolveOptions) -> Trainer:
     dtype = getattr(torch, opts.dtype)
     device = torch.device(opts.device)
     torch.manual_seed(opts.seed)
-    model = build_model(problem, opts.formulation, dtype, device)
+    model = build_model(problem, opts.formulation, dtype, device, opts.output_scale)
     loss: AugmentedLagrangian | Callable[[], Tensor]
     if opts.formulation == "flux":
         terms = problem.flux_terms(opts.seed, dtype, device)

@@ -263,12 +263,13 @@ class ConditioningReport:
             # the scales that make the network's outputs O(1): the small ones', and the large
             # one's when it is itself far from 1
             scaled = small + ([big] if not 1e-2 <= big.raw_rms <= 1e2 else [])
+            flags = " ".join(f"--output-scale {o.name}={_round(o.rms):.0e}" for o in scaled)
             write = ", ".join(f"{o.name} = {_round(o.rms):.0e} * {o.name}_hat" for o in scaled)
             parts.append(
                 f"badly scaled: {figs} times smaller than {big.name} (RMS {big.raw_rms:.2g}; "
                 f"factor limit {self.magnitude_factor:g}): one network fits them to {big.name}'s "
-                f"absolute accuracy; rescale so that its outputs are O(1): write {write} in the "
-                "problem's terms and train the _hat outputs"
+                f"absolute accuracy; rescale so that its outputs are O(1): {flags} (or write "
+                f"{write} in the problem's terms and train the _hat outputs)"
             )
         if not parts:
             return ""

@@ -150,3 +150,21 @@ def test_a_small_flux_trains_closer_scaled():
         torch.set_num_threads(threads)
     u = [r["errors"]["u"] for r in errors]
     assert u[1] < u[0] / 3, u
+
+
+def test_gradients_without_autograd_are_bitwise_autograd_s():
+    """With a scaled last layer the fused path still skips autograd (the gradient reaches the
+    raw layer times the scale), bitwise as loss = al(); loss.backward() gives it."""
+    problem = small_flux(1e-4)
+    opts = effective_options(problem, output_scale={"q": 1e-4})
+    blocks = problem.flux_terms(0, F64, torch.device("cpu"))
+    model = fk.solver.build_model(problem, "flux", F64, torch.device("cpu"), opts.output_scale)
+    al = AugmentedLagrangian(model, blocks, backend="cpu")
+    assert al._gradients_without_autograd(model.spec())
+    al.loss_and_backward()
+    fast = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    al().backward()
+    for a, p in zip(fast, model.parameters(), strict=True):
+        assert torch.equal(a, p.grad)
+    assert model.layers[-1].weight.grad[1].abs().max() > 0

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from fluxkern import ops, reference
 from fluxkern.specs import MlpSpec
 
-__all__ = ["MLP", "Sin", "MlpSpec", "mlp_spec"]
+__all__ = ["MLP", "Sin", "MlpSpec", "gradient_targets", "mlp_spec"]
 
 _MAX_INPUTS, _MAX_WIDTH, _MAX_HIDDEN, _MAX_OUTPUTS = 8, 512, 16, 32
 
@@ -258,3 +258,28 @@ def mlp_spec(model: nn.Module) -> MlpSpec:
         biases,
         names.pop(),
     )
+
+
+def gradient_targets(model: nn.Module, spec: MlpSpec) -> list[tuple[Tensor, Tensor | None]]:
+    """The tensors that receive the gradients of `spec`'s weights and biases (in the order
+    [*weights, *biases]), each with the factor its gradient takes (None: 1).
+
+    A spec tensor that is itself a parameter receives its own gradient; the last layer of an
+    output-scaled :class:`MLP` (W c and b c, :meth:`MLP.spec`) passes c times its gradient to
+    the raw weight and bias, as autograd would through the product (bitwise the same).
+
+    Args:
+        model: The network `spec` was read from (:func:`mlp_spec`).
+        spec: Its spec.
+
+    Returns:
+        (tensor, factor) pairs, one per weight, then one per bias.
+    """
+    tensors = [*spec.weights, *spec.biases]
+    targets: list[tuple[Tensor, Tensor | None]] = [(t, None) for t in tensors]
+    if isinstance(model, MLP) and model.output_scaled:
+        last, c = model.layers[-1], model.output_scale
+        n = len(spec.weights)
+        targets[n - 1] = (last.weight, c[:, None])
+        targets[2 * n - 1] = (last.bias, c)
+    return targets

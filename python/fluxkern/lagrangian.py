@@ -144,6 +144,12 @@ class AugmentedLagrangian:
             self._last_loss = float(self._last_loss)
         return self._last_loss
 
+    @property
+    def last_loss_unread(self) -> Tensor | float | None:
+        """:attr:`last_loss` without reading it from the device: the tensor until something
+        reads it, then the float (for a caller that reads it with other values at once)."""
+        return self._last_loss
+
     @last_loss.setter
     def last_loss(self, value: float | None) -> None:
         self._last_loss = value

@@ -130,6 +130,14 @@ def test_command_line(tmp_path, capsys):
     saved = torch.load(out / "model.pt", weights_only=True)
     assert saved["options"]["output_scale"] == {"q": 1e-4}
     assert saved["model"]["output_scale"].tolist() == [1.0, 1e-4]
+    # --print-config writes it, and the file gives it back
+    capsys.readouterr()
+    assert cli_main(["solve", str(src), "--output-scale", "q=1e-4", "--print-config"]) == 0
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(capsys.readouterr().out)
+    assert "[output_scale]  # command line" in cfg.read_text()
+    assert cli_main(["solve", str(src), "--config", str(cfg), "--print-config"]) == 0
+    assert f"[output_scale]  # config {cfg}; 1 otherwise\nq = 0.0001" in capsys.readouterr().out
     assert cli_main(["solve", str(src), "--output-scale", "q=small"]) == 2
     assert "--output-scale takes NAME=SCALE with SCALE a number" in capsys.readouterr().err
 

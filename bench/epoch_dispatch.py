@@ -121,6 +121,17 @@ def _caller() -> str:
     return "?"
 
 
+def _crosses_devices(name: str, args: tuple, kwargs: dict | None) -> bool:
+    """Whether an aten._to_copy (to kwargs' device) or copy_ (src args[1] into args[0])
+    moves data between devices."""
+    kwargs = kwargs or {}
+    if name == "_to_copy":
+        dst = kwargs.get("device")
+        return dst is not None and torch.device(dst) != args[0].device
+    src = args[1] if len(args) > 1 else kwargs.get("src")
+    return isinstance(src, torch.Tensor) and src.device != args[0].device
+
+
 class DispatchCounter(TorchDispatchMode):
     """Counts the ops dispatched while it is active.
 
@@ -135,6 +146,9 @@ class DispatchCounter(TorchDispatchMode):
         syncs: Sync ops seen (SYNC_OPS).
         by_name: Counter of op names.
         sync_sites: Counter of (sync op, caller) when `where`.
+        transfers: Copies between devices seen (aten._to_copy / copy_ whose source and result
+            are on different devices: on a GPU run, a host <-> device transfer each, which the
+            stream waits for; always 0 on the CPU).
         in_closure: Set by the caller while a closure runs; ops then also count in closure_*.
     """
 
@@ -142,6 +156,7 @@ class DispatchCounter(TorchDispatchMode):
         super().__init__()
         self.where = where
         self.ops = self.launching = self.fluxkern = self.syncs = self.host_data = 0
+        self.transfers = 0
         self.closure_ops = self.closure_syncs = 0
         self.in_closure = False
         self.by_name: collections.Counter[str] = collections.Counter()
@@ -158,6 +173,10 @@ class DispatchCounter(TorchDispatchMode):
             self.host_data += 1
         if ns == "fluxkern":
             self.fluxkern += 1
+        if ns == "aten" and name in ("_to_copy", "copy_") and _crosses_devices(name, args, kwargs):
+            self.transfers += 1
+            if self.where:
+                self.sync_sites[f"transfer {name} <- {_caller()}"] += 1
         if sync:
             self.syncs += 1
             if self.where:
@@ -313,6 +332,7 @@ def count_problem(
                 "fluxkern": c.fluxkern,
                 "host_data": c.host_data,
                 "syncs": c.syncs,
+                "transfers": c.transfers,
                 "closure_ops": c.closure_ops,
                 "closure_syncs": c.closure_syncs,
                 "seconds": sec,
@@ -353,6 +373,7 @@ def summary_row(res: dict[str, Any]) -> dict[str, Any]:
         "fluxkern/epoch": rng("fluxkern"),
         "host data/epoch": rng("host_data"),
         "syncs/epoch": rng("syncs"),
+        "transfers/epoch": rng("transfers"),
         "ops/eval": f"{cops / evals:.0f}" if evals else "",
         "syncs/eval": f"{csyncs / evals:.1f}" if evals else "",
         "ops outside evals/epoch": f"{(ops - cops) / len(eps):.0f}",
@@ -371,6 +392,7 @@ COLUMNS = [
     "fluxkern/epoch",
     "host data/epoch",
     "syncs/epoch",
+    "transfers/epoch",
     "ops/eval",
     "syncs/eval",
     "ops outside evals/epoch",
@@ -387,15 +409,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--where", action="store_true", help="list where the syncs come from")
     p.add_argument("--optimizer", default=None, help="a solve optimizer instead of 'auto'")
     p.add_argument("--json", default=None, help="also write the counts to this file")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    info = common.machine_info("cpu")
+    info = common.machine_info(args.device)
+    gpu = f"; {info['gpu']}, CUDA {info['cuda']}" if "gpu" in info else ""
     print(
-        f"machine: {info['cpu']} ({info['cores']} cores, 1 torch thread); Python "
-        f"{info['python']}, torch {info['torch']}, fluxkern {info['fluxkern']}; "
-        f"epochs {args.warm + 1}-{args.warm + args.epochs} after {args.warm} warm"
+        f"machine: {info['cpu']} ({info['cores']} cores, 1 torch thread){gpu}; Python "
+        f"{info['python']}, torch {info['torch']}, fluxkern {info['fluxkern']}; device "
+        f"{args.device}; epochs {args.warm + 1}-{args.warm + args.epochs} after {args.warm} warm"
     )
-    extra = {} if args.optimizer is None else {"optimizer": args.optimizer}
+    extra: dict[str, Any] = {"device": args.device}
+    if args.optimizer is not None:
+        extra["optimizer"] = args.optimizer
     results = []
     for name in args.problems:
         res = count_problem(name, args.warm, args.epochs, args.where, **extra)

@@ -72,3 +72,14 @@ def test_the_counter_counts_host_reads_as_syncs_and_views_as_no_launch():
     assert c.by_name["aten._local_scalar_dense"] == 2 and c.by_name["Tensor.tolist"] == 1
     assert c.syncs == 3, dict(c.by_name)
     assert c.launching < c.ops and c.fluxkern == 0, dict(c.by_name)
+
+
+def test_the_counter_counts_copies_between_devices():
+    """On a GPU run a copy between the host and the device is a transfer the stream waits for;
+    the meta device stands in for the other device here."""
+    x = torch.randn(4, dtype=torch.float64)
+    with epoch_dispatch.Counting() as c:
+        x.to("meta")  # aten._to_copy to another device
+        x.clone()  # a copy on the same device: not a transfer
+        torch.empty(4, device="meta").copy_(x)  # copy_ from another device
+    assert c.transfers == 2, dict(c.by_name)

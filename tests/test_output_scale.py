@@ -176,3 +176,27 @@ def test_gradients_without_autograd_are_bitwise_autograd_s():
     for a, p in zip(fast, model.parameters(), strict=True):
         assert torch.equal(a, p.grad)
     assert model.layers[-1].weight.grad[1].abs().max() > 0
+
+
+def test_a_resume_with_another_output_scale_is_refused(tmp_path, capsys):
+    """The scale is part of the run: a checkpoint of a scaled run does not continue unscaled,
+    nor one of an unscaled run scaled (its buffer would come back from the checkpoint)."""
+    here = str(Path(__file__).parent)
+    src = tmp_path / "flux.py"
+    src.write_text(
+        f"import sys\nsys.path.insert(0, {here!r})\nfrom test_stall import small_flux\n"
+        "problem = small_flux(1e-4)\n"
+    )
+    quiet = ["--no-progress", "--no-plots"]
+    for first, second in ((["--output-scale", "q=1e-4"], []), ([], ["--output-scale", "q=1e-4"])):
+        out = str(tmp_path / f"run{len(first)}")
+        assert cli_main(["solve", str(src), "--epochs", "2", "--out", out, *first, *quiet]) == 0
+        capsys.readouterr()
+        code = cli_main(["solve", str(src), "--epochs", "3", "--out", out, "--resume", *second])
+        assert code == 2
+        assert "resume: output scale differs" in capsys.readouterr().err
+    code = cli_main(
+        ["solve", str(src), "--epochs", "3", "--out", str(tmp_path / "run2"), "--resume"]
+        + ["--output-scale", "q=1e-4", *quiet]
+    )
+    assert code == 0  # the same scale continues

@@ -251,6 +251,10 @@ if ((built)); then
       cat "$WORK/$4"/*.md >>"$BENCH_LOG"
   }
   bench_problems "bench problems" 150 0 problems
+  # Launches, host syncs and host <-> device transfers per L-BFGS / SSBroyden epoch on the
+  # device (issue 31: the epoch was dispatches; tests/test_epoch_dispatch.py holds the CPU counts)
+  step "epoch dispatch" 60 "$BENCH_LOG" "$PY" bench/epoch_dispatch.py --device "$BDEV" \
+    --problems poisson helmholtz cavity --warm 3 --epochs 2 --json "$WORK/epoch_dispatch.json"
   step "bench jet (tile)" 90 "$BENCH_LOG" env FLUXKERN_CUDA_TILE=1 "$PY" bench/bench_jet.py \
     --device "$BDEV" --n "${BN[@]}" --width "${BW_TILE[@]}" --min-time "$BT" \
     --json "$WORK/bench_jet_tile.json"
@@ -350,7 +354,7 @@ if os.path.exists(san):
     res["sanitizer_error_summaries"] = re.findall(r"={5,} (?:ERROR SUMMARY|RACECHECK SUMMARY).*",
                                                   text)
 
-for name in ("bench_jet", "bench_loss", "bench_jet_tile", "bench_loss_tile"):
+for name in ("bench_jet", "bench_loss", "bench_jet_tile", "bench_loss_tile", "epoch_dispatch"):
     path = os.path.join(work, f"{name}.json")
     if os.path.exists(path):
         res[name] = json.load(open(path))

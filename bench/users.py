@@ -2,8 +2,11 @@
 time, one thread each, relative L2 error at 60 s, 300 s and the end of the budget.
 
 fluxkern: `fluxkern.solve(example_file)` with the problem file's and the library's defaults
-(flux form, augmented Lagrangian, L-BFGS, float64); the only options are the ones that make
-time the limit: epochs=10**9 and a callback that ends the run once the budget is spent.
+(flux form, augmented Lagrangian, the automatic optimizer, float64); the only options are the
+ones that make time the limit, as a user's `fluxkern solve FILE --time-limit BUDGET` does:
+time_limit=budget (so a run with redraws trains its last tenth on its final phase's fixed set,
+:class:`fluxkern.training.FinalPhase`), epochs=10**9, and a callback that ends the run once the
+budget on the bench's clock (set-up included, error checks excluded) is spent.
 DeepXDE: its documented recipe (bench/users_deepxde.py), in its own environment (.venv-bench,
 or FLUXKERN_DEEPXDE_PYTHON). Each side runs in its own interpreter with one thread
 (torch.set_num_threads(1), OMP/MKL/OpenBLAS threads 1); by default both run at once, one per
@@ -106,6 +109,10 @@ def write_eval(name: str, path: str) -> dict[str, Any]:
     return meta
 
 
+# results.json's verdicts of the run's own checks, by key: did it warn?
+_VERDICTS = {"unseen": "untrustworthy", "conditioning": "flagged", "stall": "stalled"}
+
+
 # --------------------------------------------------------------------------- fluxkern side
 def fluxkern_child(name: str, eval_path: str, budget: float, interval: float) -> dict[str, Any]:
     """fluxkern.solve(example) at a wall-time budget, with the error trace."""
@@ -131,7 +138,9 @@ def fluxkern_child(name: str, eval_path: str, budget: float, interval: float) ->
         state["model"] = model
         return trace.step(epoch, opts.optimizer)
 
-    res = solver.solve(prob, callback=callback, epochs=10**9, progress=False, plots=False)
+    res = solver.solve(
+        prob, callback=callback, epochs=10**9, time_limit=budget, progress=False, plots=False
+    )
     try:  # after the clock: diagnostics only
         between = between_points(prob, state["model"])
     except Exception as exc:  # noqa: BLE001 -- a diagnostic must not lose the run
@@ -143,6 +152,9 @@ def fluxkern_child(name: str, eval_path: str, budget: float, interval: float) ->
         "epochs": res["epochs"],
         "optimizer_class": res.get("optimizer_class"),  # what "auto" resolved to
         "final_loss": res.get("final_loss"),
+        "resample_auto_from": res.get("resample_auto_from"),  # automatic redraws began
+        "resample_final_from": res.get("resample_final_from"),  # the final phase began
+        "warnings": {k: bool((res.get(k) or {}).get(v)) for k, v in _VERDICTS.items()},
         "defaults": {
             "optimizer": opts.optimizer,
             "dtype": opts.dtype,
@@ -399,6 +411,10 @@ def markdown(payload: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _or_dash(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
 def _diagnostics(run: dict[str, Any]) -> list[str]:
     """Where the time went and what limited fluxkern: CPU seconds each side got (of the wall
     budget, on a shared machine), fluxkern's epoch rate, its error at half the budget against
@@ -429,7 +445,9 @@ def _diagnostics(run: dict[str, Any]) -> list[str]:
                 if worst
                 else "-"
             )
-            + " |"
+            + f" | {_or_dash(f.get('resample_auto_from'))} / "
+            + _or_dash(f.get("resample_final_from"))
+            + f" | {', '.join(k for k, v in (f.get('warnings') or {}).items() if v) or '-'} |"
         )
     if not rows:
         return []
@@ -437,11 +455,13 @@ def _diagnostics(run: dict[str, Any]) -> list[str]:
         "",
         "fluxkern diagnostics (CPU s: what each process got of the wall budget, checks left out; "
         "between the points: RMS of fluxkern's worst block at its training points and at a "
-        "fresh draw, after the run):",
+        "fresh draw, after the run; redraws / final phase: the epochs they began at, "
+        "automatic redraws' included; warned: the run's own checks that warned):",
         "",
         "| problem | optimizer | epochs | wall s per epoch | CPU s fluxkern / DeepXDE | error at "
-        "half the budget -> end | worst block between the points |",
-        "|" + "---|" * 7,
+        "half the budget -> end | worst block between the points | redraws / final phase from "
+        "| warned |",
+        "|" + "---|" * 9,
         *rows,
     ]
 

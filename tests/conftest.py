@@ -20,6 +20,18 @@ if "TORCHINDUCTOR_CACHE_DIR" not in os.environ and os.path.exists(_FAKES):
 
 
 @pytest.fixture
+def one_thread():
+    """One torch thread for the test: faster and steadier than two on a shared 2-core machine
+    (files that train use it for every test: pytestmark = usefixtures("one_thread"))."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
 def small(monkeypatch):
     """poisson with few points and a small net: a 1-epoch solve takes about a second (for the
     command line's tests: fluxkern.problems.get is replaced)."""

@@ -16,12 +16,7 @@ from test_unseen import layer, small_poisson
 COMMON = dict(progress=False, plots=False)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class InteriorPoints(Callback):

@@ -132,7 +132,8 @@ def solve_parser() -> argparse.ArgumentParser:
 
 def test_every_solve_option_names_its_default(capsys):
     options = [a for a in solve_parser()._actions if a.option_strings and a.dest != "help"]
-    assert len(options) == 28  # 25, then --resample-method, --resample-final, --no-resample-auto
+    assert len(options) == 29  # 25, then --resample-method, --resample-final, --no-resample-auto,
+    # --output-scale
     for action in options:
         assert action.help and "default" in action.help, action.option_strings
     with pytest.raises(SystemExit) as exit_:

@@ -222,10 +222,12 @@ def test_resampling_draws_the_whole_set_and_shards_it(runs):
 
 def test_a_switch_of_optimizer_runs_distributed_as_in_one_process(runs):
     """then_optimizer works distributed (the same solve pipeline as one process)."""
-    # 1e-8, not TOL64: the ranks' partial sums differ from one process's order by rounding
-    # (~1e-16), which ssbroyden's dense update and line search amplify over two epochs (loss
-    # 6e-10 apart, measured 2026-12-07); still the same run to eight digits
-    assert_close_runs(os.path.join(runs, "w2-switch"), os.path.join(runs, "w1-switch"), 1e-8)
+    # 1e-7, not TOL64: the ranks' partial sums differ from one process's order by rounding
+    # (~1e-16), which ssbroyden's dense update and line search amplify over two epochs; how
+    # much depends on the CPU's rounding paths: loss 6e-10 apart when measured first
+    # (2026-12-07), the flux multipliers 1.2e-8 apart on the AVX-512 Xeon VM of a later session
+    # the same day, at the code of both times. A wrong pipeline differs at O(1).
+    assert_close_runs(os.path.join(runs, "w2-switch"), os.path.join(runs, "w1-switch"), 1e-7)
     with open(os.path.join(runs, "w2-switch", "results.json")) as fh:
         res = json.load(fh)
     assert res["switched_at_epoch"] == 2 and res["optimizer_class"] == "SSBroyden"

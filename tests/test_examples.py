@@ -31,12 +31,7 @@ NAMES = users.PROBLEMS
 CLOSED_FORM = [n for n in NAMES if n != "allen_cahn"]  # allen_cahn: a numerical reference
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def load(name: str) -> problems.Problem:

@@ -32,7 +32,10 @@ from fluxkern.nn import MlpSpec
 from fluxkern.program import ResidualProgram, compile_group
 from matrix import TOL, rel_err
 
-pytestmark = pytest.mark.skipif("cpu" not in fluxkern.backends(), reason="no fused CPU backend")
+pytestmark = [
+    pytest.mark.skipif("cpu" not in fluxkern.backends(), reason="no fused CPU backend"),
+    pytest.mark.usefixtures("one_thread"),  # tests/conftest.py
+]
 
 F32, F64 = torch.float32, torch.float64
 CPU = torch.device("cpu")
@@ -47,14 +50,6 @@ SETTINGS = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -48,13 +48,7 @@ HAVE_CPU_OP = "cpu" in fluxkern.backends() and hasattr(torch.ops.fluxkern, "resi
 needs_op = pytest.mark.skipif(not HAVE_CPU_OP, reason="no compiled residual_jacobian op")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the test machine's cores are shared."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def flat_parameters(net: MlpSpec) -> torch.Tensor:

@@ -15,6 +15,7 @@ import fluxkern as fk
 from fluxkern import problems, solver
 from fluxkern.options import effective_options
 from fluxkern.training import (
+    Callback,
     History,
     Progress,
     Resample,
@@ -317,3 +318,19 @@ def test_a_draw_that_fails_turns_the_check_off_and_training_goes_on():
         trainer.fit(2, [check])
     assert trainer.epoch == 2 and check.report is None
     assert "no points for seed 1000003" in check.results()["skipped"]
+
+
+def test_the_warning_leaves_out_redraws_when_the_run_redraws():
+    """A run that redraws its points already is told what else to change."""
+    loud = UnseenReport(10, (TermCheck("pde", "objective", 1000, 1e-6, 1e-2, 1e-3),))
+    assert "--resample-every 20" in loud.message()
+    said = loud.message("p", redrawn=True)
+    assert "--resample-every" not in said and "redraws its points already" in said
+
+    class Redraws(Callback):
+        redraws_points = True
+
+    trainer = solver.make_trainer(layer(12), effective_options(layer(12), epochs=8))
+    with pytest.warns(UnseenPointsWarning, match="redraws its points already"):
+        trainer.fit(8, [UnseenCheck(), Redraws()])
+    assert any(isinstance(cb, Redraws) for cb in trainer.callbacks)

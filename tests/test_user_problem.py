@@ -28,12 +28,7 @@ CPU = torch.device("cpu")
 U_BOUND = 1e-3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def readme_problem_file() -> str:

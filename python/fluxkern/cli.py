@@ -61,6 +61,13 @@ def _count(flag: str, text: str) -> int:
     return n
 
 
+def _scale(flag: str, text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"{flag} takes NAME=SCALE with SCALE a number; got {text!r}") from None
+
+
 def _json_or_text(flag: str, text: str) -> Any:
     try:
         return json.loads(text)
@@ -88,6 +95,8 @@ def _command_line_options(args: argparse.Namespace) -> dict[str, Any]:
         opts["points"] = _pairs("--points", args.points, _count)
     if args.problem_option:
         opts["problem_options"] = _pairs("--problem-option", args.problem_option, _json_or_text)
+    if args.output_scale:
+        opts["output_scale"] = _pairs("--output-scale", args.output_scale, _scale)
     if args.resample_keep_optimizer:
         opts["resample_keep_optimizer"] = True
     if args.no_progress:

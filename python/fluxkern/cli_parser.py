@@ -146,6 +146,13 @@ def _add_setup_options(s: argparse.ArgumentParser, d: Any, own: str) -> None:
         "key (e.g. n_face=512); repeat for more (default: the problem's counts)",
     )
     s.add_argument(
+        "--output-scale",
+        action="append",
+        metavar="NAME=SCALE",
+        help="the field NAME is the network's raw output times SCALE (e.g. q=1e-4 where q is "
+        "~1e-4 and u ~1), so that every raw output is O(1); repeat for more (default: 1)",
+    )
+    s.add_argument(
         "--problem-option",
         action="append",
         metavar="KEY=VALUE",

@@ -49,6 +49,7 @@ def load(path: str) -> dict[str, Any]:
         "time_limit": (int, float),
         "points": dict,
         "problem_options": dict,
+        "output_scale": dict,
         "resample_every": int,
         "resample_keep_optimizer": bool,
         "resample_method": str,
@@ -152,12 +153,14 @@ def to_toml(problem: Any, opts: Any, sources: dict[str, str], out: str) -> str:
     if opts.then_optimizer is not None or opts.then_optimizer_options:
         lines += _toml_table("then_optimizer_options", opts.then_optimizer_options, sources, own)
     lines += _toml_table("dual_options", opts.dual_options, sources, "")
-    if opts.points:
-        lines += _toml_table("points", opts.points, sources, "; the problem's counts otherwise")
-    if opts.problem_options:
-        lines += _toml_table("problem_options", opts.problem_options, sources, "")
     unset = {k: v for k, v in RULES[opts.dual].DEFAULTS.items() if k not in opts.dual_options}
     if unset:
         shown = ", ".join(f"{k} = {v!r}" for k, v in unset.items())
         lines.append(f"# not set, the {opts.dual} rule's defaults: {shown}")
+    if opts.points:
+        lines += _toml_table("points", opts.points, sources, "; the problem's counts otherwise")
+    if opts.problem_options:
+        lines += _toml_table("problem_options", opts.problem_options, sources, "")
+    if opts.output_scale:
+        lines += _toml_table("output_scale", opts.output_scale, sources, "; 1 otherwise")
     return "\n".join(lines) + "\n"

@@ -12,7 +12,7 @@ from fluxkern import ops
 from fluxkern.blocks import MAX_RESIDUALS, Block, BoundBlock, Constraint, Objective
 from fluxkern.duals import make_rule
 from fluxkern.evaluation import Evaluation
-from fluxkern.nn import MlpSpec, mlp_spec
+from fluxkern.nn import MlpSpec, gradient_targets, mlp_spec
 from fluxkern.program import compile_group, forms_and_reductions
 from fluxkern.residual_terms import (
     ResidualTerm,
@@ -142,6 +142,12 @@ class AugmentedLagrangian:
         device only when asked: neither synchronises), or None before the first."""
         if isinstance(self._last_loss, Tensor):
             self._last_loss = float(self._last_loss)
+        return self._last_loss
+
+    @property
+    def last_loss_unread(self) -> Tensor | float | None:
+        """:attr:`last_loss` without reading it from the device: the tensor until something
+        reads it, then the float (for a caller that reads it with other values at once)."""
         return self._last_loss
 
     @last_loss.setter
@@ -355,9 +361,11 @@ class AugmentedLagrangian:
         acc = grads[-1]
         for grad in reversed(grads[:-1]):
             acc = torch._foreach_add(acc, grad)  # acc[i] + grad[i], one dispatch
-        for p, gp in zip([*spec.weights, *spec.biases], acc, strict=True):
+        for (p, factor), gp in zip(gradient_targets(self.model, spec), acc, strict=True):
             if not p.requires_grad:
                 continue
+            if factor is not None:  # an output-scaled last layer: d(W c)/dW = c
+                gp = gp * factor
             if p.grad is None:
                 p.grad = gp
             else:
@@ -378,7 +386,7 @@ class AugmentedLagrangian:
             or torch.compiler.is_compiling()
         ):
             return False
-        params = [*spec.weights, *spec.biases]
+        params = [p for p, _ in gradient_targets(self.model, spec)]
         if not any(p.requires_grad for p in params):
             return False  # loss.backward() raises then; so does the autograd route
         if any(not p.is_leaf or _hooks_on(p) for p in params):

@@ -10,9 +10,14 @@ from torch import Tensor, nn
 from fluxkern import ops, reference
 from fluxkern.specs import MlpSpec
 
-__all__ = ["MLP", "Sin", "MlpSpec", "mlp_spec"]
+__all__ = ["MLP", "Sin", "MlpSpec", "gradient_targets", "mlp_spec"]
 
 _MAX_INPUTS, _MAX_WIDTH, _MAX_HIDDEN, _MAX_OUTPUTS = 8, 512, 16, 32
+
+
+def _exact(values: Sequence[float] | Tensor) -> Tensor:
+    """A tensor as given, numbers as float64 (not rounded through the float32 default)."""
+    return values if isinstance(values, Tensor) else torch.as_tensor(values, dtype=torch.float64)
 
 
 class Sin(nn.Module):
@@ -30,8 +35,12 @@ def _check_range(name: str, value: int, lo: int, hi: int) -> None:
 class MLP(nn.Module):
     """A tanh / sin / SiLU MLP with a linear output layer and built-in input standardisation.
 
-    The network computes y = A_o s(... s(A_1 (x - shift) / scale + b_1) ...) + b_o with Xavier-
-    normal weights and zero biases by default.
+    The network computes y = c * (A_o s(... s(A_1 (x - shift) / scale + b_1) ...) + b_o) with
+    Xavier-normal weights, zero biases and c = 1 by default. The output scale c [m] lets every
+    raw output be O(1) where the fields differ by orders of magnitude (a flux 1e-4 times the
+    solution: c = [1, 1e-4]); :meth:`spec` folds it into the last layer, so every path (the
+    fused ops, their twin, forward) sees the same network and gradients reach A_o and b_o
+    through autograd.
 
     Args:
         in_features: Input dimension d (1..8).
@@ -41,6 +50,8 @@ class MLP(nn.Module):
         activation: "tanh", "sin" or "silu".
         input_shift: Shift [d] subtracted from the inputs (default zeros).
         input_scale: Scale [d] dividing the shifted inputs (default ones).
+        output_scale: Scale [m] multiplying the outputs (default ones), each finite and
+            non-zero.
         dtype: Parameter dtype (default torch.get_default_dtype()).
         device: Parameter device.
     """
@@ -54,6 +65,7 @@ class MLP(nn.Module):
         activation: str = "tanh",
         input_shift: Sequence[float] | Tensor | None = None,
         input_scale: Sequence[float] | Tensor | None = None,
+        output_scale: Sequence[float] | Tensor | None = None,
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
     ) -> None:
@@ -72,8 +84,8 @@ class MLP(nn.Module):
         for layer in self.layers:
             nn.init.xavier_normal_(layer.weight)
             nn.init.zeros_(layer.bias)
-        shift = torch.zeros(in_features) if input_shift is None else torch.as_tensor(input_shift)
-        scale = torch.ones(in_features) if input_scale is None else torch.as_tensor(input_scale)
+        shift = torch.zeros(in_features) if input_shift is None else _exact(input_shift)
+        scale = torch.ones(in_features) if input_scale is None else _exact(input_scale)
         for name, t in (("input_shift", shift), ("input_scale", scale)):
             if t.shape != (in_features,):
                 raise ValueError(
@@ -81,9 +93,39 @@ class MLP(nn.Module):
                 )
         if bool((scale == 0).any()):
             raise ValueError("MLP: input_scale must be non-zero in every coordinate")
+        out = torch.ones(out_features) if output_scale is None else _exact(output_scale)
+        if out.shape != (out_features,):
+            raise ValueError(
+                f"MLP: output_scale must have shape [{out_features}], got {list(out.shape)}"
+            )
+        if not bool(torch.isfinite(out).all()) or bool((out == 0).any()):
+            raise ValueError(f"MLP: output_scale must be finite and non-zero, got {out.tolist()}")
         param = self.layers[0].weight
         self.register_buffer("input_shift", shift.to(dtype=param.dtype, device=param.device))
         self.register_buffer("input_scale", scale.to(dtype=param.dtype, device=param.device))
+        self.register_buffer("output_scale", out.to(dtype=param.dtype, device=param.device))
+        self._output_scaled = bool((out != 1).any())  # read on the host once, not per call
+
+    @property
+    def output_scaled(self) -> bool:
+        """Whether some output scale differs from 1."""
+        return self._output_scaled
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # a state saved before output_scale existed holds none: the scale of such a network is 1
+        key = prefix + "output_scale"
+        if key not in state_dict:
+            state_dict[key] = torch.ones_like(self.output_scale)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._output_scaled = bool((self.output_scale != 1).any())
+
+    def _last_layer(self) -> tuple[Tensor, Tensor]:
+        """The output layer's weight [m, width] and bias [m] with the output scale folded in."""
+        last = self.layers[-1]
+        if not self._output_scaled:
+            return last.weight, last.bias
+        c = self.output_scale
+        return last.weight * c[:, None], last.bias * c
 
     @property
     def in_features(self) -> int:
@@ -95,11 +137,12 @@ class MLP(nn.Module):
 
     def spec(self) -> MlpSpec:
         """Returns the tensors of this network in the layout the jet op takes."""
+        w_last, b_last = self._last_layer()
         return MlpSpec(
             self.input_shift,
             self.input_scale,
-            [layer.weight for layer in self.layers],
-            [layer.bias for layer in self.layers],
+            [layer.weight for layer in self.layers[:-1]] + [w_last],
+            [layer.bias for layer in self.layers[:-1]] + [b_last],
             self.activation,
         )
 
@@ -109,7 +152,8 @@ class MLP(nn.Module):
         h = (x - self.input_shift) / self.input_scale
         for layer in self.layers[:-1]:
             h = act(layer(h))[0]
-        return self.layers[-1](h)
+        y = self.layers[-1](h)
+        return y * self.output_scale if self._output_scaled else y
 
     def jet(self, x: Tensor, backend: str | None = None) -> tuple[Tensor, Tensor]:
         """Values y [N, m] and input Jacobian J = dy/dx [N, m, d] in one pass.
@@ -139,6 +183,8 @@ class MLP(nn.Module):
                 if i == 0:
                     w = w / self.input_scale
                     b = b - w @ self.input_shift
+                if i == len(self.layers) - 1:
+                    w, b = w * self.output_scale[:, None], b * self.output_scale
                 lin.weight.copy_(w)
                 lin.bias.copy_(b)
                 mods.append(lin)
@@ -212,3 +258,28 @@ def mlp_spec(model: nn.Module) -> MlpSpec:
         biases,
         names.pop(),
     )
+
+
+def gradient_targets(model: nn.Module, spec: MlpSpec) -> list[tuple[Tensor, Tensor | None]]:
+    """The tensors that receive the gradients of `spec`'s weights and biases (in the order
+    [*weights, *biases]), each with the factor its gradient takes (None: 1).
+
+    A spec tensor that is itself a parameter receives its own gradient; the last layer of an
+    output-scaled :class:`MLP` (W c and b c, :meth:`MLP.spec`) passes c times its gradient to
+    the raw weight and bias, as autograd would through the product (bitwise the same).
+
+    Args:
+        model: The network `spec` was read from (:func:`mlp_spec`).
+        spec: Its spec.
+
+    Returns:
+        (tensor, factor) pairs, one per weight, then one per bias.
+    """
+    tensors = [*spec.weights, *spec.biases]
+    targets: list[tuple[Tensor, Tensor | None]] = [(t, None) for t in tensors]
+    if isinstance(model, MLP) and model.output_scaled:
+        last, c = model.layers[-1], model.output_scale
+        n = len(spec.weights)
+        targets[n - 1] = (last.weight, c[:, None])
+        targets[2 * n - 1] = (last.bias, c)
+    return targets

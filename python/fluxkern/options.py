@@ -4,6 +4,7 @@ defaults and the caller's options merge into them."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +63,10 @@ class SolveOptions:
             problem's file for the names.
         problem_options: The problem's own options ({"ic_form": "squared"}) and its
             parameters ({"beta": 40.0}) by name.
+        output_scale: Scales of the network's outputs by name ({"q": 1e-4}): the field is the
+            raw output times its scale, so that every raw output is O(1) where the fields
+            differ by orders of magnitude (fluxkern.MLP's output_scale); unnamed outputs keep
+            1. Residuals, results and plots are in the fields' own units.
         resample_every: Redraw the points every N epochs (:class:`fluxkern.training.Resample`:
             deterministic draws, pointwise multipliers reset at each), or None to keep the first
             draw.
@@ -114,6 +119,7 @@ class SolveOptions:
     time_limit: float | None = None
     points: dict[str, int] = field(default_factory=dict)
     problem_options: dict[str, Any] = field(default_factory=dict)
+    output_scale: dict[str, float] = field(default_factory=dict)
     resample_every: int | None = None
     resample_keep_optimizer: bool = False
     resample_method: str = "uniform"
@@ -232,6 +238,26 @@ class SolveOptions:
             raise ValueError(
                 f"problem_options must be a table of name = value; got {self.problem_options!r}"
             )
+        if not isinstance(self.output_scale, dict):
+            raise ValueError(
+                f"output_scale must be a table of name = scale; got {self.output_scale!r}"
+            )
+        for name, c in self.output_scale.items():
+            number = isinstance(c, (int, float)) and not isinstance(c, bool)
+            if not (number and math.isfinite(c) and c != 0):
+                raise ValueError(
+                    f"output_scale: {name} must be a finite non-zero number; got {c!r}"
+                )
+        if self.gauss_newton_scaled():
+            raise ValueError(
+                "output_scale is not supported with gauss_newton (its Jacobian columns are the "
+                "unscaled layers'); use lbfgs or ssbroyden, or write the scale into the problem"
+            )
+
+    def gauss_newton_scaled(self) -> bool:
+        """Whether gauss_newton would train a network with an output scale other than 1."""
+        scaled = any(c != 1 for c in self.output_scale.values())
+        return scaled and "gauss_newton" in (self.optimizer, self.then_optimizer)
 
     def _validate_switch(self) -> None:
         """Checks then_optimizer, its options and switch_epoch together."""
@@ -287,7 +313,7 @@ def make_options(problem: Problem, overrides: dict[str, Any]) -> SolveOptions:
         if given.get(first, merged.get(first)) != merged.get(first) and options not in given:
             merged.pop(options, None)
     for k, v in given.items():
-        if k in ("points", "problem_options") and isinstance(v, dict):
+        if k in ("points", "problem_options", "output_scale") and isinstance(v, dict):
             v = {**merged.get(k, {}), **v}  # the caller's counts and options over the problem's
         merged[k] = v
     opts = SolveOptions(**merged)
@@ -314,4 +340,11 @@ def effective_options(problem: Problem | str, **options: Any) -> SolveOptions:
     configure(problem, opts.points, opts.problem_options, option_names())  # names and kinds
     if opts.formulation == "pinn" and not problem.has_pinn():
         raise ValueError(f"problem {problem.name!r} has no PINN form")
+    outs = problem.output_names if opts.formulation == "flux" else problem.pinn_output_names
+    unknown = sorted(set(opts.output_scale) - set(outs))
+    if unknown:
+        raise ValueError(
+            f"output_scale: {problem.name} ({opts.formulation}) has no output {unknown[0]!r}; "
+            f"its outputs: {', '.join(outs)}"
+        )
     return opts

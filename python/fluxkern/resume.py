@@ -48,6 +48,9 @@ IDENTITY_OPTIONS = (
     "resample_auto",
 )
 
+# Identity keys written only when given (run_identity), with the value their absence means.
+OPTIONAL_IDENTITY: dict[str, Any] = {"output_scale": {}}
+
 # Options a resume may change; they take effect in the resumed run and are recorded.
 MAY_CHANGE = (
     "epochs",
@@ -101,6 +104,8 @@ def run_identity(problem: Any, options: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("points", "parameter_values"):  # options that shape the problem, if present
         if key in options:
             identity[key] = _plain(options[key])
+    if options.get("output_scale"):  # only when given: runs from before it stay resumable
+        identity["output_scale"] = _plain(options["output_scale"])
     return identity
 
 
@@ -221,7 +226,11 @@ def check_identity(ck: Mapping[str, Any], path: str, identity: Mapping[str, Any]
             "resume: the checkpoint does not record its run's options, so it cannot be checked "
             "to belong to this run; start anew without resume",
         )
-    for key, value in identity.items():
+    # keys written only when they differ from a default (runs from before they existed match)
+    optional = {k: v for k, v in OPTIONAL_IDENTITY.items() if k in saved or k in identity}
+    both = {k: identity.get(k, v) for k, v in optional.items()}
+    saved = {**{k: saved.get(k, v) for k, v in optional.items()}, **saved}
+    for key, value in {**identity, **both}.items():
         if key in saved and saved[key] != value:
             label = key.replace("_", " ")
             raise RunFileError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -51,7 +51,9 @@ from fluxkern.training import (
     Trainer,
     UnseenCheck,
 )
+from fluxkern.training.conditioning import conditioning_results
 from fluxkern.training.identified import TrackUnknowns
+from fluxkern.training.stall import StallCheck
 
 # The automatic redraws' interval (resample_auto): checks until the answer is flagged, then
 # residual-based redraws, both every AUTO_EVERY epochs (what the front of
@@ -78,11 +80,17 @@ __all__ = [
 
 
 def build_model(
-    problem: Problem, formulation: str, dtype: torch.dtype, device: torch.device
+    problem: Problem,
+    formulation: str,
+    dtype: torch.dtype,
+    device: torch.device,
+    output_scale: Mapping[str, float] | None = None,
 ) -> MLP:
-    """The problem's network, standardised by its domain's bounding box."""
+    """The problem's network, standardised by its domain's bounding box, its outputs scaled
+    by name (SolveOptions.output_scale; unnamed ones by 1)."""
     shift, scale = problem.domain.mean_std(dtype=dtype, device=device)
     outs = problem.output_names if formulation == "flux" else problem.pinn_output_names
+    scales = [float((output_scale or {}).get(name, 1.0)) for name in outs]
     return MLP(
         len(problem.input_names),
         len(outs),
@@ -91,6 +99,7 @@ def build_model(
         problem.activation,
         input_shift=shift,
         input_scale=scale,
+        output_scale=scales,
         dtype=dtype,
         device=device,
     )
@@ -191,7 +200,7 @@ def make_trainer(problem: Problem, opts: SolveOptions) -> Trainer:
     dtype = getattr(torch, opts.dtype)
     device = torch.device(opts.device)
     torch.manual_seed(opts.seed)
-    model = build_model(problem, opts.formulation, dtype, device)
+    model = build_model(problem, opts.formulation, dtype, device, opts.output_scale)
     loss: AugmentedLagrangian | Callable[[], Tensor]
     if opts.formulation == "flux":
         terms = problem.flux_terms(opts.seed, dtype, device)
@@ -305,10 +314,11 @@ def _fit(
     ckpt: Checkpoint | None,
     extra: list[Callback],
     switch: SwitchOptimizer | None = None,
-) -> UnseenCheck | None:
+) -> tuple[UnseenCheck | None, StallCheck]:
     """Runs trainer.fit with the unseen-point check, the progress line, the switch of
     optimizer, the checkpoints and the caller's callbacks, and turns Ctrl-C and a non-finite
-    loss into solve()'s errors. Returns the unseen-point check (None when off)."""
+    loss into solve()'s errors. Returns the unseen-point check (None when off) and the stall
+    check (:class:`fluxkern.training.stall.StallCheck`)."""
     progress = Progress(opts.progress)
     checked = opts.unseen_check and opts.formulation == "flux" and not opts.distributed
     unseen = UnseenCheck(display=progress) if checked else None
@@ -318,7 +328,8 @@ def _fit(
         if isinstance(cb, AutoRedraw):
             cb.check = unseen
     cbs: list[Callback] = [TrackUnknowns()] if hasattr(trainer.model, "unknowns") else []
-    cbs += ([unseen] if unseen is not None else []) + [progress]
+    stall = StallCheck(display=progress)
+    cbs += ([unseen] if unseen is not None else []) + [stall, progress]
     cbs += [switch] if switch is not None else []
     cbs += [ckpt] if ckpt is not None else []
     try:
@@ -334,7 +345,7 @@ def _fit(
         where = _last_checkpoint(ckpt, "")
         where += "; continue with resume" if ckpt is not None and ckpt.last_epoch else ""
         raise TerminatedRun(f"terminated (SIGTERM) after epoch {trainer.epoch}; {where}")
-    return unseen
+    return unseen, stall
 
 
 def _last_checkpoint(ckpt: Checkpoint | None, good: str) -> str:
@@ -358,8 +369,8 @@ def _run(problem: Problem, opts: SolveOptions, callbacks: list[Callback]) -> dic
     switch = _then_optimizer(opts)
     shown = dataclasses.replace(opts, progress=opts.progress and ctx.is_root)
     if not opts.out:
-        unseen = _fit(trainer, shown, None, callbacks, switch)
-        return _finish(ctx, problem, opts, trainer, {}, unseen)
+        checks = _fit(trainer, shown, None, callbacks, switch)
+        return _finish(ctx, problem, opts, trainer, {}, *checks)
     out = opts.out
     lock = OutputLock(out)
     ctx.on_root(lambda: (prepare_out(out), lock.acquire()))
@@ -373,8 +384,8 @@ def _run(problem: Problem, opts: SolveOptions, callbacks: list[Callback]) -> dic
             ckpt.last_epoch = trainer.epoch
             changed = changed_options(saved, dataclasses.asdict(opts))
             resumed = {"from_epoch": trainer.epoch, "changed_options": changed}
-        unseen = _fit(trainer, shown, ckpt, callbacks, switch)
-        return _finish(ctx, problem, opts, trainer, resumed, unseen)
+        checks = _fit(trainer, shown, ckpt, callbacks, switch)
+        return _finish(ctx, problem, opts, trainer, resumed, *checks)
     finally:
         lock.release()  # held by the writing process only
 
@@ -416,6 +427,7 @@ def _finish(
     trainer: Trainer,
     resumed: dict[str, Any],
     unseen: UnseenCheck | None = None,
+    stall: StallCheck | None = None,
 ) -> dict[str, Any]:
     """After training: model.pt (the trained state first: a failure writing the results keeps
     it), the evaluation and the results files, by the writing process; the results on all."""
@@ -445,6 +457,10 @@ def _finish(
         )
         results["resumed"] = resumed or None
         results["unseen"] = unseen.results() if unseen is not None else None
+        results["stall"] = stall.results() if stall is not None else None
+        results["conditioning"] = None  # on with the unseen-point check (flux, one process)
+        if unseen is not None:
+            results["conditioning"] = conditioning_results(trainer, Progress(opts.progress).note)
         results["distributed"] = ctx.info()
         if opts.out:
             write_outputs(opts, problem, grid, fields, results, trainer.history, al)

@@ -88,14 +88,14 @@ class DistributedTrainer(Trainer):
         return total
 
     def _dual_update(
-        self, loss: float, evaluation: Evaluation | None = None
-    ) -> tuple[float, float, float, float]:
+        self, loss: Tensor, evaluation: Evaluation | None = None
+    ) -> tuple[float, float, float, float, bool]:
         al = self.al
         assert al is not None
         # the same on every rank: the optimizers take the same steps on the all-reduced loss
         # and gradient, so each reports the same last_closure_at_result
         values = al.update_multipliers(evaluation)
-        loss = al.last_loss if al.last_loss is not None else loss
+        loss_f = al.last_loss if al.last_loss is not None else float(loss)
         lams = [v for v in al.multipliers.values() if v.numel()]
         cons = [v.abs().max() for k, v in values.items() if k in al.multipliers and v.numel()]
         none = torch.tensor(-math.inf, dtype=al.dtype, device=al.device)
@@ -104,13 +104,15 @@ class DistributedTrainer(Trainer):
                 torch.stack(cons).max() if cons else none,
                 -torch.stack([v.min() for v in lams]).min() if lams else none,
                 torch.stack([v.max() for v in lams]).max() if lams else none,
+                # 1 where some parameter is not finite (the same on every rank: replicas)
+                (~torch.stack([torch.isfinite(p).all() for p in self.params]).all()).to(al.dtype),
             ]
         )
-        viol, neg_lo, hi = self.comm.max(local).tolist()  # one all-reduce for all three
+        viol, neg_lo, hi, bad = self.comm.max(local).tolist()  # one all-reduce for all four
         violation = viol if viol > -math.inf else 0.0
         lam_lo = -neg_lo if neg_lo > -math.inf else math.nan
         lam_hi = hi if hi > -math.inf else math.nan
-        return loss, violation, lam_lo, lam_hi
+        return loss_f, violation, lam_lo, lam_hi, bad == 0.0
 
     def fit(self, epochs: int, callbacks: Iterable[Callback] = ()) -> History:
         """As :meth:`Trainer.fit`; a stop on any rank stops every rank after that epoch."""

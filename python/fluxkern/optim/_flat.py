@@ -146,13 +146,21 @@ class FlatParams:
             chunks = tuple(c.to(v.dtype) for c, v in zip(chunks, views, strict=True))
         torch._foreach_add_(views, chunks, alpha=step)
 
-    def _accept(self, step: float, direction: Tensor) -> None:
+    def _accept(self, step: float | Tensor, direction: Tensor) -> float:
         """Moves the parameters to a line search's result params + step * direction (from the
-        parameters its trials started from) and records whether that is where its last trial
-        evaluated: the same step added to the same values gives bitwise the same parameters."""
+        parameters its trials started from), records whether that is where its last trial
+        evaluated (the same step added to the same values gives bitwise the same parameters)
+        and returns the step as a float.
+
+        torch's line search returns a 0-dim tensor where it interpolated, and each use of it
+        reads it on the host (a device -> host sync on a GPU): it is read once here, and a
+        caller that goes on with the float reads it no more (bench/epoch_dispatch.py counts
+        the reads)."""
+        step = float(step)
         self._add_grad(step, direction)
         last = self._last_trial
-        self.last_closure_at_result = last is not None and float(step) == float(last)
+        self.last_closure_at_result = last is not None and step == float(last)
+        return step
 
     def _begin_step(
         self, closure: Callable[[], Tensor]

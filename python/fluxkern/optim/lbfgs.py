@@ -108,13 +108,14 @@ class LBFGS(FlatParams, Optimizer):
     _trial_applied: bool = False  # the parameters hold the line search's last trial point
 
     def _directional_evaluate(
-        self, closure: Callable[[], Tensor], x: list[Tensor], t: float, d: Tensor
+        self, closure: Callable[[], Tensor], x: list[Tensor], t: float | Tensor, d: Tensor
     ) -> tuple[float, Tensor]:
         # The parameters are left at the trial point x + t d, and set back to x only before
         # another trial or when the search accepts another step (see _move): the usual
         # iteration, whose first trial is accepted, then copies and adds once instead of twice.
         if self._trial_applied:
             self._set_params(x)
+        t = float(t)  # the line search's trial (a tensor where interpolated): one host read
         self._add_grad(t, d)
         self._trial_applied = True
         with torch.enable_grad():
@@ -226,10 +227,11 @@ class LBFGS(FlatParams, Optimizer):
             if self._trial_applied and last is not None and float(t) == float(last):
                 # the parameters are x + t d from that trial: bitwise what _accept computes
                 self.last_closure_at_result = True
+                t = float(t)
             else:
                 if self._trial_applied:
                     self._set_params(x_init)
-                self._accept(t, d)
+                t = self._accept(t, d)
             self._trial_applied = False
             return loss, flat_grad, t, ls_evals  # >= 1: its first trial evaluates
         self._add_grad(t, d)

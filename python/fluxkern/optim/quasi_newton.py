@@ -123,11 +123,19 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         return loss, self._flat_grad()
 
     def _line_search(
-        self, closure: Callable[[], Tensor], loss: float, g: Tensor, t: float, d: Tensor
+        self,
+        closure: Callable[[], Tensor],
+        loss: float,
+        g: Tensor,
+        t: float,
+        d: Tensor,
+        gtd: float,
     ) -> tuple[float, Tensor, float, int]:
+        """The strong-Wolfe search along d from loss, g (g.d = gtd, as step() read it)."""
         x0 = [p.clone(memory_format=torch.contiguous_format) for p in self._params]
 
         def obj_func(x: list[Tensor], step: float, direction: Tensor) -> tuple[float, Tensor]:
+            step = float(step)  # the line search's trial (a tensor where interpolated): one read
             self._add_grad(step, direction)
             out = self._evaluate(closure)
             for p, v in zip(self._params, x, strict=True):
@@ -135,7 +143,6 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
             self._last_trial, self.last_closure_at_result = step, False
             return out
 
-        gtd = float(g.dot(d))
         # the line search's own stopping test |t d| < tolerance_change: torch's L-BFGS leaves it
         # at 1e-9 whatever its tolerance_change; here it follows the optimizer's, so that
         # tolerance_change=0 lets small steps near a minimum go on
@@ -144,6 +151,11 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         loss, g, t, evals = _strong_wolfe_fn()(
             obj_func, x0, t, d, loss, g, gtd, tolerance_change=tol
         )
+        # t stays as the line search returned it (a 0-dim tensor where it interpolated), each
+        # use in the update a host read; the float from _accept would save ~100 reads an epoch
+        # (bench/epoch_dispatch.py) but round differently: float / tensor is
+        # float * (1 / tensor) in torch (e.g. the update's c / tau), so every run's iterates
+        # would change in the last bits
         self._accept(t, d)
         return loss, g, t, evals
 
@@ -265,7 +277,7 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
             first = not state["updated"]
             t = min(1.0, 1.0 / float(g.abs().sum())) * lr if first else lr
             prev_loss, g_old = loss, g
-            loss, g, t, ls_evals = self._line_search(closure, loss, g, t, d)
+            loss, g, t, ls_evals = self._line_search(closure, loss, g, t, d, gtd)
             evals += ls_evals
             state["func_evals"] += ls_evals
             s = d.mul(t)  # [P]

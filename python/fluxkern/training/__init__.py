@@ -20,10 +20,12 @@ from fluxkern.training.callbacks import (
     StopTraining,
     TimeBudget,
 )
+from fluxkern.training.conditioning import ConditioningWarning
 from fluxkern.training.final_phase import FinalPhase
 from fluxkern.training.history import EpochRecord, History
 from fluxkern.training.rad import RadSettings
 from fluxkern.training.resample import Resample
+from fluxkern.training.stall import StallCheck, StalledRunWarning
 from fluxkern.training.switch import SwitchOptimizer
 from fluxkern.training.trainer import NonFiniteLossError, Trainer
 from fluxkern.training.unseen import UnseenCheck, UnseenPointsWarning, UnseenReport
@@ -33,6 +35,7 @@ __all__ = [
     "CSVLogger",
     "Callback",
     "Checkpoint",
+    "ConditioningWarning",
     "EarlyStopping",
     "EpochFunction",
     "EpochRecord",
@@ -42,6 +45,8 @@ __all__ = [
     "Progress",
     "RadSettings",
     "Resample",
+    "StallCheck",
+    "StalledRunWarning",
     "StopTraining",
     "SwitchOptimizer",
     "TimeBudget",

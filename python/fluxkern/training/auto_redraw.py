@@ -70,6 +70,11 @@ class AutoRedraw(Callback):
         self.started_at: int | None = None
         self.resample: Resample | None = None
 
+    @property
+    def redraws_points(self) -> bool:
+        """Whether the redraws have begun (UnseenCheck's warning then leaves that advice out)."""
+        return self.resample is not None
+
     def _resample(self) -> Resample:
         return Resample(self.every, reset_optimizer=False, method="rad", final=self.final)
 

@@ -62,6 +62,7 @@ class Trainer:
         extra_state: State of callbacks that a resume needs (plain data and tensors by the
             callback's key, e.g. the rows a residual-based redraw picked); kept in
             checkpoints.
+        callbacks: The callbacks of the current (or last) fit, in order.
     """
 
     def __init__(
@@ -82,6 +83,7 @@ class Trainer:
         self.uses_closure = _steps_with_closure(optimizer)
         self.switched_at: int | None = None
         self.extra_state: dict[str, Any] = {}
+        self.callbacks: list[Callback] = []
         self.history = History()
         self.epoch, self.target_epochs, self.current_epoch = 0, 0, 1
         self.stopped, self.stop_reason = False, None
@@ -121,9 +123,10 @@ class Trainer:
         self.switched_at = self.epoch
 
     def _dual_update(
-        self, loss: float, evaluation: Evaluation | None = None
-    ) -> tuple[float, float, float, float]:
-        """The flux form's dual update: loss, max |C|, smallest and largest multiplier.
+        self, loss: Tensor, evaluation: Evaluation | None = None
+    ) -> tuple[float, float, float, float, bool]:
+        """The flux form's dual update: loss, max |C|, smallest and largest multiplier, and
+        whether every parameter is finite, read from the device in one go (one host sync).
 
         Args:
             loss: The primal step's loss (recorded when the loss is not an
@@ -131,19 +134,25 @@ class Trainer:
             evaluation: An evaluation at the current parameters, for the dual update to use
                 instead of evaluating again, or None.
         """
-        violation, lam_lo, lam_hi = math.nan, math.nan, math.nan
+        f64 = torch.float64
         al = self.al
-        if al is None:
-            return loss, violation, lam_lo, lam_hi
-        values = al.update_multipliers(evaluation)
-        loss = al.last_loss if al.last_loss is not None else loss
-        cons = [v.abs().max() for k, v in values.items() if k in al.multipliers and v.numel()]
-        violation = float(torch.stack(cons).max()) if cons else 0.0
-        lams = [v for v in al.multipliers.values() if v.numel()]
-        if lams:
-            lam_lo = float(min(v.min() for v in lams))
-            lam_hi = float(max(v.max() for v in lams))
-        return loss, violation, lam_lo, lam_hi
+        row = [loss.detach().reshape(()).to(f64)]
+        if al is not None:
+            values = al.update_multipliers(evaluation)
+            last = al.last_loss_unread
+            if last is not None:
+                row[0] = torch.as_tensor(last, dtype=f64).reshape(())
+            cons = [v.abs().max() for k, v in values.items() if k in al.multipliers and v.numel()]
+            lams = [v for v in al.multipliers.values() if v.numel()]
+            row.append(torch.stack(cons).max().to(f64) if cons else row[0].new_zeros(()))
+            if lams:
+                row.append(torch.stack([v.min() for v in lams]).min().to(f64))
+                row.append(torch.stack([v.max() for v in lams]).max().to(f64))
+        finite = torch.stack([torch.isfinite(p).all() for p in self.params]).all()
+        read = torch.stack(row + [finite.to(f64)]).tolist()
+        loss_f, *rest, ok = read
+        violation, lam_lo, lam_hi = (rest + [math.nan] * 3)[:3]
+        return loss_f, violation, lam_lo, lam_hi, bool(ok)
 
     def step(self) -> EpochRecord:
         """Runs one epoch: a primal step, then (flux form) the dual update; records it.
@@ -170,8 +179,7 @@ class Trainer:
         # optimizers report it: last_closure_at_result); otherwise the dual update evaluates.
         evaluation = self._evaluation if at_result else None
         self._evaluation = None
-        loss, violation, lam_lo, lam_hi = self._dual_update(float(loss_t.detach()), evaluation)
-        finite_params = all(bool(torch.isfinite(p).all()) for p in self.params)
+        loss, violation, lam_lo, lam_hi, finite_params = self._dual_update(loss_t, evaluation)
         if not math.isfinite(loss) or not finite_params:
             of = f" of {self.name}" if self.name else ""
             raise NonFiniteLossError(f"non-finite loss at epoch {self.epoch + 1}{of}")
@@ -210,7 +218,7 @@ class Trainer:
         Returns:
             The history.
         """
-        cbs = list(callbacks)
+        cbs = self.callbacks = list(callbacks)
         self.target_epochs, self.stopped, self.stop_reason = epochs, False, None
         self._t0, self.current_epoch = time.perf_counter(), self.epoch + 1
         try:

@@ -256,20 +256,27 @@ class UnseenReport:
         training points."""
         return bool(self.suspect)
 
-    def message(self, name: str = "") -> str:
-        """One line saying what the rule found (the warning's text)."""
+    def message(self, name: str = "", redrawn: bool = False) -> str:
+        """One line saying what the rule found and what to change (the warning's text);
+        `redrawn`: the run already redraws its points, so the advice leaves that out."""
         worst = sorted(self.suspect, key=lambda t: -(t.bulk_ratio or math.inf))
         parts = [
             f"{t.name} RMS {t.unseen_rms_bulk:.1e} vs {t.train_rms:.1e}, {_times(t.bulk_ratio)}"
             for t in worst
         ]
         head = f"{name}: " if name else ""
+        fix = (
+            "the run redraws its points already: use more points (--points), --resample-method "
+            "rad at a front or a layer, or fluxes that stay smooth across fronts"
+            if redrawn
+            else "redraw the points (--resample-every 20 --resample-keep-optimizer, with "
+            "--resample-method rad at a front or a layer), use more points (--points) or fluxes "
+            "that stay smooth across fronts"
+        )
         return (
             f"{head}the residuals on fresh points are orders of magnitude above those on the "
             f"training points ({'; '.join(parts)}; after epoch {self.epoch}): the answer is not "
-            "to be trusted between the collocation points; redraw the points (--resample-every "
-            "20 --resample-keep-optimizer, with --resample-method rad at a front or a layer), "
-            "use more points (--points) or fluxes that stay smooth across fronts"
+            f"to be trusted between the collocation points; {fix}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -689,7 +696,8 @@ class UnseenCheck(Callback):
         report = self.report
         if report is None or not report.untrustworthy or not self.warn:
             return
-        msg = report.message(self._name)
+        redrawn = any(getattr(cb, "redraws_points", False) for cb in trainer.callbacks)
+        msg = report.message(self._name, redrawn)
         if self.display is not None:
             self.display.note(f"warning: {msg}")
         warnings.warn(msg, UnseenPointsWarning, stacklevel=2)

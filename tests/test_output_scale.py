@@ -24,6 +24,17 @@ F64 = torch.float64
 SCALE = [1.0, 1e-4, -3.0]
 
 
+def problem_file(tmp_path: Path) -> Path:
+    """small_flux(1e-4) as a problem file for the command line."""
+    src = tmp_path / "flux.py"
+    here = str(Path(__file__).parent)
+    src.write_text(
+        f"import sys\nsys.path.insert(0, {here!r})\nfrom test_stall import small_flux\n"
+        "problem = small_flux(1e-4)\n"
+    )
+    return src
+
+
 def nets(dtype: torch.dtype = F64) -> tuple[MLP, MLP]:
     """The same weights with and without an output scale."""
     torch.manual_seed(0)
@@ -94,6 +105,7 @@ def test_state_round_trip_and_old_states():
     assert torch.equal(fresh(x), scaled(x))
     old = {k: v for k, v in MLP(2, 3, 16, 3, dtype=F64).state_dict().items() if k != "output_scale"}
     fresh.load_state_dict(old)  # saved before output_scale existed: scale 1
+    assert "output_scale" not in old  # the caller's dict is not changed
     assert not fresh.output_scaled and torch.equal(fresh.output_scale, torch.ones(3, dtype=F64))
     for bad in ([1.0, 0.0, 1.0], [1.0, math.inf, 1.0], [1.0, 1.0]):
         with pytest.raises(ValueError, match="output_scale"):
@@ -115,12 +127,7 @@ def test_options_check_names_values_and_optimizer():
 
 
 def test_command_line(tmp_path, capsys):
-    src = tmp_path / "flux.py"
-    here = str(Path(__file__).parent)
-    src.write_text(
-        f"import sys\nsys.path.insert(0, {here!r})\nfrom test_stall import small_flux\n"
-        "problem = small_flux(1e-4)\n"
-    )
+    src = problem_file(tmp_path)
     out = tmp_path / "run"
     code = cli_main(
         ["solve", str(src), "--epochs", "3", "--output-scale", "q=1e-4", "--out", str(out),
@@ -181,12 +188,7 @@ def test_gradients_without_autograd_are_bitwise_autograd_s():
 def test_a_resume_with_another_output_scale_is_refused(tmp_path, capsys):
     """The scale is part of the run: a checkpoint of a scaled run does not continue unscaled,
     nor one of an unscaled run scaled (its buffer would come back from the checkpoint)."""
-    here = str(Path(__file__).parent)
-    src = tmp_path / "flux.py"
-    src.write_text(
-        f"import sys\nsys.path.insert(0, {here!r})\nfrom test_stall import small_flux\n"
-        "problem = small_flux(1e-4)\n"
-    )
+    src = problem_file(tmp_path)
     quiet = ["--no-progress", "--no-plots"]
     for first, second in ((["--output-scale", "q=1e-4"], []), ([], ["--output-scale", "q=1e-4"])):
         out = str(tmp_path / f"run{len(first)}")

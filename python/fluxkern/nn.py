@@ -111,12 +111,19 @@ class MLP(nn.Module):
         """Whether some output scale differs from 1."""
         return self._output_scaled
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(  # type: ignore[no-untyped-def]
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
+    ):
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, errors
+        )
         # a state saved before output_scale existed holds none: the scale of such a network is 1
+        # (the caller's dict is left as it is)
         key = prefix + "output_scale"
-        if key not in state_dict:
-            state_dict[key] = torch.ones_like(self.output_scale)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        if key in missing_keys:
+            missing_keys.remove(key)
+            with torch.no_grad():
+                self.output_scale.fill_(1.0)
         self._output_scaled = bool((self.output_scale != 1).any())
 
     def _last_layer(self) -> tuple[Tensor, Tensor]:

@@ -15,6 +15,7 @@ from torch import nn
 import fluxkern as fk
 from fluxkern.training.conditioning import (
     CORNER_SPACINGS,
+    LAYER_SEEN_BINS,
     MAGNITUDE_FACTOR,
     RESOLUTION_LIMIT,
     ConditioningWarning,
@@ -164,6 +165,74 @@ def test_the_corners_are_left_out_in_two_dimensions():
     (o,) = check_conditioning(sq, net, 400).outputs
     assert o.step_all / o.range > 1 and (o.resolution or 0) < 1e-6
     assert o.to_dict()["resolution_all"] > RESOLUTION_LIMIT
+
+
+def _square_layer(w: float, direction: tuple[float, float] = (1.0, 0.0)):
+    """u = tanh((n . (x, y) - c) / w) on the unit square (n = direction, through the centre)
+    and the problem whose 400 interior points the check scales its spacing by (h = 0.05)."""
+    x, y = fk.inputs("x y")
+    u = fk.outputs("u")
+    sq = fk.problem(
+        name="sq",
+        inputs="x y",
+        outputs="u",
+        domain=fk.geometry.Rectangle((0.0, 0.0), (1.0, 1.0)),
+        points={"interior": fk.Sample("interior", 400)},
+        terms=lambda pts: [fk.Objective("pde", u.d(x), pts["interior"])],
+        width=4,
+        depth=1,
+    )
+    n = torch.tensor([direction], dtype=F64)
+    n = n / n.norm()
+    net = nn.Sequential(nn.Linear(2, 1), nn.Tanh(), nn.Linear(1, 1)).to(F64)
+    with torch.no_grad():
+        net[0].weight.copy_(n / w)
+        net[0].bias.fill_(-float(n.sum()) * 0.5 / w)
+        net[2].weight.fill_(1.0)
+        net[2].bias.fill_(0.0)
+    return sq, net
+
+
+def _grid(side: int) -> torch.Tensor:
+    g = (torch.arange(side, dtype=F64) + 0.5) / side
+    return torch.cartesian_prod(g, g)  # [side^2, 2]
+
+
+def _random(n: int, seed: int) -> torch.Tensor:
+    return torch.rand(n, 2, dtype=F64, generator=torch.Generator().manual_seed(seed))
+
+
+def test_a_layer_across_which_the_training_points_lie_is_not_flagged():
+    """A layer a quarter of the spacing wide (ratio 2) along y: a 20 x 20 grid puts no point in
+    it (flagged), 400 random points put points at every depth of it (quiet, on every seed
+    tried); without the points the ratio alone decides."""
+    sq, net = _square_layer(0.0125)
+    alone = check_conditioning(sq, net, 400)
+    assert alone.outputs[0].resolution == pytest.approx(2.0, rel=1e-3) and alone.flagged
+    assert alone.outputs[0].layer_points is None and ", where" not in alone.message()
+    on_grid = check_conditioning(sq, net, 400, train_x=_grid(20))
+    (o,) = on_grid.outputs
+    assert on_grid.flagged and o.layer_points == 0 and o.layer_bins == 0
+    assert o.layer_width == pytest.approx(0.025, rel=1e-3)  # range 2 over the slope 1 / w
+    assert "where 0 training points lie within its layer (0.025 wide)" in on_grid.message()
+    for seed in range(5):
+        r = check_conditioning(sq, net, 400, train_x=_random(400, seed))
+        (o,) = r.outputs
+        assert not r.flagged and o.seen and o.layer_points >= 4, (seed, o)
+        assert o.to_dict()["layer_bins"] >= LAYER_SEEN_BINS
+
+
+def test_a_layer_too_thin_for_random_points_is_flagged():
+    """The same layer ten times thinner (ratio 20): random points leave most of its depth
+    empty, while an oblique grid of the same count sees a layer a quarter of the spacing wide
+    (its rows cross the layer at many depths)."""
+    sq, net = _square_layer(0.00125)
+    for seed in range(5):
+        r = check_conditioning(sq, net, 400, train_x=_random(400, seed))
+        assert r.flagged and not r.outputs[0].seen, (seed, r.outputs[0])
+    sq, net = _square_layer(0.0125, direction=(1.0, 0.37))
+    r = check_conditioning(sq, net, 400, train_x=_grid(20))
+    assert r.outputs[0].resolution > RESOLUTION_LIMIT and r.outputs[0].seen and not r.flagged
 
 
 def _solve(problem, **kw):

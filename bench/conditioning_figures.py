@@ -53,7 +53,7 @@ def _row(name: str, fig: dict[str, Any]) -> str:
         cell = f"{out} {r:.3g}" if r is not None else f"{out} -"
         if o["layer_width"] is not None:
             w, n, k = o["layer_width"], o["layer_points"], o["layer_bins"]
-            cell += f" (layer {w:.2g} wide: {n} points, {k} of 4 slices)"
+            cell += f" (layer {w:.2g} wide: {n} points, {k} of {o['layer_bins_inside']} slices)"
         outs.append(cell)
     mag = fig["magnitude_ratio"]
     verdict = "flagged: " + ", ".join(fig["under_resolved"]) if fig["flagged"] else "quiet"

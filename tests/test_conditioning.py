@@ -235,6 +235,30 @@ def test_a_layer_too_thin_for_random_points_is_flagged():
     assert r.outputs[0].resolution > RESOLUTION_LIMIT and r.outputs[0].seen and not r.flagged
 
 
+def test_a_layer_at_the_boundary_is_judged_by_its_slices_inside_the_domain():
+    """u = tanh(x / w) on [0, 1]: the layer is centred on the end x = 0, so two of its four
+    depth slices lie outside; 1001 points 0.001 apart fill both inside ones (quiet), while 12
+    points with the end point the only one in the layer fill one of two (flagged: convection_
+    diffusion's case, whose layer holds only its end point)."""
+    net = nn.Sequential(nn.Linear(1, 1), nn.Tanh(), nn.Linear(1, 2)).to(F64)
+    with torch.no_grad():
+        net[0].weight.fill_(100.0)  # w = 0.01
+        net[0].bias.fill_(0.0)
+        net[2].weight.copy_(torch.tensor([[1.0], [0.0]], dtype=F64))
+        net[2].bias.zero_()
+    dense = torch.linspace(0.0, 1.0, 1001, dtype=F64)[:, None]
+    r = check_conditioning(line(), net, 12, train_x=dense)
+    (u, _) = r.outputs
+    assert u.where == (0.0,) and u.resolution > RESOLUTION_LIMIT
+    assert u.layer_bins_inside == 2 and u.layer_bins == 2 and u.seen and not r.flagged
+    ends = torch.tensor([[0.0], [1.0]], dtype=F64)
+    few = torch.cat([ends, (torch.arange(10, dtype=F64)[:, None] + 1) / 11])
+    r = check_conditioning(line(), net, 12, train_x=few)
+    (u, _) = r.outputs
+    assert u.layer_points == 1 and u.layer_bins == 1 and u.layer_bins_inside == 2
+    assert r.flagged and "where 1 training point lies within its layer" in r.message()
+
+
 def _solve(problem, **kw):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -15,8 +15,9 @@ Two ways a flux-form problem can be badly conditioned that the loss does not sho
   inputs, while random points (or a grid cut obliquely) put many distinct depths into a layer
   narrower than h. So where the run's points are given, the check looks at the layer at the
   worst place (width w = range / |grad y_k|, along grad y_k) and counts which of LAYER_BINS
-  equal slices of its depth hold a training point within LAYER_NEIGHBOURHOOD spacings; with
-  LAYER_SEEN_BINS or more the points see the layer and the rule stays quiet.
+  equal slices of its depth hold a training point within LAYER_NEIGHBOURHOOD spacings; when
+  LAYER_SEEN_BINS of LAYER_BINS of the slices that lie in the domain do (a layer at the domain's
+  edge has only half of them inside), the points see the layer and the rule stays quiet.
 - Outputs of very different magnitudes. One network fits all the outputs with one set of
   weights and one learning rate; an output 1e-6 times another is learned to the other's
   absolute accuracy, i.e. not at all. The check compares the RMS of the outputs over the fresh
@@ -119,20 +120,27 @@ def objective_x(bound: list[BoundBlock]) -> Tensor | None:
     return torch.cat([x.detach().reshape(x.shape[0], -1) for x in seen.values()])
 
 
-def _layer(train_x: Tensor, p: Tensor, g: Tensor, rng: float, h: Tensor) -> tuple[float, int, int]:
+def _layer(
+    train_x: Tensor, p: Tensor, g: Tensor, rng: float, h: Tensor, lo: Tensor, hi: Tensor
+) -> tuple[float, int, int, int]:
     """The training points in the layer at p of an output with gradient g and range rng (the
     layer: depth within w / 2 of p along g, w = rng / |g|; the points: within LAYER_NEIGHBOURHOOD
-    spacings of p). Returns (w, points, depth slices of LAYER_BINS that hold one)."""
+    spacings of p). Returns (w, points, depth slices of LAYER_BINS that hold one, slices whose
+    centre lies in the bounding box [lo, hi])."""
     gn = float(g.norm())
     if not gn > 0 or not rng > 0:
-        return math.inf, 0, 0
+        return math.inf, 0, 0, 0
     w = rng / gn
+    centres = (torch.arange(LAYER_BINS, dtype=p.dtype, device=p.device) + 0.5) / LAYER_BINS - 0.5
+    at = p + centres[:, None] * w * (g / gn)  # [LAYER_BINS, d]
+    tol = 1e-12 * (hi - lo).to(p)
+    in_box = ((at >= lo.to(p) - tol) & (at <= hi.to(p) + tol)).all(1)
     z = train_x.to(p) - p  # [N, d]
     near = (z / h).square().sum(1) <= LAYER_NEIGHBOURHOOD**2  # [N]
     depth = z @ (g / gn) / w  # [N] in widths
     inside = near & (depth.abs() <= 0.5)
     slices = ((depth[inside] + 0.5) * LAYER_BINS).floor().clamp(0, LAYER_BINS - 1)
-    return w, int(inside.sum()), int(slices.unique().numel())
+    return w, int(inside.sum()), int(slices.unique().numel()), int(in_box.sum())
 
 
 def _fresh(problem: Any, seed: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -270,10 +278,11 @@ def check_conditioning(
         else:
             zero = raw[k] <= ZERO_FRACTION * top
         where = tuple(float(v) for v in x[int(arg[k])])
-        layer: tuple[float | None, int | None, int | None] = (None, None, None)
+        layer: tuple[float | None, int | None, int | None, int | None] = (None,) * 4
         if train_x is not None and float(smax[k]) > resolution_limit * float(rng[k]) > 0:
-            w, pts, slices = _layer(train_x, x[int(arg[k])], jac[int(arg[k]), k], float(rng[k]), h)
-            layer = (w if math.isfinite(w) else None, pts, slices)
+            i = int(arg[k])
+            w, *counts = _layer(train_x, x[i], jac[i, k], float(rng[k]), h, lo, hi)
+            layer = (w if math.isfinite(w) else None, *counts)
         outs.append(
             OutputCheck(
                 name,

@@ -32,8 +32,10 @@ RESOLUTION_LIMIT = 1.0
 # depth (its width w = range / |grad y|, centred at the worst place, along the gradient) is cut
 # into LAYER_BINS slices, and the points within LAYER_NEIGHBOURHOOD spacings of the worst place
 # (in units of h_i along each input) that fall in it are sorted into them. The rule warns only
-# when fewer than LAYER_SEEN_BINS slices hold a point: a grid line along the layer fills one
-# slice (the points sit at one depth), a 1-D layer inside one cell none. Random points of the
+# when fewer than LAYER_SEEN_BINS of every LAYER_BINS slices in the domain hold a point (all
+# four slices of a layer inside the domain, two of one centred on its edge): a grid line along
+# the layer fills one slice (the points sit at one depth), a 1-D layer inside one cell none, a
+# layer at the boundary of a 1-D domain one at most (the end point). Random points of the
 # same count as a grid of spacing h give about 2 R / ratio points in the band in two dimensions
 # (R the neighbourhood in spacings): 8 at a ratio of 2 with R = 8, and three of four slices are
 # then missed with probability ~2%.
@@ -79,6 +81,8 @@ class OutputCheck:
         layer_points: Training points within the layer there (LAYER_NEIGHBOURHOOD spacings
             around `where`), or None.
         layer_bins: How many of the layer's LAYER_BINS depth slices hold one, or None.
+        layer_bins_inside: How many of them lie in the domain's bounding box (their centres),
+            or None.
     """
 
     name: str
@@ -92,12 +96,15 @@ class OutputCheck:
     layer_width: float | None = None
     layer_points: int | None = None
     layer_bins: int | None = None
+    layer_bins_inside: int | None = None
 
     @property
     def seen(self) -> bool:
-        """Whether the training points lie across the layer at `where` (LAYER_SEEN_BINS of its
-        depth slices hold one); False when that is unknown."""
-        return self.layer_bins is not None and self.layer_bins >= LAYER_SEEN_BINS
+        """Whether the training points lie across the layer at `where` (a point in LAYER_SEEN_BINS
+        of every LAYER_BINS of its depth slices in the domain); False when that is unknown."""
+        if self.layer_bins is None or not self.layer_bins_inside:
+            return False
+        return self.layer_bins * LAYER_BINS >= LAYER_SEEN_BINS * self.layer_bins_inside
 
     @property
     def raw_rms(self) -> float:
@@ -127,6 +134,7 @@ class OutputCheck:
             "layer_width": self.layer_width,
             "layer_points": self.layer_points,
             "layer_bins": self.layer_bins,
+            "layer_bins_inside": self.layer_bins_inside,
         }
 
 

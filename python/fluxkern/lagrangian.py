@@ -12,8 +12,10 @@ from fluxkern import ops
 from fluxkern.blocks import MAX_RESIDUALS, Block, BoundBlock, Constraint, Objective
 from fluxkern.duals import make_rule
 from fluxkern.evaluation import Evaluation
+from fluxkern.lagrangian_checks import _check_terms, _hooks_on
+from fluxkern.lagrangian_groups import _Group
 from fluxkern.nn import MlpSpec, gradient_targets, mlp_spec
-from fluxkern.program import compile_group, forms_and_reductions
+from fluxkern.program import forms_and_reductions
 from fluxkern.residual_terms import (
     ResidualTerm,
     loss_derivatives,
@@ -488,53 +490,3 @@ class AugmentedLagrangian:
             fp, fs, clamped = loss_derivatives(r, lam, mu, sq, red)
             out.append(ResidualTerm(t.name, r, jac, fp, fs, clamped))
         return out
-
-
-def _check_terms(terms: Sequence[Block]) -> None:
-    """Raises TypeError or ValueError unless terms are Objective/Constraint blocks with unique
-    names."""
-    for t in terms:
-        if not isinstance(t, (Objective, Constraint)):
-            raise TypeError(f"terms must be Objective or Constraint, got {type(t).__name__}")
-    names = [t.name for t in terms]
-    if len(set(names)) != len(names):
-        raise ValueError(f"block names must be unique, got {names}")
-    if not any(isinstance(t, (Objective, Constraint)) for t in terms):
-        raise ValueError("give at least one Objective or Constraint")
-
-
-def _hooks_on(p: Tensor) -> bool:
-    """Whether a parameter has hooks that a backward would run: ones registered with
-    ``Tensor.register_hook`` or ``Tensor.register_post_accumulate_grad_hook``.
-
-    torch has no public query for those; its Tensor keeps them in the attributes read here (see
-    torch/_tensor.py). This is the one place fluxkern reads private torch state, so that
-    :meth:`AugmentedLagrangian.evaluate`'s route without autograd never skips a user's hook.
-    Hooks on the parameter's gradient accumulator node (e.g. those of
-    torch.nn.parallel.DistributedDataParallel's reducer) are not seen here: fluxkern's
-    distributed training all-reduces the gradients itself and does not use DDP.
-    """
-    return bool(
-        getattr(p, "_backward_hooks", None) or getattr(p, "_post_accumulate_grad_hooks", None)
-    )
-
-
-class _Group:
-    """Fused blocks evaluated by one op call: their points x [P, d] and their residual program.
-
-    Attributes:
-        blocks: The bound blocks, in the order of the program's residuals.
-        x: The distinct point sets of the blocks, stacked [P, d].
-        program: The compiled residual program (see :func:`fluxkern.program.compile_group`).
-        n: The rows of the op's C: points, or pairs for a paired group.
-    """
-
-    def __init__(self, blocks: list[BoundBlock], dtype: torch.dtype, device: torch.device):
-        self.blocks = blocks
-        self.x, self.program = compile_group(blocks, dtype, device)
-        rows = self.x.shape[0]
-        self.n = rows // 2 if self.program.paired else rows
-
-    def split(self, c: Tensor) -> dict[str, Tensor]:
-        """The op's C [N, R] as each block's C (views), by block name."""
-        return {name: c[r0:r1, c0:c1] for name, r0, r1, c0, c1 in self.program.slices}

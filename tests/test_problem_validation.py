@@ -245,6 +245,7 @@ def test_solve_options_of_the_wrong_type_are_refused(options, match):
         ("lbfgs", {"max_eval": True}, "max_eval must be None or an integer >= 1"),
         ("lbfgs", {"tolerance_grad": -1.0}, "tolerance_grad must be a number >= 0"),
         ("ssbfgs", {"self_scaling": 1}, "self_scaling must be true or false; got 1"),
+        ("ssbroyden", {"initial_step": "one"}, 'initial_step must be "unit" or "secant"'),
         ("gauss_newton", {"damping": 0.0}, "damping must be None or > 0"),
         ("gauss_newton", {"max_rejects": -1}, "max_rejects must be an integer >= 0"),
         ("adam", {"betas": [0.9]}, r"betas must be two numbers in \[0, 1\)"),

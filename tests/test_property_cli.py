@@ -123,6 +123,7 @@ OPTIMIZER_KEYS = [
     "tolerance_change",
     "curvature_eps",
     "self_scaling",
+    "initial_step",
     "damping",
     "max_rejects",
     "betas",

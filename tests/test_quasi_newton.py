@@ -154,8 +154,9 @@ def test_scaling_changes_the_iterates():
     assert rel_err(finals[2], finals[1]) > 1e-6
 
 
+@pytest.mark.parametrize("initial_step", ["unit", "secant"])
 @pytest.mark.parametrize("cls", CLASSES)
-def test_resume_is_exact(cls):
+def test_resume_is_exact(cls, initial_step):
     net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
     net = net.to(F64)
     xs = torch.randn(40, 2, dtype=F64, generator=torch.Generator().manual_seed(1))
@@ -170,13 +171,13 @@ def test_resume_is_exact(cls):
 
         return closure
 
-    opt = cls(net.parameters(), max_iter=5)
+    opt = cls(net.parameters(), max_iter=5, initial_step=initial_step)
     opt.step(make(net))
     saved_net, saved_opt = copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict())
     opt.step(make(net))
     net2 = copy.deepcopy(net)
     net2.load_state_dict(saved_net)
-    opt2 = cls(net2.parameters(), max_iter=5)
+    opt2 = cls(net2.parameters(), max_iter=5, initial_step=initial_step)
     opt2.load_state_dict(saved_opt)
     opt2.step(make(net2))
     for a, b in zip(net.parameters(), net2.parameters(), strict=True):
@@ -198,6 +199,46 @@ def test_float32_params_keep_float64_h_on_resume():
     opt2.load_state_dict(opt.state_dict())
     assert opt2.state[x]["H"].dtype == F64
     assert torch.equal(opt2.state[x]["H"], opt.state[x]["H"])
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_secant_initial_step_is_the_last_line_minimiser(cls):
+    """On a quadratic g(t).d is linear in t, so the secant step of a search is the exact
+    minimiser of f along its direction: -g.d / d.A d. The next search starts there (at most
+    lr), and the runs converge to what the unit ones do."""
+    g = torch.Generator().manual_seed(4)
+    q, _ = torch.linalg.qr(torch.randn(12, 12, generator=g, dtype=F64))
+    a = q @ torch.diag(torch.logspace(0, 2, 12, dtype=F64)) @ q.T
+    b = torch.randn(12, generator=g, dtype=F64)
+    x = torch.nn.Parameter(torch.zeros(12, dtype=F64))
+
+    def closure():
+        x.grad = None
+        f = 0.5 * x @ (a @ x) - b @ x
+        f.backward()
+        return f
+
+    opt = cls([x], max_iter=1, tolerance_grad=0.0, tolerance_change=0.0, initial_step="secant")
+    for _ in range(3):
+        x0 = x.detach().clone()
+        d = -(opt.state[x]["H"] * opt.state[x]["H_scale"]) @ (a @ x0 - b) if opt.state else None
+        opt.step(closure)
+        if d is not None:  # from the second step on: the direction of this step is -H g
+            exact = float(-(a @ x0 - b).dot(d) / d.dot(a @ d))
+            assert opt.state[x]["t_next"] == pytest.approx(exact, rel=1e-9)
+    for make in (_rosenbrock, lambda: _quadratic()[:2]):
+        x, closure = make()
+        opt = cls([x], max_iter=200, tolerance_grad=1e-10, tolerance_change=0.0)
+        opt.step(closure)
+        unit = x.detach().clone()
+        x, closure = make()
+        opt = cls(
+            [x], max_iter=200, tolerance_grad=1e-10, tolerance_change=0.0, initial_step="secant"
+        )
+        opt.step(closure)
+        assert rel_err(x, unit) < 1e-6  # the same minimiser
+    with pytest.raises(ValueError, match="initial_step must be one of unit, secant"):
+        cls([x], initial_step="one")
 
 
 def test_refuses_too_many_parameters():

@@ -12,7 +12,7 @@ from torch import Tensor
 from fluxkern.lagrangian import AugmentedLagrangian
 from fluxkern.optim.gauss_newton import GaussNewton
 from fluxkern.optim.lbfgs import LBFGS
-from fluxkern.optim.quasi_newton import SSBFGS, SSBroyden
+from fluxkern.optim.quasi_newton import INITIAL_STEPS, SSBFGS, SSBroyden
 
 __all__ = [
     "AUTO_DENSE_LIMIT",
@@ -43,8 +43,8 @@ _CLOSURE_KEYS = ("max_iter", "max_eval", "tolerance_grad", "tolerance_change", "
 #: The keyword arguments of each optimizer that SolveOptions.optimizer_options may set.
 OPTIMIZER_OPTIONS: Mapping[str, tuple[str, ...]] = {
     "lbfgs": (*_CLOSURE_KEYS, "history_size"),
-    "ssbfgs": (*_CLOSURE_KEYS, "self_scaling"),
-    "ssbroyden": (*_CLOSURE_KEYS, "self_scaling"),
+    "ssbfgs": (*_CLOSURE_KEYS, "self_scaling", "initial_step"),
+    "ssbroyden": (*_CLOSURE_KEYS, "self_scaling", "initial_step"),
     "gauss_newton": ("max_iter", "damping", "max_rejects", "tolerance_grad"),
     "adam": ("betas", "eps", "weight_decay", "amsgrad"),
     "auto": _CLOSURE_KEYS,
@@ -75,6 +75,7 @@ _VALUES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
     "tolerance_change": (lambda v: _real(v) and v >= 0, "a number >= 0"),
     "curvature_eps": (lambda v: v is None or (_real(v) and v > 0), "None or > 0"),
     "self_scaling": (lambda v: isinstance(v, bool), "true or false"),
+    "initial_step": (lambda v: v in INITIAL_STEPS, " or ".join(f'"{v}"' for v in INITIAL_STEPS)),
     "damping": (lambda v: v is None or (_real(v) and v > 0), "None or > 0"),
     "max_rejects": (lambda v: _whole(v) and v >= 0, "an integer >= 0"),
     "betas": (_betas, "two numbers in [0, 1)"),

@@ -32,6 +32,14 @@ textbook BFGS with the initial scaling H_0 = (s.y / y.y) I of Nocedal and Wright
 both optimizers apply at their first update, that both minimise quadratics and Rosenbrock, and
 that a resumed run continues exactly.
 
+The first trial step of each line search is lr (torch's choice, ``initial_step="unit"``), or
+with ``initial_step="secant"`` min(lr, t*) where t* is where the last search's directional
+derivative, interpolated linearly between its start and its accepted step, crosses zero (the
+secant estimate of that line's minimiser: t g.d / (g.d - g+.d)). The self-scaled updates tend to
+overshoot: on composite_heat two of three searches from t = 1 fail the strong-Wolfe curvature
+test and take a second evaluation at an interpolated step near 0.45; "secant" starts there
+(docs/optimizers.md has the measurements).
+
 Pairs that fail the curvature test are skipped: s.y <= 1e-10 as in torch's L-BFGS, or with
 ``curvature_eps`` the scale-free s.y <= curvature_eps |s| |y| (fluxkern.optim.LBFGS's
 option). Dense H costs 8 P^2 bytes; above MAX_PARAMETERS (20000, 3.2 GB) the optimizers refuse.
@@ -50,7 +58,10 @@ from torch.optim import Optimizer
 from fluxkern.optim._flat import FlatParams, closure_defaults, keeps_pair
 from fluxkern.optim.lbfgs import _strong_wolfe_fn
 
-__all__ = ["CHECKPOINT_FLOAT64_LIMIT", "MAX_PARAMETERS", "SSBFGS", "SSBroyden"]
+__all__ = ["CHECKPOINT_FLOAT64_LIMIT", "INITIAL_STEPS", "MAX_PARAMETERS", "SSBFGS", "SSBroyden"]
+
+#: The line search's first trial step: "unit" (lr, torch's) or "secant" (module doc).
+INITIAL_STEPS = ("unit", "secant")
 
 MAX_PARAMETERS = 20000  # dense H [P, P] float64: 3.2 GB at the limit
 # state_dict() (what a checkpoint holds) keeps H in float64 up to this many parameters (50 MB)
@@ -77,12 +88,19 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         tolerance_change: float = 1e-9,
         self_scaling: bool = True,
         curvature_eps: float | None = None,
+        initial_step: str = "unit",
     ) -> None:
         name = type(self).__name__
         defaults = closure_defaults(
             name, lr, max_iter, max_eval, tolerance_grad, tolerance_change, curvature_eps
         )
+        if initial_step not in INITIAL_STEPS:
+            raise ValueError(
+                f"{name}: initial_step must be one of {', '.join(INITIAL_STEPS)}, got "
+                f"{initial_step!r}"
+            )
         defaults["self_scaling"] = self_scaling
+        defaults["initial_step"] = initial_step
         super().__init__(params, defaults)
         if len(self.param_groups) != 1:
             raise ValueError(f"{name} supports one parameter group only")
@@ -276,8 +294,12 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
                     break
             first = not state["updated"]
             t = min(1.0, 1.0 / float(g.abs().sum())) * lr if first else lr
+            if not first and group.get("initial_step") == "secant":
+                t = min(lr, state.get("t_next", lr))
             prev_loss, g_old = loss, g
             loss, g, t, ls_evals = self._line_search(closure, loss, g, t, d, gtd)
+            if group.get("initial_step") == "secant":
+                state["t_next"] = _secant_step(float(t), gtd, float(g.dot(d)), lr)
             evals += ls_evals
             state["func_evals"] += ls_evals
             s = d.mul(t)  # [P]
@@ -290,7 +312,8 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
 
     @staticmethod
     def _restart(state: dict[str, Any], g: Tensor) -> None:
-        """H = I (to be rescaled at the next update)."""
+        """H = I (to be rescaled at the next update; the next search starts from lr)."""
+        state.pop("t_next", None)
         state["H"] = torch.eye(g.numel(), dtype=torch.float64, device=g.device)  # [P, P]
         state["H_scale"] = 1.0
         state["updated"] = False
@@ -309,10 +332,12 @@ class SSBFGS(_DenseQuasiNewton):
         self_scaling: False gives plain BFGS (tau = 1).
         curvature_eps: None (default): pairs with s.y <= 1e-10 are skipped; c > 0: those with
             s.y <= c |s| |y| (scale-free; see fluxkern.optim.LBFGS).
+        initial_step: The line search's first trial: "unit" (default: lr) or "secant" (the
+            last line's secant minimiser, at most lr; module doc).
 
     Raises:
-        ValueError: More than one group, a negative lr, curvature_eps <= 0, or more than
-            MAX_PARAMETERS values.
+        ValueError: More than one group, a negative lr, curvature_eps <= 0, an unknown
+            initial_step, or more than MAX_PARAMETERS values.
     """
 
     def scalars(self, b: float, h: float, n: int) -> tuple[float, float]:
@@ -333,10 +358,12 @@ class SSBroyden(_DenseQuasiNewton):
         self_scaling: False gives plain BFGS (tau = 1, phi = 1).
         curvature_eps: None (default): pairs with s.y <= 1e-10 are skipped; c > 0: those with
             s.y <= c |s| |y| (scale-free; see fluxkern.optim.LBFGS).
+        initial_step: The line search's first trial: "unit" (default: lr) or "secant" (the
+            last line's secant minimiser, at most lr; module doc).
 
     Raises:
-        ValueError: More than one group, a negative lr, curvature_eps <= 0, or more than
-            MAX_PARAMETERS values.
+        ValueError: More than one group, a negative lr, curvature_eps <= 0, an unknown
+            initial_step, or more than MAX_PARAMETERS values.
     """
 
     def scalars(self, b: float, h: float, n: int) -> tuple[float, float]:
@@ -357,6 +384,15 @@ class SSBroyden(_DenseQuasiNewton):
         base = rho_plus * sigma ** (-1.0 / max(n - 1, 1))
         tau = min(base, 1.0 / theta) if theta > 0 else min(base, sigma)
         return tau, phi
+
+
+def _secant_step(t: float, gtd: float, gtd_new: float, lr: float) -> float:
+    """Where g.d, linear between gtd at 0 and gtd_new at t, crosses zero (lr when it does
+    not: no increase of the slope, or a value that is not a positive finite number)."""
+    if not gtd_new > gtd:
+        return lr
+    step = t * gtd / (gtd - gtd_new)
+    return step if math.isfinite(step) and step > 0.0 else lr
 
 
 def _restart_h(

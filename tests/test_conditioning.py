@@ -142,34 +142,20 @@ def test_the_corners_are_left_out_in_two_dimensions():
     """u = tanh((x + y - 1.9) / w) only changes within CORNER_SPACINGS (3) spacings (0.15) of
     the corner (1, 1): no region is under-resolved, and the figure with the corner is reported
     beside."""
-    x, y = fk.inputs("x y")
-    u = fk.outputs("u")
-    sq = fk.problem(
-        name="sq",
-        inputs="x y",
-        outputs="u",
-        domain=fk.geometry.Rectangle((0.0, 0.0), (1.0, 1.0)),
-        points={"interior": fk.Sample("interior", 400)},
-        terms=lambda pts: [fk.Objective("pde", u.d(x) + u.d(y), pts["interior"])],
-        width=4,
-        depth=1,
-    )
-    w = 0.002
-    net = nn.Sequential(nn.Linear(2, 1), nn.Tanh(), nn.Linear(1, 1)).to(F64)
-    with torch.no_grad():
-        net[0].weight.fill_(1 / w)
-        net[0].bias.fill_(-1.9 / w)  # the line x + y = 1.9: inside the corner's 0.15 x 0.15
-        net[2].weight.fill_(1.0)
-        net[2].bias.fill_(0.0)
+    # the line x + y = 1.9: inside the corner's 0.15 x 0.15
+    sq, net = _square_layer(0.002 / 2**0.5, direction=(1.0, 1.0), level=1.9 / 2**0.5)
     assert CORNER_SPACINGS * 0.05 > 0.1  # h = 1 / sqrt(400)
     (o,) = check_conditioning(sq, net, 400).outputs
     assert o.step_all / o.range > 1 and (o.resolution or 0) < 1e-6
     assert o.to_dict()["resolution_all"] > RESOLUTION_LIMIT
 
 
-def _square_layer(w: float, direction: tuple[float, float] = (1.0, 0.0)):
-    """u = tanh((n . (x, y) - c) / w) on the unit square (n = direction, through the centre)
-    and the problem whose 400 interior points the check scales its spacing by (h = 0.05)."""
+def _square_layer(
+    w: float, direction: tuple[float, float] = (1.0, 0.0), level: float | None = None
+):
+    """u = tanh((n . (x, y) - c) / w) on the unit square (n = direction / |direction|; c =
+    level, default n . (1/2, 1/2): through the centre) and the problem whose 400 interior
+    points the check scales its spacing by (h = 0.05)."""
     x, y = fk.inputs("x y")
     u = fk.outputs("u")
     sq = fk.problem(
@@ -187,7 +173,7 @@ def _square_layer(w: float, direction: tuple[float, float] = (1.0, 0.0)):
     net = nn.Sequential(nn.Linear(2, 1), nn.Tanh(), nn.Linear(1, 1)).to(F64)
     with torch.no_grad():
         net[0].weight.copy_(n / w)
-        net[0].bias.fill_(-float(n.sum()) * 0.5 / w)
+        net[0].bias.fill_(-(float(n.sum()) * 0.5 if level is None else level) / w)
         net[2].weight.fill_(1.0)
         net[2].bias.fill_(0.0)
     return sq, net

@@ -83,6 +83,14 @@ def first_reached(run: dict[str, Any]) -> tuple[int, int, float] | None:
     return None
 
 
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            return next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.machine()
+
+
 def _fmt(errors: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
 
@@ -102,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     load = os.getloadavg()[0]
     print(
-        f"{platform.processor() or platform.machine()}; torch {torch.__version__}; load {load:.2f}"
+        f"{_cpu()}; Python {platform.python_version()}; torch {torch.__version__}; load {load:.2f}"
     )
     runs = []
     print("| problem | seed | initial_step | reached at (epoch, evaluations, s) | last check |")

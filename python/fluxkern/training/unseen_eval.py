@@ -223,7 +223,8 @@ def check_trained(
         >>> state = torch.load("runs/poisson-flux/model.pt", weights_only=True)
         >>> model = fluxkern.solver.build_model(problem, "flux", torch.float64, torch.device("cpu"))
         >>> model.load_state_dict(state["model"])
-        >>> check_trained(problem, model, state["options"]["seed"]).residual_ratio
+        >>> options = state["options"]
+        >>> check_trained(problem, model, options["seed"]).residual_ratio
 
     Args:
         problem: The problem as the run had it (its point counts and options: a run's points

@@ -13,7 +13,9 @@ from typing import Any
 import torch
 
 __all__ = [
+    "cpu_model",
     "datasheet_peak_gflops",
+    "defaults_trainer",
     "gemm_peak_gflops",
     "jet_step_flops",
     "machine_info",
@@ -22,7 +24,8 @@ __all__ = [
 ]
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what platform says."""
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
@@ -38,7 +41,7 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     import fluxkern
 
     info: dict[str, Any] = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
@@ -53,6 +56,25 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
         info["gpu"] = torch.cuda.get_device_name()
         info["cuda"] = torch.version.cuda
     return info
+
+
+def defaults_trainer(problem: Any, seed: int, epochs: int, **options: Any) -> Any:
+    """A Trainer of `problem` with its defaults (what `fluxkern solve` runs) and `options`,
+    quiet and without the run's own checks (no unseen-point check, no automatic redraws), so
+    that runs differ only by what `options` changes."""
+    from fluxkern.solver import effective_options, make_trainer
+
+    opts = effective_options(
+        problem,
+        epochs=epochs,
+        seed=seed,
+        progress=False,
+        plots=False,
+        unseen_check=False,
+        resample_auto=False,
+        **options,
+    )
+    return make_trainer(problem, opts)
 
 
 def sync(device: str) -> None:

@@ -17,7 +17,6 @@ from fluxkern import ops
 from fluxkern.nn import mlp_spec
 from fluxkern.problems import resolve
 from fluxkern.problems.composite_heat import conductivity, exact
-from fluxkern.solver import effective_options, make_trainer
 
 NEAR = 0.02  # |x| below this: near the interface
 
@@ -39,20 +38,12 @@ def stats(model: torch.nn.Module, x: Tensor) -> tuple[float, float, float, float
 
 def main(seed: int) -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from common import defaults_trainer  # bench/common.py
     from evaluator import Evaluator  # bench/evaluator.py
 
     torch.set_num_threads(1)
     problem = resolve("composite_heat")
-    opts = effective_options(
-        problem,
-        epochs=300,
-        seed=seed,
-        progress=False,
-        plots=False,
-        unseen_check=False,
-        resample_auto=False,
-    )
-    trainer = make_trainer(problem, opts)
+    trainer = defaults_trainer(problem, seed, 300)
     evaluate = Evaluator(problem, torch.float64)
     gen = torch.Generator().manual_seed(7)
     fresh = torch.rand(20000, 2, generator=gen, dtype=torch.float64) * torch.tensor([2.0, 2.0])

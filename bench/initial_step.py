@@ -30,26 +30,17 @@ STEPS = ("unit", "secant")
 def one(name: str, step: str, seed: int, epochs: int, every: int) -> dict[str, Any]:
     """One run in this process: the checks as (epoch, evaluations, training s, errors)."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from common import defaults_trainer  # bench/common.py
     from evaluator import Evaluator  # bench/evaluator.py
     from fluxkern.problems import resolve
-    from fluxkern.solver import effective_options, make_trainer
+    from fluxkern.solver import effective_options
     from fluxkern.training.callbacks import Callback
 
     torch.set_num_threads(1)
     problem = resolve(name)
     base = effective_options(problem, seed=seed)
     options = {**(base.optimizer_options or {}), "initial_step": step}
-    opts = effective_options(
-        problem,
-        epochs=epochs,
-        seed=seed,
-        progress=False,
-        plots=False,
-        unseen_check=False,
-        resample_auto=False,
-        optimizer_options=options,
-    )
-    trainer = make_trainer(problem, opts)
+    trainer = defaults_trainer(problem, seed, epochs, optimizer_options=options)
     evaluate = Evaluator(problem, torch.float64)
     rows: list[tuple[int, int, float, dict[str, float]]] = []
     off_clock = [0.0]
@@ -83,14 +74,6 @@ def first_reached(run: dict[str, Any]) -> tuple[int, int, float] | None:
     return None
 
 
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            return next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.machine()
-
-
 def _fmt(errors: dict[str, float]) -> str:
     return ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
 
@@ -108,9 +91,13 @@ def main(argv: list[str] | None = None) -> int:
         name, step, seed, epochs, every = a.one
         print(json.dumps(one(name, step, int(seed), int(epochs), int(every))))
         return 0
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from common import cpu_model  # bench/common.py
+
     load = os.getloadavg()[0]
     print(
-        f"{_cpu()}; Python {platform.python_version()}; torch {torch.__version__}; load {load:.2f}"
+        f"{cpu_model()}; Python {platform.python_version()}; torch {torch.__version__}; "
+        f"load {load:.2f}"
     )
     runs = []
     print("| problem | seed | initial_step | reached at (epoch, evaluations, s) | last check |")

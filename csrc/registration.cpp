@@ -1,6 +1,7 @@
 // The one TORCH_LIBRARY block: every fluxkern op schema and its CPU / CUDA implementations.
 #include <torch/library.h>
 
+#include "ops/dense_qn.h"
 #include "ops/jacobian.h"
 #include "ops/jet.h"
 #include "ops/lbfgs.h"
@@ -32,6 +33,11 @@ TORCH_LIBRARY(fluxkern, m) {
   m.def(
       "lbfgs_direction(Tensor grad, Tensor s, Tensor y, Tensor rho, Tensor(a!) sy, "
       "Tensor(b!) yy, int start, int count, int new_row, float h_diag) -> Tensor");
+  // The dense quasi-Newton optimizers' symmetric H [P, P] kept as its upper triangle (j >= i;
+  // the strictly lower triangle is neither read nor written): H x [P], and the rank-2 update
+  // H_ij += u_i0 w_0j + u_i1 w_1j (u [P, 2], w [2, P]) in place. CPU only.
+  m.def("sym_matvec(Tensor h, Tensor x) -> Tensor");
+  m.def("sym_rank2_update_(Tensor(a!) h, Tensor u, Tensor w) -> ()");
   // The raw residuals r [N, R] of a fused group (as block_loss evaluates them, before squaring
   // and reduction) and their Jacobian [N, R, n_params] with respect to every weight and bias,
   // flattened as weights[0], biases[0], weights[1], ... (each row-major). Not differentiable.
@@ -46,6 +52,8 @@ TORCH_LIBRARY_IMPL(fluxkern, CPU, m) {
   m.impl("mlp_jet_backward", &fluxkern::mlp_jet_backward_cpu);
   m.impl("block_loss", &fluxkern::block_loss_cpu);
   m.impl("lbfgs_direction", &fluxkern::lbfgs_direction_cpu);
+  m.impl("sym_matvec", &fluxkern::sym_matvec_cpu);
+  m.impl("sym_rank2_update_", &fluxkern::sym_rank2_update_cpu);
   m.impl("residual_jacobian", &fluxkern::residual_jacobian_cpu);
 }
 

@@ -21,6 +21,12 @@ F64 = torch.float64
 CLASSES = [SSBFGS, SSBroyden]
 
 
+def _full_h(state) -> torch.Tensor:
+    """H_scale times the symmetric matrix whose upper triangle state["H"] holds."""
+    h = state["H"]
+    return (torch.triu(h) + torch.triu(h, 1).T) * state["H_scale"]
+
+
 def _quadratic(p: int = 30, seed: int = 0):
     """f(x) = 1/2 x.A x - b.x with SPD A (condition ~1e2); returns (x param, closure, x*)."""
     g = torch.Generator().manual_seed(seed)
@@ -221,7 +227,7 @@ def test_secant_initial_step_is_the_last_line_minimiser(cls):
     opt = cls([x], max_iter=1, tolerance_grad=0.0, tolerance_change=0.0, initial_step="secant")
     for _ in range(3):
         x0 = x.detach().clone()
-        d = -(opt.state[x]["H"] * opt.state[x]["H_scale"]) @ (a @ x0 - b) if opt.state else None
+        d = -opt.inverse_hessian() @ (a @ x0 - b) if opt.state else None
         opt.step(closure)
         if d is not None:  # from the second step on: the direction of this step is -H g
             exact = float(-(a @ x0 - b).dot(d) / d.dot(a @ d))
@@ -286,7 +292,7 @@ def test_update_restarts_an_indefinite_h(cls):
     s = torch.tensor([1.0, 0.5, 0.0, -0.2], dtype=F64)
     y = torch.tensor([2.0, 0.4, 0.1, -0.1], dtype=F64)
     opt._update(state, s, y, 1.0, -float(s.dot(y)))
-    h = state["H"] * state["H_scale"]
+    h = _full_h(state)
     assert state["resets"] == 1 and bool(torch.isfinite(h).all())
     assert float(torch.linalg.eigvalsh(0.5 * (h + h.T)).min()) > 0
     assert rel_err(h @ y, s) < 1e-12  # the secant condition of the new pair
@@ -345,7 +351,7 @@ def test_update_matches_the_formula(cls, scaled):
         out = opt._update(
             state, s, y, t, float(g_old @ s), g_new=g_new, hg_old=hmat @ g_old if with_hg else None
         )
-        got = state["H"] * state["H_scale"]
+        got = _full_h(state)
         assert rel_err(got, want) < 1e-13
         assert rel_err(out, want @ g_new) < 1e-13
         assert rel_err(got @ y, s) < 1e-12  # the secant condition
@@ -375,3 +381,24 @@ def test_state_dict_rounds_a_large_h_to_float32_and_keeps_the_live_one():
         fresh.load_state_dict(saved)
         assert fresh.state[w]["H"].dtype == torch.float64
         assert torch.equal(fresh.state[w]["H"], state["H"].double())
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_h_is_kept_as_its_upper_triangle(cls):
+    """state["H"] holds H's upper triangle with zeros below; inverse_hessian() is the full
+    symmetric matrix, positive definite, and a full H from an older checkpoint loads as the same
+    triangle (the run then continues as from the triangle)."""
+    x, closure = _rosenbrock()
+    opt = cls([x], max_iter=6)
+    opt.step(closure)
+    h = opt.state[x]["H"]
+    assert bool((torch.tril(h, -1) == 0).all())
+    full = opt.inverse_hessian()
+    assert torch.equal(full, full.T)
+    assert float(torch.linalg.eigvalsh(full).min()) > 0
+    old = opt.state_dict()
+    (st,) = old["state"].values()
+    st["H"] = st["H"] + torch.triu(st["H"], 1).T  # the full matrix an older version saved
+    fresh = cls([x], max_iter=6)
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.state[x]["H"], h)

@@ -39,6 +39,8 @@ __all__ = [
     "residual_jacobian",
     "residual_jacobian_chunks",
     "resolve_backend",
+    "sym_matvec",
+    "sym_rank2_update_",
 ]
 
 SECOND_DERIVATIVE_ERROR = (
@@ -200,6 +202,44 @@ def lbfgs_direction(grad: Tensor, history: LbfgsHistory, new_row: int, h_diag: f
     return reference.lbfgs_direction(grad, history, new_row, h_diag)
 
 
+def _fused_cpu(t: Tensor) -> bool:
+    """Whether t is a CPU tensor and the compiled CPU ops are available."""
+    return t.device.type == "cpu" and "cpu" in _BACKENDS
+
+
+def sym_matvec(h: Tensor, x: Tensor) -> Tensor:
+    """H x for the symmetric H [P, P] whose upper triangle h holds (the strictly lower triangle
+    is not read): the compiled op for CPU tensors (half the matrix's bytes of a full product),
+    the torch twin :func:`fluxkern.reference.sym_matvec` elsewhere.
+
+    Args:
+        h: [P, P] float32 or float64, contiguous.
+        x: [P], same dtype and device.
+
+    Returns:
+        H x [P].
+    """
+    if _fused_cpu(h):
+        return torch.ops.fluxkern.sym_matvec(h, x)
+    return reference.sym_matvec(h, x)
+
+
+def sym_rank2_update_(h: Tensor, u: Tensor, w: Tensor) -> None:
+    """h_ij += u_i0 w_0j + u_i1 w_1j on the upper triangle (j >= i) of h, in place (the
+    compiled op for CPU tensors, the torch twin :func:`fluxkern.reference.sym_rank2_update_`
+    elsewhere); the strictly lower triangle is not written.
+
+    Args:
+        h: [P, P] float32 or float64, contiguous.
+        u: [P, 2], same dtype and device.
+        w: [2, P], same dtype and device.
+    """
+    if _fused_cpu(h):
+        torch.ops.fluxkern.sym_rank2_update_(h, u, w)
+    else:
+        reference.sym_rank2_update_(h, u, w)
+
+
 def _register() -> None:
     """Registers fake kernels and autograd formulas for the compiled ops."""
     _register_jet()
@@ -282,11 +322,20 @@ def _jet_saves_nothing(x: Tensor, weights: list[Tensor]) -> bool:
 
 
 def _register_lbfgs() -> None:
-    """lbfgs_direction: fake kernel (no autograd: it runs under no_grad)."""
+    """lbfgs_direction, sym_matvec, sym_rank2_update_: fake kernels (no autograd: they run under
+    no_grad)."""
 
     @torch.library.register_fake("fluxkern::lbfgs_direction")
     def _lbfgs_direction_fake(grad, s, y, rho, sy, yy, start, count, new_row, h_diag):
         return torch.empty_like(grad, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake("fluxkern::sym_matvec")
+    def _sym_matvec_fake(h, x):
+        return x.new_empty(h.shape[0])
+
+    @torch.library.register_fake("fluxkern::sym_rank2_update_")
+    def _sym_rank2_update_fake(h, u, w):
+        return None
 
 
 def _register_block_loss() -> None:

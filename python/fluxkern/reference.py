@@ -23,6 +23,8 @@ __all__ = [
     "residual_jacobian",
     "residuals",
     "residuals_from_fields",
+    "sym_matvec",
+    "sym_rank2_update_",
 ]
 
 ACTIVATIONS = ("tanh", "sin", "silu")
@@ -307,3 +309,30 @@ def lbfgs_direction(grad: Tensor, history: LbfgsHistory, new_row: int, h_diag: f
         beta = y[rows[i]].dot(d) * rho[rows[i]]
         d = d + (alpha[i] - beta) * s[rows[i]]
     return d
+
+
+def sym_matvec(h: Tensor, x: Tensor) -> Tensor:
+    """Pure-torch twin of the sym_matvec op: H x for the symmetric H whose upper triangle
+    (j >= i) h holds; h's strictly lower triangle is not used.
+
+    Args:
+        h: [P, P], the upper triangle of H.
+        x: [P].
+
+    Returns:
+        H x [P].
+    """
+    upper = torch.triu(h)
+    return upper @ x + torch.triu(h, 1).t() @ x
+
+
+def sym_rank2_update_(h: Tensor, u: Tensor, w: Tensor) -> None:
+    """Pure-torch twin of the sym_rank2_update_ op: h_ij += u_i0 w_0j + u_i1 w_1j for j >= i,
+    in place; the strictly lower triangle of h is left as it is.
+
+    Args:
+        h: [P, P], the upper triangle of a symmetric matrix (updated in place).
+        u: [P, 2].
+        w: [2, P].
+    """
+    h.add_(torch.triu(u @ w))

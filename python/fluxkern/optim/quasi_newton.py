@@ -43,6 +43,12 @@ test and take a second evaluation at an interpolated step near 0.45; "secant" st
 Pairs that fail the curvature test are skipped: s.y <= 1e-10 as in torch's L-BFGS, or with
 ``curvature_eps`` the scale-free s.y <= curvature_eps |s| |y| (fluxkern.optim.LBFGS's
 option). Dense H costs 8 P^2 bytes; above MAX_PARAMETERS (20000, 3.2 GB) the optimizers refuse.
+
+H is symmetric and state["H"] holds its upper triangle (j >= i; the strictly lower triangle is
+kept at zero): the product H g (fluxkern.ops.sym_matvec) and the rank-2 update
+(fluxkern.ops.sym_rank2_update_) each pass over half of the matrix, whose P^2 values (tens of
+MB) make the iteration memory-bound. :meth:`inverse_hessian` returns the full matrix; a
+checkpoint holds the triangle, and a full symmetric H loaded from an older one is cut to it.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from fluxkern.ops import sym_matvec, sym_rank2_update_
 from fluxkern.optim._flat import FlatParams, closure_defaults, keeps_pair
 from fluxkern.optim.lbfgs import _strong_wolfe_fn
 
@@ -132,7 +139,10 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         for key, hmat in saved.items():
             if hmat is not None:
                 param = self._params[int(key)]
-                self.state[param]["H"] = hmat.to(dtype=torch.float64, device=param.device).clone()
+                # the upper triangle (a full symmetric H from an older checkpoint is cut to it)
+                self.state[param]["H"] = torch.triu(
+                    hmat.to(dtype=torch.float64, device=param.device)
+                ).contiguous()
 
     # ------------------------------------------------------------------ flat views
     def _evaluate(self, closure: Callable[[], Tensor]) -> tuple[float, Tensor]:
@@ -199,7 +209,8 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         H+ = (c / tau) H_s + U M U^T with U = [H y, s] [P, 2] and M [2, 2] (the module doc's
         formula written in that basis). With g_new and hg_old = H g_old (the old H), H y comes
         from H g_new - H g_old, so one matrix-vector product serves H y and the next direction;
-        the iteration reads H twice (the product, the update) instead of ten times.
+        the iteration reads H twice (the product, the update) instead of ten times; each pass
+        touches only H's upper triangle (module doc).
 
         Args:
             state: The optimizer state ("H", "H_scale", "updated").
@@ -217,7 +228,7 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         sy = float(s.dot(y))
         hs: Tensor = state["H"]  # [P, P]
         c = float(state.get("H_scale", 1.0))
-        p = None if g_new is None else hs @ g_new  # [P] H_s g_new
+        p = None if g_new is None else sym_matvec(hs, g_new)  # [P] H_s g_new
         if not keeps_pair(sy, s, y, self.param_groups[0].get("curvature_eps")):
             return None if p is None else p.mul_(c)  # no (measurable) positive curvature: keep H
         gamma = 1.0
@@ -229,7 +240,7 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         if p is not None and hg_old is not None:
             hy = p.mul(c).sub_(hg_old)  # [P] H y = H g_new - H g_old
         else:
-            hy = (hs @ y).mul_(c)  # [P]
+            hy = sym_matvec(hs, y).mul_(c)  # [P]
         yhy = float(y.dot(hy))
         if not (yhy > 0.0 and math.isfinite(yhy)):  # H lost positive definiteness (rounding)
             c, hy, p = _restart_h(state, sy, y, g_new)
@@ -243,7 +254,8 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         mat = _update_matrix(tau, phi, sy, yhy, hs)  # [2, 2] M
         basis = torch.stack([hy, s], 1)  # [P, 2] U
         c_new = c / tau
-        hs.addmm_(basis, (mat / c_new) @ basis.t())  # H_s += U (M / c_new) U^T
+        # H_s += U (M / c_new) U^T on the upper triangle
+        sym_rank2_update_(hs, basis, (mat / c_new) @ basis.t())
         out = None  # H+ g_new = (c / tau) H_s g_new + U M U^T g_new
         if p is not None and g_new is not None:
             out = p.mul_(c_new).add_(basis @ (mat @ (basis.t() @ g_new)))
@@ -259,7 +271,9 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         n = sum(p.numel() for p in self._params)
         if "H" not in state:
             return torch.eye(n, dtype=torch.float64, device=self._params[0].device)
-        return state["H"] * float(state.get("H_scale", 1.0))
+        h = state["H"]  # [P, P], its upper triangle
+        full = torch.triu(h) + torch.triu(h, 1).t()
+        return full * float(state.get("H_scale", 1.0))
 
     # ------------------------------------------------------------------ step
     @torch.no_grad()
@@ -280,7 +294,7 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
             return orig_loss
         if "H" not in state:
             self._restart(state, g)
-        hg = (state["H"] @ g).mul_(float(state.get("H_scale", 1.0)))  # [P] H g
+        hg = sym_matvec(state["H"], g).mul_(float(state.get("H_scale", 1.0)))  # [P] H g
         n_iter = 0
         while n_iter < max_iter:
             n_iter += 1

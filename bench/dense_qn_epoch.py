@@ -12,6 +12,7 @@ table gives both epoch times and the time per evaluation. Medians over the timed
 
     python bench/dense_qn_epoch.py [--problems helmholtz composite_heat cavity stokes]
         [--ssbroyden-from-start stokes] [--rounds 12] [--warm 3] [--threads 1]
+    python bench/dense_qn_epoch.py --kernels 1362 2043 4000 8004 [--threads 2]
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _epoch(trainer: Any, fns: tuple[Any, Any]) -> tuple[float, int]:
     return time.perf_counter() - t, int(getattr(rec, "evals", 0) or trainer._evals)
 
 
-def _kernels(n: int, reps: int = 30) -> dict[str, float]:
+def _kernels(n: int, reps: int = 10) -> dict[str, float]:
     """ms per call of the product and the update, full against upper triangle, at P = n."""
     g = torch.Generator().manual_seed(0)
     a = torch.randn(n, n, generator=g, dtype=torch.float64)
@@ -116,6 +117,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warm", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
+        "--kernels",
+        nargs="*",
+        type=int,
+        default=[],
+        metavar="P",
+        help="only time the product and the update at these parameter counts",
+    )
+    ap.add_argument(
         "--ssbroyden-from-start",
         nargs="*",
         default=[],
@@ -130,6 +139,23 @@ def main(argv: list[str] | None = None) -> None:
         f"{info['python']}, torch {info['torch']}, fluxkern {info['fluxkern']}; load average "
         f"{os.getloadavg()[0]:.2f}"
     )
+    if args.kernels:
+        head = "| P | full H @ x ms (GB/s) | sym_matvec | full addmm_ (rank 2) | sym_rank2_update_"
+        print(head + " |")
+        print("|---|---|---|---|---|")
+        for n in args.kernels:
+            k = _kernels(n)
+            gb = 8.0 * n * n / 1e9  # one pass over the full matrix
+            rate = {  # GB/s of the values each touches (the update reads and writes them)
+                "full_matvec": gb,
+                "upper_matvec": gb / 2,
+                "full_update": 2 * gb,
+                "upper_update": gb,
+            }
+            cells = [f"{k[c]:.2f} ({rate[c] / k[c] * 1e3:.1f})" for c in rate]
+            print(f"| {n} | " + " | ".join(cells) + " |", flush=True)
+        print(f"# load average at the end {os.getloadavg()[0]:.2f}")
+        return
     print(
         "| problem | P | old epoch ms (evals) | new epoch ms (evals) | old / new per epoch | "
         "old / new per eval | product full / upper ms | update full / upper ms |"

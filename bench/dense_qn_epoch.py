@@ -3,10 +3,11 @@ epoch time of the problems whose defaults run ssbroyden, and the matrix work alo
 interleaved (docs/optimizers.md).
 
 Two trainers of the same problem, defaults and seed run alternately, one epoch each per round:
-one with fluxkern.optim.quasi_newton as it is (sym_matvec / sym_rank2_update_ on the upper
-triangle), one with those two swapped for the full-matrix torch calls the optimizer made before
-(H @ g and H.addmm_(U, W) on a full symmetric H; H starts as the identity, so that run is the old
-code's). The trajectories part in the last bits, so the evaluations per epoch can differ: the
+one with fluxkern.optim.quasi_newton as it is (sym_matvec, sym_rank2_update_ and the update
+deferred into the next product, sym_rank2_update_matvec_, on the upper triangle), one with those
+three swapped for the full-matrix torch calls the optimizer made before (H @ g, H.addmm_(U, W),
+and the two in turn; on a full symmetric H that starts as the identity, so that run does the old
+code's passes). The trajectories part in the last bits, so the evaluations per epoch can differ: the
 table gives both epoch times and the time per evaluation. Medians over the timed rounds after
 --warm rounds; the matrix kernels alone are timed at the problem's parameter count as well.
 
@@ -31,7 +32,7 @@ import fluxkern.optim.quasi_newton as qn  # noqa: E402
 from common import defaults_trainer, machine_info  # noqa: E402
 from fluxkern import ops  # noqa: E402
 
-NEW = (ops.sym_matvec, ops.sym_rank2_update_)
+NEW = (ops.sym_matvec, ops.sym_rank2_update_, ops.sym_rank2_update_matvec_)
 
 
 def _full_matvec(h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -42,14 +43,19 @@ def _full_rank2(h: torch.Tensor, u: torch.Tensor, w: torch.Tensor) -> None:
     h.addmm_(u, w)
 
 
-OLD = (_full_matvec, _full_rank2)
+def _full_rank2_matvec(h: torch.Tensor, u: torch.Tensor, w: torch.Tensor, x: torch.Tensor):
+    h.addmm_(u, w)
+    return h @ x
 
 
-def _use(fns: tuple[Any, Any]) -> None:
-    qn.sym_matvec, qn.sym_rank2_update_ = fns
+OLD = (_full_matvec, _full_rank2, _full_rank2_matvec)
 
 
-def _epoch(trainer: Any, fns: tuple[Any, Any]) -> tuple[float, int]:
+def _use(fns: tuple[Any, Any, Any]) -> None:
+    qn.sym_matvec, qn.sym_rank2_update_, qn.sym_rank2_update_matvec_ = fns
+
+
+def _epoch(trainer: Any, fns: tuple[Any, Any, Any]) -> tuple[float, int]:
     _use(fns)
     t = time.perf_counter()
     rec = trainer.step()
@@ -71,6 +77,7 @@ def _kernels(n: int, reps: int = 10) -> dict[str, float]:
         ("upper_matvec", lambda m: ops.sym_matvec(m, x), upper),
         ("full_update", lambda m: m.addmm_(u, w), full),
         ("upper_update", lambda m: ops.sym_rank2_update_(m, u, w), upper),
+        ("upper_both", lambda m: ops.sym_rank2_update_matvec_(m, u, w, x), upper),
     ):
         for _ in range(3):
             fn(mat)
@@ -141,8 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.kernels:
         head = "| P | full H @ x ms (GB/s) | sym_matvec | full addmm_ (rank 2) | sym_rank2_update_"
-        print(head + " |")
-        print("|---|---|---|---|---|")
+        print(head + " | sym_rank2_update_matvec_ |")
+        print("|---|---|---|---|---|---|")
         for n in args.kernels:
             k = _kernels(n)
             gb = 8.0 * n * n / 1e9  # one pass over the full matrix
@@ -151,6 +158,7 @@ def main(argv: list[str] | None = None) -> None:
                 "upper_matvec": gb / 2,
                 "full_update": 2 * gb,
                 "upper_update": gb,
+                "upper_both": gb,
             }
             cells = [f"{k[c]:.2f} ({rate[c] / k[c] * 1e3:.1f})" for c in rate]
             print(f"| {n} | " + " | ".join(cells) + " |", flush=True)
@@ -158,9 +166,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     print(
         "| problem | P | old epoch ms (evals) | new epoch ms (evals) | old / new per epoch | "
-        "old / new per eval | product full / upper ms | update full / upper ms |"
+        "old / new per eval | product full / upper ms | update full / upper ms | "
+        "both in one pass ms |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in args.problems:
         r = run(name, args.rounds, args.warm, name in args.ssbroyden_from_start)
         k = r["kernels_ms"]
@@ -170,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{r['old_epoch_ms'] / r['new_epoch_ms']:.2f}x | "
             f"{r['old_ms_per_eval'] / r['new_ms_per_eval']:.2f}x | "
             f"{k['full_matvec']:.3f} / {k['upper_matvec']:.3f} | "
-            f"{k['full_update']:.3f} / {k['upper_update']:.3f} |",
+            f"{k['full_update']:.3f} / {k['upper_update']:.3f} | {k['upper_both']:.3f} |",
             flush=True,
         )
     print(f"# load average at the end {os.getloadavg()[0]:.2f}")

@@ -38,6 +38,8 @@ TORCH_LIBRARY(fluxkern, m) {
   // H_ij += u_i0 w_0j + u_i1 w_1j (u [P, 2], w [2, P]) in place. CPU only.
   m.def("sym_matvec(Tensor h, Tensor x) -> Tensor");
   m.def("sym_rank2_update_(Tensor(a!) h, Tensor u, Tensor w) -> ()");
+  // Both in one pass over the triangle: the update, then the product with the updated H.
+  m.def("sym_rank2_update_matvec_(Tensor(a!) h, Tensor u, Tensor w, Tensor x) -> Tensor");
   // The raw residuals r [N, R] of a fused group (as block_loss evaluates them, before squaring
   // and reduction) and their Jacobian [N, R, n_params] with respect to every weight and bias,
   // flattened as weights[0], biases[0], weights[1], ... (each row-major). Not differentiable.
@@ -54,6 +56,7 @@ TORCH_LIBRARY_IMPL(fluxkern, CPU, m) {
   m.impl("lbfgs_direction", &fluxkern::lbfgs_direction_cpu);
   m.impl("sym_matvec", &fluxkern::sym_matvec_cpu);
   m.impl("sym_rank2_update_", &fluxkern::sym_rank2_update_cpu);
+  m.impl("sym_rank2_update_matvec_", &fluxkern::sym_rank2_update_matvec_cpu);
   m.impl("residual_jacobian", &fluxkern::residual_jacobian_cpu);
 }
 

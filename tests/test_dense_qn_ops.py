@@ -124,3 +124,44 @@ def test_sym_rank2_update_bad_arguments(args, match):
     u, w = torch.ones(6, 2, dtype=torch.float64), torch.ones(2, 6, dtype=torch.float64)
     with pytest.raises((ValueError, TypeError, RuntimeError), match=match):
         torch.ops.fluxkern.sym_rank2_update_(*args(h, u, w))
+
+
+@needs_ext
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", SIZES)
+def test_update_and_product_in_one_pass_is_both_in_turn(n, dtype, threads):
+    """sym_rank2_update_matvec_ gives bitwise what the update and then the product give (the
+    optimizer defers an update into the next product; a checkpoint or another reader applies it
+    alone), writes the same triangle, and agrees with the twin and the full matrices."""
+    torch.set_num_threads(threads)
+    h, full = _upper(n, dtype, seed=6)
+    g = torch.Generator().manual_seed(7)
+    u = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    m = torch.randn(2, 2, generator=g, dtype=torch.float64)
+    w = (m + m.T) @ u.T
+    x = torch.randn(n, generator=g, dtype=torch.float64)
+    ud, wd, xd = u.to(dtype), w.to(dtype), x.to(dtype)
+    fused = h.clone()
+    got = torch.ops.fluxkern.sym_rank2_update_matvec_(fused, ud, wd, xd)
+    apart = h.clone()
+    torch.ops.fluxkern.sym_rank2_update_(apart, ud, wd)
+    want = torch.ops.fluxkern.sym_matvec(apart, xd)
+    assert torch.equal(got, want)
+    assert torch.equal(torch.triu(fused), torch.triu(apart))
+    assert bool(torch.isnan(torch.tril(fused, -1)).sum() == n * (n - 1) // 2)
+    assert rel_err(got, (full + u @ w) @ x) < TOL[dtype]
+    twin = h.clone()
+    assert rel_err(reference.sym_rank2_update_matvec_(twin, ud, wd, xd), got) < TOL[dtype]
+
+
+@needs_ext
+def test_update_and_product_opcheck_and_bad_arguments():
+    h = torch.eye(20, dtype=torch.float64)
+    x = torch.randn(20, dtype=torch.float64)
+    u, w = torch.randn(20, 2, dtype=torch.float64), torch.randn(2, 20, dtype=torch.float64)
+    torch.library.opcheck(torch.ops.fluxkern.sym_rank2_update_matvec_, (h.clone(), u, w, x))
+    with pytest.raises((ValueError, RuntimeError), match="x must be"):
+        torch.ops.fluxkern.sym_rank2_update_matvec_(h, u, w, x[:-1])
+    with pytest.raises((ValueError, RuntimeError), match="w must be"):
+        torch.ops.fluxkern.sym_rank2_update_matvec_(h, u, w.T.contiguous(), x)

@@ -19,6 +19,9 @@ void sym_upper_matvec_rows_cpu(int64_t p, const T* h, const T* x, int64_t i0, in
 template <typename T>
 void sym_upper_rank2_rows_cpu(int64_t p, T* h, const T* u0, const T* w0, const T* u1, const T* w1,
                               int64_t i0, int64_t i1);
+template <typename T>
+void sym_upper_rank2_matvec_rows_cpu(int64_t p, T* h, const T* u0, const T* w0, const T* u1,
+                                     const T* w1, const T* x, int64_t i0, int64_t i1, T* y);
 }  // namespace avx2
 #endif
 
@@ -45,6 +48,18 @@ void sym_upper_rank2_rows_cpu(int64_t p, T* h, const T* u0, const T* w0, const T
   baseline::sym_upper_rank2_rows_cpu<T>(p, h, u0, w0, u1, w1, i0, i1);
 }
 
+template <typename T>
+void sym_upper_rank2_matvec_rows_cpu(int64_t p, T* h, const T* u0, const T* w0, const T* u1,
+                                     const T* w1, const T* x, int64_t i0, int64_t i1, T* y) {
+#if defined(FLUXKERN_CPU_AVX2)
+  if (cpu_use_avx2()) {
+    avx2::sym_upper_rank2_matvec_rows_cpu<T>(p, h, u0, w0, u1, w1, x, i0, i1, y);
+    return;
+  }
+#endif
+  baseline::sym_upper_rank2_matvec_rows_cpu<T>(p, h, u0, w0, u1, w1, x, i0, i1, y);
+}
+
 int64_t triangle_row_split(int64_t p, int64_t parts, int64_t k) {
   if (k <= 0) return 0;
   if (k >= parts) return p;
@@ -68,6 +83,12 @@ template void sym_upper_matvec_rows_cpu<float>(int64_t, const float*, const floa
                                                int64_t, float*);
 template void sym_upper_matvec_rows_cpu<double>(int64_t, const double*, const double*, int64_t,
                                                 int64_t, double*);
+template void sym_upper_rank2_matvec_rows_cpu<float>(int64_t, float*, const float*, const float*,
+                                                     const float*, const float*, const float*,
+                                                     int64_t, int64_t, float*);
+template void sym_upper_rank2_matvec_rows_cpu<double>(int64_t, double*, const double*,
+                                                      const double*, const double*, const double*,
+                                                      const double*, int64_t, int64_t, double*);
 template void sym_upper_rank2_rows_cpu<float>(int64_t, float*, const float*, const float*,
                                               const float*, const float*, int64_t, int64_t);
 template void sym_upper_rank2_rows_cpu<double>(int64_t, double*, const double*, const double*,

@@ -20,6 +20,12 @@ template <typename T>
 void sym_upper_rank2_rows_cpu(int64_t p, T* h, const T* u0, const T* w0, const T* u1, const T* w1,
                               int64_t i0, int64_t i1);
 
+// Both in one pass over the rows [i0, i1): H_ij += u0_i w0_j + u1_i w1_j for j >= i, then
+// y += (the updated H) x as sym_upper_matvec_rows_cpu does (the same sums in the same order).
+template <typename T>
+void sym_upper_rank2_matvec_rows_cpu(int64_t p, T* h, const T* u0, const T* w0, const T* u1,
+                                     const T* w1, const T* x, int64_t i0, int64_t i1, T* y);
+
 // The first row of part k of `parts` row ranges that split the upper triangle of a [P, P] matrix
 // into pieces of about equal area (row i holds P - i values); k = parts gives P.
 int64_t triangle_row_split(int64_t p, int64_t parts, int64_t k);

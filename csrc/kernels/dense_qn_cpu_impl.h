@@ -33,59 +33,96 @@ FK_TILE_INLINE int64_t aligned_from(const T* row, int64_t from, int64_t p) {
 // corner on the diagonal and leftover rows are done one row at a time.
 constexpr int64_t kRows = 4;
 
-// Row i of the product over the columns [from, p): returns sum_j H_ij x_j and adds x_i H_ij to
-// y_j (j > i only: a column at or before i is the diagonal or belongs to the corner).
-template <typename T>
-FK_TILE_INLINE T matvec_row_part(int64_t p, const T* __restrict__ hi, const T* x, int64_t i,
-                                 int64_t from, T* y) {
+// Row i over the columns [from, p): with kUpdate first H_ij += a0 w0_j + a1 w1_j (stored); then
+// returns sum_j H_ij x_j and adds x_i H_ij to y_j (j > i only: a column at or before i is the
+// diagonal or belongs to the corner).
+template <bool kUpdate, typename T>
+FK_TILE_INLINE T row_part(int64_t p, T* __restrict__ hi, const T* x, int64_t i, int64_t from, T* y,
+                          T a0, const T* w0, T a1, const T* w1) {
   T dot = T(0);
   const T xi = x[i];
   for (int64_t j = from; j < p; ++j) {
-    dot += hi[j] * x[j];
-    if (j > i) y[j] += xi * hi[j];
+    T hij = hi[j];
+    if constexpr (kUpdate) {
+      hij += a0 * w0[j] + a1 * w1[j];
+      hi[j] = hij;
+    }
+    dot += hij * x[j];
+    if (j > i) y[j] += xi * hij;
   }
   return dot;
 }
 
-template <typename T>
-void sym_upper_matvec_rows_cpu(int64_t p, const T* h, const T* x, int64_t i0, int64_t i1, T* y) {
+// y += H x over the rows [i0, i1), with kUpdate after H_ij += u0_i w0_j + u1_i w1_j in the same
+// pass (h is written only then).
+template <bool kUpdate, typename T>
+void matvec_rows(int64_t p, T* h, const T* x, int64_t i0, int64_t i1, T* y, const T* u0,
+                 const T* w0, const T* u1, const T* w1) {
   using V = vec_t<T>;
   constexpr int64_t L = kLanes<T>;
   int64_t i = i0;
   for (; i + kRows <= i1 && i + kRows < p; i += kRows) {
-    const T* r[kRows];
-    T xi[kRows], dot[kRows];
+    T* r[kRows];
+    T xi[kRows], dot[kRows], a0[kRows] = {}, a1[kRows] = {};
     for (int64_t k = 0; k < kRows; ++k) {
       r[k] = h + (i + k) * p;
       xi[k] = x[i + k];
-      dot[k] = T(0);
-      for (int64_t c = i + k; c < i + kRows; ++c) {  // the corner
-        dot[k] += r[k][c] * x[c];
-        if (c > i + k) y[c] += xi[k] * r[k][c];
+      if constexpr (kUpdate) {
+        a0[k] = u0[i + k];
+        a1[k] = u1[i + k];
       }
+      dot[k] = row_part<kUpdate>(i + kRows, r[k], x, i + k, i + k, y, a0[k], w0, a1[k], w1);
     }
     int64_t j = i + kRows;
     const int64_t a = aligned_from(r[0], j, p);
-    for (int64_t k = 0; k < kRows; ++k) dot[k] += matvec_row_part(a, r[k], x, i + k, j, y);
+    for (int64_t k = 0; k < kRows; ++k) {
+      dot[k] += row_part<kUpdate>(a, r[k], x, i + k, j, y, a0[k], w0, a1[k], w1);
+    }
     j = a;
     V acc[kRows] = {};
     for (; j + L <= p; j += L) {
       const V xv = vload(x + j);
       V yv = vload(y + j);
+      V w0v{}, w1v{};
+      if constexpr (kUpdate) {
+        w0v = vload(w0 + j);
+        w1v = vload(w1 + j);
+      }
 #pragma GCC unroll 4
       for (int64_t k = 0; k < kRows; ++k) {
-        const V hv = vload(r[k] + j);
+        V hv = vload(r[k] + j);
+        if constexpr (kUpdate) {
+          hv = hv + (a0[k] * w0v + a1[k] * w1v);
+          vstore(r[k] + j, hv);
+        }
         acc[k] += hv * xv;
         yv += xi[k] * hv;
       }
       vstore(y + j, yv);
     }
     for (int64_t k = 0; k < kRows; ++k) {
-      dot[k] += hsum<T>(acc[k]) + matvec_row_part(p, r[k], x, i + k, j, y);
+      dot[k] += hsum<T>(acc[k]) + row_part<kUpdate>(p, r[k], x, i + k, j, y, a0[k], w0, a1[k], w1);
       y[i + k] += dot[k];
     }
   }
-  for (; i < i1; ++i) y[i] += matvec_row_part(p, h + i * p, x, i, i, y);
+  for (; i < i1; ++i) {
+    const T b0 = kUpdate ? u0[i] : T(0), b1 = kUpdate ? u1[i] : T(0);
+    y[i] += row_part<kUpdate>(p, h + i * p, x, i, i, y, b0, w0, b1, w1);
+  }
+}
+
+template <typename T>
+void sym_upper_matvec_rows_cpu(int64_t p, const T* h, const T* x, int64_t i0, int64_t i1, T* y) {
+  // not written: matvec_rows<false> only reads h
+  matvec_rows<false>(p, const_cast<T*>(h), x, i0, i1, y, static_cast<const T*>(nullptr),
+                     static_cast<const T*>(nullptr), static_cast<const T*>(nullptr),
+                     static_cast<const T*>(nullptr));
+}
+
+template <typename T>
+void sym_upper_rank2_matvec_rows_cpu(int64_t p, T* h, const T* u0, const T* w0, const T* u1,
+                                     const T* w1, const T* x, int64_t i0, int64_t i1, T* y) {
+  matvec_rows<true>(p, h, x, i0, i1, y, u0, w0, u1, w1);
 }
 
 template <typename T>
@@ -131,6 +168,12 @@ template void sym_upper_matvec_rows_cpu<float>(int64_t, const float*, const floa
                                                int64_t, float*);
 template void sym_upper_matvec_rows_cpu<double>(int64_t, const double*, const double*, int64_t,
                                                 int64_t, double*);
+template void sym_upper_rank2_matvec_rows_cpu<float>(int64_t, float*, const float*, const float*,
+                                                     const float*, const float*, const float*,
+                                                     int64_t, int64_t, float*);
+template void sym_upper_rank2_matvec_rows_cpu<double>(int64_t, double*, const double*,
+                                                      const double*, const double*, const double*,
+                                                      const double*, int64_t, int64_t, double*);
 template void sym_upper_rank2_rows_cpu<float>(int64_t, float*, const float*, const float*,
                                               const float*, const float*, int64_t, int64_t);
 template void sym_upper_rank2_rows_cpu<double>(int64_t, double*, const double*, const double*,

@@ -14,4 +14,9 @@ at::Tensor sym_matvec_cpu(const at::Tensor& h, const at::Tensor& x);
 // w [2, P].
 void sym_rank2_update_cpu(at::Tensor& h, const at::Tensor& u, const at::Tensor& w);
 
+// Both in one pass: h updated as by sym_rank2_update_cpu, then returns (the updated H) x [P], the
+// same sums as sym_matvec_cpu's.
+at::Tensor sym_rank2_update_matvec_cpu(at::Tensor& h, const at::Tensor& u, const at::Tensor& w,
+                                       const at::Tensor& x);
+
 }  // namespace fluxkern

@@ -5,7 +5,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
-#include <vector>
+#include <type_traits>
 
 #include "ops/common.h"
 #include "ops/dense_qn.h"
@@ -35,6 +35,27 @@ int64_t pieces(int64_t p) {
   return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), p / 64));
 }
 
+// H x over the pieces of the triangle, `rows(k0, k1, y)` adding rows [k0, k1) into y [P]: one
+// partial product per piece (the rows of a piece also add to later rows' entries), summed in
+// piece order, so the result is deterministic for a given thread count.
+template <typename Rows>
+at::Tensor product_by_pieces(const at::Tensor& h, Rows rows) {
+  const int64_t p = h.size(0), parts = pieces(p);
+  at::Tensor partial = at::zeros({parts, p}, h.options());  // [parts, P]
+  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "sym_product_cpu", [&] {
+    scalar_t* yp = partial.data_ptr<scalar_t>();
+    at::parallel_for(0, parts, 1, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
+        rows(triangle_row_split(p, parts, k), triangle_row_split(p, parts, k + 1), yp + k * p);
+      }
+    });
+    for (int64_t k = 1; k < parts; ++k) {
+      for (int64_t j = 0; j < p; ++j) yp[j] += yp[k * p + j];
+    }
+  });
+  return parts == 1 ? partial.view({p}) : partial[0].clone();
+}
+
 }  // namespace
 
 at::Tensor sym_matvec_cpu(const at::Tensor& h, const at::Tensor& x) {
@@ -43,25 +64,29 @@ at::Tensor sym_matvec_cpu(const at::Tensor& h, const at::Tensor& x) {
   const int64_t p = h.size(0);
   check_like(op, "x", x, h, {p});
   const at::Tensor xc = x.contiguous();
-  const int64_t parts = pieces(p);
-  // one partial product per piece (the rows of a piece also add to later rows' entries), summed
-  // in piece order: deterministic for a given thread count
-  at::Tensor partial = at::zeros({parts, p}, h.options());  // [parts, P]
-  AT_DISPATCH_FLOATING_TYPES(h.scalar_type(), "sym_matvec_cpu", [&] {
-    const scalar_t* hp = h.data_ptr<scalar_t>();
-    const scalar_t* xp = xc.data_ptr<scalar_t>();
-    scalar_t* yp = partial.data_ptr<scalar_t>();
-    at::parallel_for(0, parts, 1, [&](int64_t k0, int64_t k1) {
-      for (int64_t k = k0; k < k1; ++k) {
-        sym_upper_matvec_rows_cpu<scalar_t>(p, hp, xp, triangle_row_split(p, parts, k),
-                                            triangle_row_split(p, parts, k + 1), yp + k * p);
-      }
-    });
-    for (int64_t k = 1; k < parts; ++k) {
-      for (int64_t j = 0; j < p; ++j) yp[j] += yp[k * p + j];
-    }
+  return product_by_pieces(h, [&](int64_t i0, int64_t i1, auto* y) {
+    using T = std::remove_pointer_t<decltype(y)>;
+    sym_upper_matvec_rows_cpu<T>(p, h.data_ptr<T>(), xc.data_ptr<T>(), i0, i1, y);
   });
-  return parts == 1 ? partial.view({p}) : partial[0].clone();
+}
+
+at::Tensor sym_rank2_update_matvec_cpu(at::Tensor& h, const at::Tensor& u, const at::Tensor& w,
+                                       const at::Tensor& x) {
+  constexpr const char* op = "fluxkern.sym_rank2_update_matvec_";
+  check_matrix(op, h);
+  const int64_t p = h.size(0);
+  check_like(op, "u", u, h, {p, 2});
+  check_like(op, "w", w, h, {2, p});
+  check_like(op, "x", x, h, {p});
+  const at::Tensor ut = u.t().contiguous(), wc = w.contiguous();  // [2, P] each
+  const at::Tensor xc = x.contiguous();                           // [P]
+  return product_by_pieces(h, [&](int64_t i0, int64_t i1, auto* y) {
+    using T = std::remove_pointer_t<decltype(y)>;
+    const T* up = ut.data_ptr<T>();
+    const T* wp = wc.data_ptr<T>();
+    sym_upper_rank2_matvec_rows_cpu<T>(p, h.data_ptr<T>(), up, wp, up + p, wp + p, xc.data_ptr<T>(),
+                                       i0, i1, y);
+  });
 }
 
 void sym_rank2_update_cpu(at::Tensor& h, const at::Tensor& u, const at::Tensor& w) {

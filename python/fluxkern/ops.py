@@ -41,6 +41,7 @@ __all__ = [
     "resolve_backend",
     "sym_matvec",
     "sym_rank2_update_",
+    "sym_rank2_update_matvec_",
 ]
 
 SECOND_DERIVATIVE_ERROR = (
@@ -240,6 +241,25 @@ def sym_rank2_update_(h: Tensor, u: Tensor, w: Tensor) -> None:
         reference.sym_rank2_update_(h, u, w)
 
 
+def sym_rank2_update_matvec_(h: Tensor, u: Tensor, w: Tensor, x: Tensor) -> Tensor:
+    """:func:`sym_rank2_update_` and then :func:`sym_matvec` with the updated triangle, in one
+    pass over it for CPU tensors (the torch twin
+    :func:`fluxkern.reference.sym_rank2_update_matvec_` elsewhere).
+
+    Args:
+        h: [P, P] float32 or float64, contiguous (updated in place).
+        u: [P, 2], same dtype and device.
+        w: [2, P], same dtype and device.
+        x: [P], same dtype and device.
+
+    Returns:
+        (the updated H) x [P].
+    """
+    if _fused_cpu(h):
+        return torch.ops.fluxkern.sym_rank2_update_matvec_(h, u, w, x)
+    return reference.sym_rank2_update_matvec_(h, u, w, x)
+
+
 def _register() -> None:
     """Registers fake kernels and autograd formulas for the compiled ops."""
     _register_jet()
@@ -322,8 +342,8 @@ def _jet_saves_nothing(x: Tensor, weights: list[Tensor]) -> bool:
 
 
 def _register_lbfgs() -> None:
-    """lbfgs_direction, sym_matvec, sym_rank2_update_: fake kernels (no autograd: they run under
-    no_grad)."""
+    """lbfgs_direction and the dense quasi-Newton ops (sym_*): fake kernels (no autograd: they
+    run under no_grad)."""
 
     @torch.library.register_fake("fluxkern::lbfgs_direction")
     def _lbfgs_direction_fake(grad, s, y, rho, sy, yy, start, count, new_row, h_diag):
@@ -336,6 +356,10 @@ def _register_lbfgs() -> None:
     @torch.library.register_fake("fluxkern::sym_rank2_update_")
     def _sym_rank2_update_fake(h, u, w):
         return None
+
+    @torch.library.register_fake("fluxkern::sym_rank2_update_matvec_")
+    def _sym_rank2_update_matvec_fake(h, u, w, x):
+        return x.new_empty(h.shape[0])
 
 
 def _register_block_loss() -> None:

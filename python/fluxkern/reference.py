@@ -25,6 +25,7 @@ __all__ = [
     "residuals_from_fields",
     "sym_matvec",
     "sym_rank2_update_",
+    "sym_rank2_update_matvec_",
 ]
 
 ACTIVATIONS = ("tanh", "sin", "silu")
@@ -336,3 +337,20 @@ def sym_rank2_update_(h: Tensor, u: Tensor, w: Tensor) -> None:
         w: [2, P].
     """
     h.add_(torch.triu(u @ w))
+
+
+def sym_rank2_update_matvec_(h: Tensor, u: Tensor, w: Tensor, x: Tensor) -> Tensor:
+    """Pure-torch twin of the sym_rank2_update_matvec_ op: :func:`sym_rank2_update_` on h in
+    place, then :func:`sym_matvec` with the updated triangle.
+
+    Args:
+        h: [P, P], the upper triangle of a symmetric matrix (updated in place).
+        u: [P, 2].
+        w: [2, P].
+        x: [P].
+
+    Returns:
+        (the updated H) x [P].
+    """
+    sym_rank2_update_(h, u, w)
+    return sym_matvec(h, x)

@@ -47,8 +47,12 @@ option). Dense H costs 8 P^2 bytes; above MAX_PARAMETERS (20000, 3.2 GB) the opt
 H is symmetric and state["H"] holds its upper triangle (j >= i; the strictly lower triangle is
 kept at zero): the product H g (fluxkern.ops.sym_matvec) and the rank-2 update
 (fluxkern.ops.sym_rank2_update_) each pass over half of the matrix, whose P^2 values (tens of
-MB) make the iteration memory-bound. :meth:`inverse_hessian` returns the full matrix; a
-checkpoint holds the triangle, and a full symmetric H loaded from an older one is cut to it.
+MB) make the iteration memory-bound. Inside step() an iteration's update is not applied at once:
+its factors wait in state["H_pending_u"] [P, 2] and state["H_pending_w"] [2, P] and the next
+product applies them in the same pass (fluxkern.ops.sym_rank2_update_matvec_), so an iteration
+reads and writes the triangle once. :meth:`inverse_hessian` returns the full matrix with any
+waiting update; a checkpoint holds the triangle and the waiting factors (float64), and a full
+symmetric H loaded from an older one is cut to its triangle.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from fluxkern.ops import sym_matvec, sym_rank2_update_
+from fluxkern.ops import sym_matvec, sym_rank2_update_, sym_rank2_update_matvec_
 from fluxkern.optim._flat import FlatParams, closure_defaults, keeps_pair
 from fluxkern.optim.lbfgs import _strong_wolfe_fn
 
@@ -75,6 +79,32 @@ MAX_PARAMETERS = 20000  # dense H [P, P] float64: 3.2 GB at the limit
 # and rounds it to float32 above (64 MB at 4000 parameters, "auto"'s limit); a resume there
 # continues from the rounded H, so it is no longer bitwise the uninterrupted run.
 CHECKPOINT_FLOAT64_LIMIT = 2500
+
+
+# state keys of an update waiting to be applied with the next product (module doc)
+PENDING = ("H_pending_u", "H_pending_w")
+
+
+def _h_times(state: dict[str, Any], x: Tensor) -> Tensor:
+    """H_s x [P] (state["H"]'s triangle), applying a waiting update in the same pass."""
+    u, w = state.pop(PENDING[0], None), state.pop(PENDING[1], None)
+    if u is None or w is None:
+        return sym_matvec(state["H"], x)
+    return sym_rank2_update_matvec_(state["H"], u, w, x)
+
+
+def _apply_pending(state: dict[str, Any]) -> None:
+    """Applies a waiting update to state["H"] on its own (a reader of H other than the next
+    product: the scale fold)."""
+    u, w = state.pop(PENDING[0], None), state.pop(PENDING[1], None)
+    if u is not None and w is not None:
+        sym_rank2_update_(state["H"], u, w)
+
+
+def _drop_pending(state: dict[str, Any]) -> None:
+    """Forgets a waiting update (H is being reset)."""
+    for key in PENDING:
+        state.pop(key, None)
 
 
 class _DenseQuasiNewton(FlatParams, Optimizer):
@@ -135,10 +165,14 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         """Restores a saved state; H becomes float64 again (torch's loader would cast it to
         the parameters' dtype)."""
         saved = {k: v.get("H") for k, v in state_dict["state"].items()}
+        waiting = {k: [v.get(name) for name in PENDING] for k, v in state_dict["state"].items()}
         super().load_state_dict(state_dict)
         for key, hmat in saved.items():
+            param = self._params[int(key)]
+            for name, value in zip(PENDING, waiting[key], strict=True):
+                if value is not None:  # float64 (the loader would cast it to the parameters')
+                    self.state[param][name] = value.to(dtype=torch.float64, device=param.device)
             if hmat is not None:
-                param = self._params[int(key)]
                 # the upper triangle (a full symmetric H from an older checkpoint is cut to it)
                 self.state[param]["H"] = torch.triu(
                     hmat.to(dtype=torch.float64, device=param.device)
@@ -201,6 +235,7 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         gs_old: float,
         g_new: Tensor | None = None,
         hg_old: Tensor | None = None,
+        defer: bool = False,
     ) -> Tensor | None:
         """Applies the scaled Broyden-class update to H with the pair (s, y).
 
@@ -220,6 +255,8 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
             gs_old: g_old.s.
             g_new: The new gradient [P], or None.
             hg_old: H g_old [P] with the H before this update, or None (then H y is computed).
+            defer: Leave the rank-2 update waiting in the state for the next product to apply
+                in its pass (step() does; module doc) instead of applying it now.
 
         Returns:
             H+ g_new [P] (H+ the updated matrix, or H when the pair is skipped) when g_new is
@@ -228,7 +265,9 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         sy = float(s.dot(y))
         hs: Tensor = state["H"]  # [P, P]
         c = float(state.get("H_scale", 1.0))
-        p = None if g_new is None else sym_matvec(hs, g_new)  # [P] H_s g_new
+        if g_new is None:
+            _apply_pending(state)
+        p = None if g_new is None else _h_times(state, g_new)  # [P] H_s g_new
         if not keeps_pair(sy, s, y, self.param_groups[0].get("curvature_eps")):
             return None if p is None else p.mul_(c)  # no (measurable) positive curvature: keep H
         gamma = 1.0
@@ -254,12 +293,17 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         mat = _update_matrix(tau, phi, sy, yhy, hs)  # [2, 2] M
         basis = torch.stack([hy, s], 1)  # [P, 2] U
         c_new = c / tau
-        # H_s += U (M / c_new) U^T on the upper triangle
-        sym_rank2_update_(hs, basis, (mat / c_new) @ basis.t())
+        # H_s += U (M / c_new) U^T on the upper triangle, now or with the next product
+        factor = ((mat / c_new) @ basis.t()).contiguous()  # [2, P]
+        if defer:
+            state[PENDING[0]], state[PENDING[1]] = basis, factor
+        else:
+            sym_rank2_update_(hs, basis, factor)
         out = None  # H+ g_new = (c / tau) H_s g_new + U M U^T g_new
         if p is not None and g_new is not None:
             out = p.mul_(c_new).add_(basis @ (mat @ (basis.t() @ g_new)))
         if not 1e-30 < c_new < 1e30:  # fold the scalar into the matrix before it over/underflows
+            _apply_pending(state)
             hs.mul_(c_new)
             c_new = 1.0
         state.update(H_scale=c_new, b=b, h=h, tau=tau, phi=phi)
@@ -272,6 +316,9 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         if "H" not in state:
             return torch.eye(n, dtype=torch.float64, device=self._params[0].device)
         h = state["H"]  # [P, P], its upper triangle
+        if state.get(PENDING[0]) is not None:  # with the update that waits for the next product
+            h = h.clone()
+            sym_rank2_update_(h, state[PENDING[0]], state[PENDING[1]])
         full = torch.triu(h) + torch.triu(h, 1).t()
         return full * float(state.get("H_scale", 1.0))
 
@@ -294,7 +341,7 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
             return orig_loss
         if "H" not in state:
             self._restart(state, g)
-        hg = sym_matvec(state["H"], g).mul_(float(state.get("H_scale", 1.0)))  # [P] H g
+        hg = _h_times(state, g).mul_(float(state.get("H_scale", 1.0)))  # [P] H g
         n_iter = 0
         while n_iter < max_iter:
             n_iter += 1
@@ -317,7 +364,9 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
             evals += ls_evals
             state["func_evals"] += ls_evals
             s = d.mul(t)  # [P]
-            hg = self._update(state, s, g - g_old, t, float(g_old.dot(s)), g_new=g, hg_old=-d)
+            hg = self._update(
+                state, s, g - g_old, t, float(g_old.dot(s)), g_new=g, hg_old=-d, defer=True
+            )
             if float(g.abs().max()) <= tol_grad or evals >= max_eval:
                 break
             if float(s.abs().max()) <= tol_change or abs(loss - prev_loss) < tol_change:
@@ -328,6 +377,7 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
     def _restart(state: dict[str, Any], g: Tensor) -> None:
         """H = I (to be rescaled at the next update; the next search starts from lr)."""
         state.pop("t_next", None)
+        _drop_pending(state)
         state["H"] = torch.eye(g.numel(), dtype=torch.float64, device=g.device)  # [P, P]
         state["H_scale"] = 1.0
         state["updated"] = False
@@ -415,6 +465,7 @@ def _restart_h(
     """Restarts H_s at the identity (counted in state["resets"]) with the scale of a first
     update from the pair: returns that scale c, H y [P] and H_s g_new [P] (or None)."""
     hs: Tensor = state["H"]  # [P, P]
+    _drop_pending(state)
     state["resets"] = state.get("resets", 0) + 1
     hs.zero_()
     hs.diagonal().fill_(1.0)

@@ -402,3 +402,40 @@ def test_h_is_kept_as_its_upper_triangle(cls):
     fresh = cls([x], max_iter=6)
     fresh.load_state_dict(old)
     assert torch.equal(fresh.state[x]["H"], h)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_deferred_update_gives_the_same_iterates(cls, monkeypatch):
+    """step() leaves each update waiting for the next product (one pass over H); applying it at
+    once instead gives bitwise the same iterates, and inverse_hessian() and a checkpoint see the
+    waiting update."""
+    from fluxkern.optim import quasi_newton
+
+    x, closure = _rosenbrock()
+    opt = cls([x], max_iter=5)
+    for _ in range(3):
+        opt.step(closure)
+    deferred = x.detach().clone()
+    state = opt.state[x]
+    assert state["H_pending_u"] is not None and state["H_pending_w"].dtype == F64
+    applied = state["H"].clone()
+    quasi_newton.sym_rank2_update_(applied, state["H_pending_u"], state["H_pending_w"])
+    want = (torch.triu(applied) + torch.triu(applied, 1).T) * state["H_scale"]
+    assert torch.equal(opt.inverse_hessian(), want)
+    fresh = cls([x], max_iter=5)
+    fresh.load_state_dict(opt.state_dict())
+    assert torch.equal(fresh.inverse_hessian(), want)
+
+    real_update = cls._update
+
+    def at_once(self, *args, **kwargs):
+        kwargs["defer"] = False
+        return real_update(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "_update", at_once)
+    x, closure = _rosenbrock()
+    opt = cls([x], max_iter=5)
+    for _ in range(3):
+        opt.step(closure)
+    assert "H_pending_u" not in opt.state[x]
+    assert torch.equal(x.detach(), deferred)

@@ -64,7 +64,10 @@ def test_readme_problem_solves_and_resumes_from_the_command_line(capsys, tmp_pat
     assert code == 0, err
     res = json.loads((folder / "results.json").read_text())
     assert res["epochs"] == 15 and len(json.loads((folder / "history.json").read_text())["loss"])
-    assert res["errors"]["u"] < U_BOUND and res["errors"]["u"] <= first["errors"]["u"], res
+    # u's error need not fall from epoch 10 to 15: at 6f9ad7a (2026-12-07, the dense step on H's
+    # triangle, other rounding) it went 9.9e-6 -> 1.3e-5 while q's fell 1.1e-5 -> 2.9e-6; that
+    # the resume continued the run (and did not start over) is checked next, exactly
+    assert res["errors"]["u"] < U_BOUND, res
     # the same problem from Python, uninterrupted, ends at the same place
     module: dict = {}
     exec(compile(readme_problem_file(), "poisson1d.py", "exec"), module)

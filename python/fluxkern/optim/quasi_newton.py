@@ -48,11 +48,11 @@ H is symmetric and state["H"] holds its upper triangle (j >= i; the strictly low
 kept at zero): the product H g (fluxkern.ops.sym_matvec) and the rank-2 update
 (fluxkern.ops.sym_rank2_update_) each pass over half of the matrix, whose P^2 values (tens of
 MB) make the iteration memory-bound. Inside step() an iteration's update is not applied at once:
-its factors wait in state["H_pending_u"] [P, 2] and state["H_pending_w"] [2, P] and the next
-product applies them in the same pass (fluxkern.ops.sym_rank2_update_matvec_), so an iteration
-reads and writes the triangle once. :meth:`inverse_hessian` returns the full matrix with any
-waiting update; a checkpoint holds the triangle and the waiting factors (float64), and a full
-symmetric H loaded from an older one is cut to its triangle.
+its factors wait in ``state["H_pending_u"]`` (shape P x 2) and ``state["H_pending_w"]`` (2 x P)
+and the next product applies them in the same pass (fluxkern.ops.sym_rank2_update_matvec_), so
+an iteration reads and writes the triangle once. :meth:`inverse_hessian` returns the full
+matrix with any waiting update; a checkpoint holds the triangle and the waiting factors
+(float64), and a full symmetric H loaded from an older one is cut to its triangle.
 """
 
 from __future__ import annotations

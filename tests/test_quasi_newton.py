@@ -358,8 +358,9 @@ def test_update_matches_the_formula(cls, scaled):
 
 
 def test_state_dict_rounds_a_large_h_to_float32_and_keeps_the_live_one():
-    """Above CHECKPOINT_FLOAT64_LIMIT parameters a checkpoint holds H in float32 (half the
-    bytes); the optimizer's own H stays float64 and a loaded float32 H becomes float64."""
+    """A checkpoint holds H's upper triangle packed row by row (P (P + 1) / 2 values), in
+    float32 above CHECKPOINT_FLOAT64_LIMIT parameters; the optimizer's own H stays float64 and
+    a loaded triangle becomes the same float64 triangle, zeros below."""
     from fluxkern.optim.quasi_newton import CHECKPOINT_FLOAT64_LIMIT
 
     for n, want in ((CHECKPOINT_FLOAT64_LIMIT, torch.float64), (2600, torch.float32)):
@@ -375,12 +376,27 @@ def test_state_dict_rounds_a_large_h_to_float32_and_keeps_the_live_one():
         opt.step(closure)
         saved = opt.state_dict()
         (state,) = saved["state"].values()
-        assert state["H"].dtype == want and state["H"].shape == (n, n)
-        assert opt.state[w]["H"].dtype == torch.float64
+        assert "H" not in state
+        packed = state["H_upper"]
+        assert packed.dtype == want and packed.shape == (n * (n + 1) // 2,)
+        live = opt.state[w]["H"]
+        assert live.dtype == torch.float64
+        rows = torch.cat([live[i, i:] for i in range(n)])  # row by row, diagonal first
+        assert torch.equal(packed, rows.to(want))
         fresh = SSBroyden([w], max_iter=2)
         fresh.load_state_dict(saved)
-        assert fresh.state[w]["H"].dtype == torch.float64
-        assert torch.equal(fresh.state[w]["H"], state["H"].double())
+        got = fresh.state[w]["H"]
+        assert got.dtype == torch.float64 and "H_upper" not in fresh.state[w]
+        assert torch.equal(got, torch.triu(live.to(want).double()))
+
+
+def test_packed_triangle_rejects_a_length_no_triangle_has():
+    from fluxkern.optim.quasi_newton import pack_upper, unpack_upper
+
+    h = torch.triu(torch.randn(5, 5, dtype=F64))
+    assert torch.equal(unpack_upper(pack_upper(h, F64), h.device), h)
+    with pytest.raises(ValueError, match="P \\(P \\+ 1\\) / 2"):
+        unpack_upper(torch.zeros(7, dtype=F64), h.device)
 
 
 @pytest.mark.parametrize("cls", CLASSES)
@@ -398,7 +414,8 @@ def test_h_is_kept_as_its_upper_triangle(cls):
     assert float(torch.linalg.eigvalsh(full).min()) > 0
     old = opt.state_dict()
     (st,) = old["state"].values()
-    st["H"] = st["H"] + torch.triu(st["H"], 1).T  # the full matrix an older version saved
+    del st["H_upper"]
+    st["H"] = h + torch.triu(h, 1).T  # the full matrix an older version saved
     fresh = cls([x], max_iter=6)
     fresh.load_state_dict(old)
     assert torch.equal(fresh.state[x]["H"], h)
@@ -439,3 +456,65 @@ def test_deferred_update_gives_the_same_iterates(cls, monkeypatch):
         opt.step(closure)
     assert "H_pending_u" not in opt.state[x]
     assert torch.equal(x.detach(), deferred)
+
+
+@pytest.mark.parametrize("cls", CLASSES)
+def test_failed_search_retries_along_minus_g_and_restarts(cls, monkeypatch):
+    """A line search that finds no lower point along H's direction (step 0) is retried along -g
+    in the same iteration; when that one moves, H restarts from the identity (and takes the
+    step's pair), and when it fails too H is kept and the step ends where it began."""
+    real = cls._line_search
+
+    def run(fail_first):
+        x, closure = _rosenbrock()
+        opt = cls([x], max_iter=4, tolerance_grad=0.0, tolerance_change=0.0)
+        opt.step(closure)
+        state = opt.state[x]
+        assert state["updated"] and "restarts" not in state
+        h_before = opt.inverse_hessian()
+        calls = []
+
+        def search(self, closure, loss, g, t, d, gtd):
+            calls.append((g.clone(), d.clone(), t))
+            if len(calls) <= fail_first:
+                return loss, g, 0.0, 1  # what torch's search returns when no trial was lower
+            return real(self, closure, loss, g, t, d, gtd)
+
+        monkeypatch.setattr(cls, "_line_search", search)
+        before = x.detach().clone()
+        opt.step(closure)
+        monkeypatch.setattr(cls, "_line_search", real)
+        return x, state, calls, before, h_before, opt
+
+    x, state, calls, before, _, _ = run(fail_first=1)
+    assert state["restarts"] == 1
+    (g0, d0, _), (g1, d1, t1) = calls[:2]
+    assert not torch.equal(d0, -g0)  # the first search ran along H's direction
+    assert torch.equal(g1, g0) and torch.equal(d1, -g0)  # the retry along -g, from x itself
+    assert t1 == min(1.0, 1.0 / float(g0.abs().sum()))  # a first step's length
+    assert not torch.equal(x.detach(), before) and state["updated"]
+
+    x, state, calls, before, h_before, opt = run(fail_first=2)
+    assert len(calls) == 2 and "restarts" not in state  # both failed: the step ended
+    assert torch.equal(x.detach(), before)
+    assert torch.equal(opt.inverse_hessian(), h_before)  # H kept
+    assert state["no_retry"]  # round-off: the next failed search is not retried
+
+    def closure():
+        x.grad = None
+        f = (1 - x[0]) ** 2 + 100 * (x[1] - x[0] ** 2) ** 2
+        f.backward()
+        return f
+
+    searches = []
+
+    def failing(self, closure, loss, g, t, d, gtd):
+        searches.append(d)
+        return loss, g, 0.0, 1
+
+    monkeypatch.setattr(cls, "_line_search", failing)
+    opt.step(closure)
+    assert len(searches) == 1
+    monkeypatch.setattr(cls, "_line_search", real)
+    opt.step(closure)  # a search that succeeds clears the flag
+    assert "no_retry" not in state

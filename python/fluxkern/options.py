@@ -27,7 +27,7 @@ class SolveOptions:
     Attributes:
         epochs: Outer iterations: one primal step and one dual update each.
         optimizer: "auto" (the default: ssbroyden with scale-free stopping tests for a flux
-            form of at most 4000 parameters without signed constraints, L-BFGS with them
+            form of at most 8192 parameters without signed constraints, L-BFGS with them
             otherwise; fluxkern.optim.by_name.choose_optimizer), "lbfgs" (strong Wolfe,
             max_iter 20, history 100), "adam", "ssbfgs" or "ssbroyden" (dense self-scaled
             quasi-Newton, strong Wolfe, max_iter 20; at most 20000 parameters) or

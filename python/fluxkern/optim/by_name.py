@@ -15,6 +15,7 @@ from fluxkern.optim.lbfgs import LBFGS
 from fluxkern.optim.quasi_newton import INITIAL_STEPS, SSBFGS, SSBroyden
 
 __all__ = [
+    "AUTO_CHECKPOINT_LIMIT",
     "AUTO_DENSE_LIMIT",
     "OPTIMIZER_OPTIONS",
     "SCALE_FREE",
@@ -31,23 +32,26 @@ SCALE_FREE: Mapping[str, float] = {
     "tolerance_grad": 0.0,
     "tolerance_change": 0.0,
 }
-#: "auto" takes the dense ssbroyden up to this many parameters: its O(P^2) update is cheap
-#: beside the loss there (helmholtz 2,043, cavity 2,224, composite_heat 1,342 parameters; the
-#: users' examples' 32-wide nets, 3,330-3,428, where it beat L-BFGS 3-400x at equal time,
-#: bench/results/users-2026-12-07.md), and costs more than L-BFGS gains at convection's 8,004
-#: (docs/optimizers.md). A checkpoint holds its matrix in float64 up to 2500 parameters and in
-#: float32 above (64 MB at this limit; fluxkern.optim.quasi_newton).
-AUTO_DENSE_LIMIT = 4000
+#: "auto" takes the dense ssbroyden up to this many parameters (H: 512 MB at the limit). It won
+#: at every size measured: helmholtz 2,043, cavity 2,224, composite_heat 1,342 parameters; the
+#: users' examples' 32-wide nets, 3,330-3,428, 3-400x at equal time
+#: (bench/results/users-2026-12-07.md); and the 50-wide, 4-deep nets since the triangle step:
+#: convection 7,851 (u 2.6e-9 in 1000 epochs against L-BFGS's 6.3e-5 in 5931), kovasznay 8,004
+#: (5.4e-7 against 9.7e-4 at 300 s; bench/results/auto-limit-2026-12-07.md).
+AUTO_DENSE_LIMIT = 8192
+#: Above this many parameters "auto"'s ssbroyden leaves H out of its checkpoints
+#: (checkpoint_matrix=False: 32 MB of packed float32 triangle at the limit; 128 MB at 8,004).
+AUTO_CHECKPOINT_LIMIT = 4000
 
 _CLOSURE_KEYS = ("max_iter", "max_eval", "tolerance_grad", "tolerance_change", "curvature_eps")
 #: The keyword arguments of each optimizer that SolveOptions.optimizer_options may set.
 OPTIMIZER_OPTIONS: Mapping[str, tuple[str, ...]] = {
     "lbfgs": (*_CLOSURE_KEYS, "history_size"),
-    "ssbfgs": (*_CLOSURE_KEYS, "self_scaling", "initial_step"),
-    "ssbroyden": (*_CLOSURE_KEYS, "self_scaling", "initial_step"),
+    "ssbfgs": (*_CLOSURE_KEYS, "self_scaling", "initial_step", "checkpoint_matrix"),
+    "ssbroyden": (*_CLOSURE_KEYS, "self_scaling", "initial_step", "checkpoint_matrix"),
     "gauss_newton": ("max_iter", "damping", "max_rejects", "tolerance_grad"),
     "adam": ("betas", "eps", "weight_decay", "amsgrad"),
-    "auto": _CLOSURE_KEYS,
+    "auto": (*_CLOSURE_KEYS, "checkpoint_matrix"),
 }
 
 
@@ -75,6 +79,7 @@ _VALUES: Mapping[str, tuple[Callable[[Any], bool], str]] = {
     "tolerance_change": (lambda v: _real(v) and v >= 0, "a number >= 0"),
     "curvature_eps": (lambda v: v is None or (_real(v) and v > 0), "None or > 0"),
     "self_scaling": (lambda v: isinstance(v, bool), "true or false"),
+    "checkpoint_matrix": (lambda v: isinstance(v, bool), "true or false"),
     "initial_step": (lambda v: v in INITIAL_STEPS, " or ".join(f'"{v}"' for v in INITIAL_STEPS)),
     "damping": (lambda v: v is None or (_real(v) and v > 0), "None or > 0"),
     "max_rejects": (lambda v: _whole(v) and v >= 0, "an integer >= 0"),
@@ -119,8 +124,10 @@ def choose_optimizer(
 ) -> tuple[str, dict[str, Any]]:
     """What optimizer "auto" runs: ssbroyden with the scale-free tests (:data:`SCALE_FREE`)
     for an augmented Lagrangian of at most :data:`AUTO_DENSE_LIMIT` parameters without signed
-    constraints (long quasi-Newton steps can follow a signed residual's linear term down);
-    L-BFGS with the scale-free tests otherwise (larger networks, the PINN form).
+    constraints (long quasi-Newton steps can follow a signed residual's linear term down),
+    leaving H out of its checkpoints above :data:`AUTO_CHECKPOINT_LIMIT` parameters unless the
+    options say ``checkpoint_matrix``; L-BFGS with the scale-free tests otherwise (larger
+    networks, the PINN form).
 
     Args:
         params: The network's parameters.
@@ -136,7 +143,10 @@ def choose_optimizer(
         getattr(t, "form", "squared") == "signed" for t in loss.terms
     )
     if isinstance(loss, AugmentedLagrangian) and not signed and n <= AUTO_DENSE_LIMIT:
+        if n > AUTO_CHECKPOINT_LIMIT:
+            kw.setdefault("checkpoint_matrix", False)
         return "ssbroyden", kw
+    kw.pop("checkpoint_matrix", None)  # an option of the dense optimizers only
     return "lbfgs", kw
 
 

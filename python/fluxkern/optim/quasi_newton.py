@@ -40,6 +40,13 @@ overshoot: on composite_heat two of three searches from t = 1 fail the strong-Wo
 test and take a second evaluation at an interpolated step near 0.45; "secant" starts there
 (docs/optimizers.md has the measurements).
 
+When a line search finds no lower point along H's direction (it returns the step 0: seen on
+convection_diffusion, where H's direction had turned nearly orthogonal to a gradient of norm 2e4
+and every later epoch spent its 25 evaluations on the same failed search), the iteration searches
+along -g instead; if that search lowers the loss by more than ``RESTART_DROP`` (1e-10) of it,
+H restarts from the identity (``state["restarts"]`` counts these); if it does not (a run at its
+loss's round-off), H is kept, the step ends, and no search is retried until one succeeds.
+
 Pairs that fail the curvature test are skipped: s.y <= 1e-10 as in torch's L-BFGS, or with
 ``curvature_eps`` the scale-free s.y <= curvature_eps |s| |y| (fluxkern.optim.LBFGS's
 option). Dense H costs 8 P^2 bytes; above MAX_PARAMETERS (20000, 3.2 GB) the optimizers refuse.
@@ -51,8 +58,11 @@ MB) make the iteration memory-bound. Inside step() an iteration's update is not 
 its factors wait in ``state["H_pending_u"]`` (shape P x 2) and ``state["H_pending_w"]`` (2 x P)
 and the next product applies them in the same pass (fluxkern.ops.sym_rank2_update_matvec_), so
 an iteration reads and writes the triangle once. :meth:`inverse_hessian` returns the full
-matrix with any waiting update; a checkpoint holds the triangle and the waiting factors
-(float64), and a full symmetric H loaded from an older one is cut to its triangle.
+matrix with any waiting update; a checkpoint holds the triangle packed row by row
+(``state["H_upper"]``, P (P + 1) / 2 values: half the bytes of the square) and the waiting
+factors (float64); a square H loaded from an older checkpoint is cut to its triangle. With
+``checkpoint_matrix=False`` (what ``--optimizer auto`` sets above 4000 parameters, where the
+triangle would be over 32 MB) a checkpoint holds no H and a resume restarts it from the identity.
 """
 
 from __future__ import annotations
@@ -75,11 +85,41 @@ __all__ = ["CHECKPOINT_FLOAT64_LIMIT", "INITIAL_STEPS", "MAX_PARAMETERS", "SSBFG
 INITIAL_STEPS = ("unit", "secant")
 
 MAX_PARAMETERS = 20000  # dense H [P, P] float64: 3.2 GB at the limit
-# state_dict() (what a checkpoint holds) keeps H in float64 up to this many parameters (50 MB)
-# and rounds it to float32 above (64 MB at 4000 parameters, "auto"'s limit); a resume there
-# continues from the rounded H, so it is no longer bitwise the uninterrupted run.
+# state_dict() (what a checkpoint holds) keeps H's packed triangle in float64 up to this many
+# parameters (25 MB) and rounds it to float32 above (32 MB at 4000 parameters, 123 MB at
+# convection's 7,851); a resume there continues from the rounded H, so it is no longer bitwise
+# the uninterrupted run.
 CHECKPOINT_FLOAT64_LIMIT = 2500
 
+
+def _upper_mask(n: int, device: torch.device) -> Tensor:
+    """[n, n] bool, True on and above the diagonal (row-major order of the packed triangle)."""
+    return torch.ones(n, n, dtype=torch.bool, device=device).triu_()
+
+
+def pack_upper(h: Tensor, dtype: torch.dtype) -> Tensor:
+    """The upper triangle of h [P, P], row by row, as [P (P + 1) / 2] of dtype."""
+    return h[_upper_mask(h.shape[0], h.device)].to(dtype)
+
+
+def unpack_upper(packed: Tensor, device: torch.device) -> Tensor:
+    """[P, P] float64 with :func:`pack_upper`'s values on and above the diagonal, zeros below.
+
+    Raises:
+        ValueError: when the length is not P (P + 1) / 2 for any P.
+    """
+    length = packed.numel()
+    n = (math.isqrt(8 * length + 1) - 1) // 2
+    if n * (n + 1) // 2 != length:
+        raise ValueError(f"a packed triangle has P (P + 1) / 2 values; got {length}")
+    h = torch.zeros(n, n, dtype=torch.float64, device=device)  # [P, P]
+    h[_upper_mask(n, device)] = packed.to(dtype=torch.float64, device=device)
+    return h
+
+
+# After a failed search along H's direction, the search along -g must lower the loss by more
+# than this fraction of it for H to restart from the identity (module doc); less is round-off.
+RESTART_DROP = 1e-10
 
 # state keys of an update waiting to be applied with the next product (module doc)
 PENDING = ("H_pending_u", "H_pending_w")
@@ -126,6 +166,7 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
         self_scaling: bool = True,
         curvature_eps: float | None = None,
         initial_step: str = "unit",
+        checkpoint_matrix: bool = True,
     ) -> None:
         name = type(self).__name__
         defaults = closure_defaults(
@@ -138,6 +179,7 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
             )
         defaults["self_scaling"] = self_scaling
         defaults["initial_step"] = initial_step
+        defaults["checkpoint_matrix"] = bool(checkpoint_matrix)
         super().__init__(params, defaults)
         if len(self.param_groups) != 1:
             raise ValueError(f"{name} supports one parameter group only")
@@ -152,19 +194,26 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
             )
 
     def state_dict(self) -> dict[str, Any]:
-        """The optimizer's state, with H rounded to float32 above
-        :data:`CHECKPOINT_FLOAT64_LIMIT` parameters (the live H stays float64)."""
+        """The optimizer's state, H as its packed upper triangle (``"H_upper"``), rounded to
+        float32 above :data:`CHECKPOINT_FLOAT64_LIMIT` parameters (the live H stays float64)."""
         sd = super().state_dict()
+        if not sd["param_groups"][0].get("checkpoint_matrix", True):
+            for key, st in list(sd["state"].items()):  # H left out: a resume restarts it
+                drop = ("H", "H_scale", "updated", "t_next", *PENDING)
+                sd["state"][key] = {k: v for k, v in st.items() if k not in drop}
+            return sd
         for key, st in list(sd["state"].items()):
             hmat = st.get("H")
-            if hmat is not None and hmat.shape[0] > CHECKPOINT_FLOAT64_LIMIT:
-                sd["state"][key] = {**st, "H": hmat.to(torch.float32)}  # a copy: not the live one
+            if hmat is not None:
+                dtype = torch.float32 if hmat.shape[0] > CHECKPOINT_FLOAT64_LIMIT else hmat.dtype
+                packed = pack_upper(hmat, dtype)  # a copy: not the live one
+                sd["state"][key] = {k: v for k, v in st.items() if k != "H"} | {"H_upper": packed}
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restores a saved state; H becomes float64 again (torch's loader would cast it to
         the parameters' dtype)."""
-        saved = {k: v.get("H") for k, v in state_dict["state"].items()}
+        saved = {k: v.get("H_upper", v.get("H")) for k, v in state_dict["state"].items()}
         waiting = {k: [v.get(name) for name in PENDING] for k, v in state_dict["state"].items()}
         super().load_state_dict(state_dict)
         for key, hmat in saved.items():
@@ -172,7 +221,10 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
             for name, value in zip(PENDING, waiting[key], strict=True):
                 if value is not None:  # float64 (the loader would cast it to the parameters')
                     self.state[param][name] = value.to(dtype=torch.float64, device=param.device)
-            if hmat is not None:
+            self.state[param].pop("H_upper", None)
+            if hmat is not None and hmat.dim() == 1:  # the packed triangle
+                self.state[param]["H"] = unpack_upper(hmat, param.device)
+            elif hmat is not None:
                 # the upper triangle (a full symmetric H from an older checkpoint is cut to it)
                 self.state[param]["H"] = torch.triu(
                     hmat.to(dtype=torch.float64, device=param.device)
@@ -363,6 +415,24 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
                 state["t_next"] = _secant_step(float(t), gtd, float(g.dot(d)), lr)
             evals += ls_evals
             state["func_evals"] += ls_evals
+            failed = float(t) == 0.0
+            if failed and state["updated"] and not state.get("no_retry") and float(g.dot(g)) > 0:
+                # no lower point along H's direction: search along -g; H restarts from the
+                # identity only if that search moves (at round-off both fail and H is kept)
+                d, gtd = -g, -float(g.dot(g))
+                t = min(1.0, 1.0 / float(g.abs().sum())) * lr
+                loss, g, t, ls_evals = self._line_search(closure, loss, g, t, d, gtd)
+                evals += ls_evals
+                state["func_evals"] += ls_evals
+                if prev_loss - loss <= RESTART_DROP * abs(prev_loss):
+                    state["no_retry"] = True  # round-off: no retry until a search succeeds
+                    break  # H kept (and a step along -g, if any, taken)
+                self._restart(state, g)  # H = I, the H for which d = -g was the direction
+                state["restarts"] = state.get("restarts", 0) + 1
+            elif failed:  # no step: nothing to update H with
+                break
+            else:
+                state.pop("no_retry", None)
             s = d.mul(t)  # [P]
             hg = self._update(
                 state, s, g - g_old, t, float(g_old.dot(s)), g_new=g, hg_old=-d, defer=True
@@ -398,6 +468,8 @@ class SSBFGS(_DenseQuasiNewton):
             s.y <= c |s| |y| (scale-free; see fluxkern.optim.LBFGS).
         initial_step: The line search's first trial: "unit" (default: lr) or "secant" (the
             last line's secant minimiser, at most lr; module doc).
+        checkpoint_matrix: False leaves H out of state_dict() (a checkpoint of a few vectors;
+            a resume restarts H from the identity).
 
     Raises:
         ValueError: More than one group, a negative lr, curvature_eps <= 0, an unknown
@@ -424,6 +496,8 @@ class SSBroyden(_DenseQuasiNewton):
             s.y <= c |s| |y| (scale-free; see fluxkern.optim.LBFGS).
         initial_step: The line search's first trial: "unit" (default: lr) or "secant" (the
             last line's secant minimiser, at most lr; module doc).
+        checkpoint_matrix: False leaves H out of state_dict() (a checkpoint of a few vectors;
+            a resume restarts H from the identity).
 
     Raises:
         ValueError: More than one group, a negative lr, curvature_eps <= 0, an unknown

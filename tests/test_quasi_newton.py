@@ -460,12 +460,16 @@ def test_deferred_update_gives_the_same_iterates(cls, monkeypatch):
 
 @pytest.mark.parametrize("cls", CLASSES)
 def test_failed_search_retries_along_minus_g_and_restarts(cls, monkeypatch):
-    """A line search that finds no lower point along H's direction (step 0) is retried along -g
-    in the same iteration; when that one moves, H restarts from the identity (and takes the
-    step's pair), and when it fails too H is kept and the step ends where it began."""
+    """A line search that finds no lower point along a skewed H direction (step 0) is retried
+    along -g in the same iteration; when that one moves, H restarts from the identity (and takes
+    the step's pair), and when it fails too H is kept and the step ends where it began. Along a
+    direction that is not skewed a failed search ends the step, H kept, with no retry."""
+    from fluxkern.optim import quasi_newton
+
     real = cls._line_search
 
-    def run(fail_first):
+    def run(fail_first, skew_below=1.0):
+        monkeypatch.setattr(quasi_newton, "RESTART_COS", skew_below)
         x, closure = _rosenbrock()
         opt = cls([x], max_iter=4, tolerance_grad=0.0, tolerance_change=0.0)
         opt.step(closure)
@@ -518,3 +522,11 @@ def test_failed_search_retries_along_minus_g_and_restarts(cls, monkeypatch):
     monkeypatch.setattr(cls, "_line_search", real)
     opt.step(closure)  # a search that succeeds clears the flag
     assert "no_retry" not in state
+
+    # the same failure along a direction that is not skewed (cosine above RESTART_COS, here
+    # 1e-6: Rosenbrock's H direction is far from orthogonal to -g): no retry, H kept
+    x, state, calls, before, h_before, opt = run(fail_first=1, skew_below=1e-6)
+    (g0, d0, _), *_ = calls
+    assert -float(g0.dot(d0)) > 1e-6 * float(g0.norm() * d0.norm())
+    assert len(calls) == 1 and "restarts" not in state and "no_retry" not in state
+    assert torch.equal(x.detach(), before) and torch.equal(opt.inverse_hessian(), h_before)

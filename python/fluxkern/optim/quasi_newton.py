@@ -40,12 +40,15 @@ overshoot: on composite_heat two of three searches from t = 1 fail the strong-Wo
 test and take a second evaluation at an interpolated step near 0.45; "secant" starts there
 (docs/optimizers.md has the measurements).
 
-When a line search finds no lower point along H's direction (it returns the step 0: seen on
-convection_diffusion, where H's direction had turned nearly orthogonal to a gradient of norm 2e4
-and every later epoch spent its 25 evaluations on the same failed search), the iteration searches
-along -g instead; if that search lowers the loss by more than ``RESTART_DROP`` (1e-10) of it,
-H restarts from the identity (``state["restarts"]`` counts these); if it does not (a run at its
-loss's round-off), H is kept, the step ends, and no search is retried until one succeeds.
+When a line search finds no lower point along a direction of H that is nearly orthogonal to
+-g (cosine below ``RESTART_COS``, 1e-6; seen on convection_diffusion, where the cosine was 2e-8
+at a gradient of norm 2e4 and every later epoch spent its 25 evaluations on the same failed
+search), the iteration searches along -g instead; if that search lowers the loss by more than
+``RESTART_DROP`` (1e-10) of it, H restarts from the identity (``state["restarts"]`` counts
+these); if it does not, H is kept, the step ends, and no search is retried until one succeeds.
+A failed search along a direction that is not skewed (a run at its loss's round-off: a small
+problem's loss of 1e-27 still falls by a few percent along -g there, and restarting H then
+spoilt the run) ends the step with H kept, as before.
 
 Pairs that fail the curvature test are skipped: s.y <= 1e-10 as in torch's L-BFGS, or with
 ``curvature_eps`` the scale-free s.y <= curvature_eps |s| |y| (fluxkern.optim.LBFGS's
@@ -117,9 +120,17 @@ def unpack_upper(packed: Tensor, device: torch.device) -> Tensor:
     return h
 
 
-# After a failed search along H's direction, the search along -g must lower the loss by more
-# than this fraction of it for H to restart from the identity (module doc); less is round-off.
+# A failed search along H's direction is retried along -g when the cosine between the two is
+# below RESTART_COS (module doc); H restarts from the identity when the retry lowers the loss by
+# more than RESTART_DROP of it (less is round-off).
+RESTART_COS = 1e-6
 RESTART_DROP = 1e-10
+
+
+def _skewed(g: Tensor, d: Tensor, gtd: float) -> bool:
+    """Whether the direction d [P] is nearly orthogonal to -g [P] (cosine below RESTART_COS)."""
+    norms = float(g.norm()) * float(d.norm())
+    return norms > 0.0 and -gtd < RESTART_COS * norms
 
 # state keys of an update waiting to be applied with the next product (module doc)
 PENDING = ("H_pending_u", "H_pending_w")
@@ -416,9 +427,9 @@ class _DenseQuasiNewton(FlatParams, Optimizer):
             evals += ls_evals
             state["func_evals"] += ls_evals
             failed = float(t) == 0.0
-            if failed and state["updated"] and not state.get("no_retry") and float(g.dot(g)) > 0:
-                # no lower point along H's direction: search along -g; H restarts from the
-                # identity only if that search moves (at round-off both fail and H is kept)
+            if failed and state["updated"] and not state.get("no_retry") and _skewed(g, d, gtd):
+                # no lower point along a direction nearly orthogonal to -g: search along -g; H
+                # restarts from the identity only if that search lowers the loss
                 d, gtd = -g, -float(g.dot(g))
                 t = min(1.0, 1.0 / float(g.abs().sum())) * lr
                 loss, g, t, ls_evals = self._line_search(closure, loss, g, t, d, gtd)

@@ -132,6 +132,7 @@ def _skewed(g: Tensor, d: Tensor, gtd: float) -> bool:
     norms = float(g.norm()) * float(d.norm())
     return norms > 0.0 and -gtd < RESTART_COS * norms
 
+
 # state keys of an update waiting to be applied with the next product (module doc)
 PENDING = ("H_pending_u", "H_pending_w")
 

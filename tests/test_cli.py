@@ -12,7 +12,7 @@ import tempfile
 import pytest
 import torch
 
-from fluxkern import cli, problems, solver
+from fluxkern import cli, config_file, problems, solver
 
 try:
     import tomllib
@@ -132,8 +132,8 @@ def solve_parser() -> argparse.ArgumentParser:
 
 def test_every_solve_option_names_its_default(capsys):
     options = [a for a in solve_parser()._actions if a.option_strings and a.dest != "help"]
-    assert len(options) == 29  # 25, then --resample-method, --resample-final, --no-resample-auto,
-    # --output-scale
+    assert len(options) == 31  # 25, then --resample-method, --resample-final, --no-resample-auto,
+    # --output-scale, --continuation, --no-continuation
     for action in options:
         assert action.help and "default" in action.help, action.option_strings
     with pytest.raises(SystemExit) as exit_:
@@ -220,12 +220,13 @@ def test_print_config_rejects_what_solve_would(capsys):
     assert code == 2 and out == "" and "dual_options: dual rule 'pecann'" in err
 
 
-def test_print_config_refuses_a_value_toml_cannot_hold(capsys, tmp_path):
+def test_print_config_writes_arrays_and_refuses_a_value_toml_cannot_hold(capsys, tmp_path):
     cfg = tmp_path / "c.toml"
-    # a valid option (history_size = [1, 2] was one before options were type-checked)
     cfg.write_text('optimizer = "adam"\n[optimizer_options]\nbetas = [0.9, 0.99]\n')
-    code, out, err = run(capsys, "solve", "poisson", "--config", str(cfg), "--print-config")
-    assert code == 2 and out == "" and "cannot write [0.9, 0.99] as a TOML value" in err
+    code, out, _ = run(capsys, "solve", "poisson", "--config", str(cfg), "--print-config")
+    assert code == 0 and tomllib.loads(out)["optimizer_options"]["betas"] == [0.9, 0.99]
+    with pytest.raises(config_file.ConfigError, match="cannot write"):
+        config_file._toml_value({"a": 1})  # a nested table: no option takes one
 
 
 # --- files: one line naming the file, exit code 2, nothing written before is lost ----------

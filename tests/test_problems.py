@@ -205,6 +205,7 @@ def test_committed_config_reproduces_its_run(name):
     for key in ("eta", "eps"):
         assert opts.dual_options.get(key, res["dual_options"][key]) == res["dual_options"][key]
     assert opts.resample_auto == bool(res.get("resample_auto", False))
+    assert opts.continuation == (res.get("continuation") or {})  # runs before it had none
 
 
 # ------------------------------------------------------------------------------ flux form

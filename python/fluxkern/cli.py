@@ -68,6 +68,18 @@ def _scale(flag: str, text: str) -> float:
         raise UsageError(f"{flag} takes NAME=SCALE with SCALE a number; got {text!r}") from None
 
 
+def _start_epochs(flag: str, text: str) -> list[Any]:
+    start, sep, epochs = text.partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        return [float(start), int(epochs)]
+    except ValueError:
+        raise UsageError(
+            f"{flag} takes NAME=START:EPOCHS (e.g. alpha=0.1:100); got {text!r}"
+        ) from None
+
+
 def _json_or_text(flag: str, text: str) -> Any:
     try:
         return json.loads(text)
@@ -97,6 +109,12 @@ def _command_line_options(args: argparse.Namespace) -> dict[str, Any]:
         opts["problem_options"] = _pairs("--problem-option", args.problem_option, _json_or_text)
     if args.output_scale:
         opts["output_scale"] = _pairs("--output-scale", args.output_scale, _scale)
+    if args.continuation and args.no_continuation:
+        raise UsageError("--continuation and --no-continuation: give one")
+    if args.continuation:
+        opts["continuation"] = _pairs("--continuation", args.continuation, _start_epochs)
+    if args.no_continuation:
+        opts["continuation"] = {}
     if args.resample_keep_optimizer:
         opts["resample_keep_optimizer"] = True
     if args.no_progress:

@@ -153,6 +153,20 @@ def _add_setup_options(s: argparse.ArgumentParser, d: Any, own: str) -> None:
         "~1e-4 and u ~1), so that every raw output is O(1); repeat for more (default: 1)",
     )
     s.add_argument(
+        "--continuation",
+        action="append",
+        metavar="NAME=START:EPOCHS",
+        help="move the problem parameter NAME from START to its own value, geometrically, over "
+        "the first EPOCHS epochs (e.g. alpha=0.1:100: a thin layer learnt first where the points "
+        "resolve it); repeat for more (default: the problem's own, e.g. convection_diffusion's)",
+    )
+    s.add_argument(
+        "--no-continuation",
+        action="store_true",
+        help="no parameter continuation, not even the problem's own (default: the problem's "
+        "continuation, if it has one)",
+    )
+    s.add_argument(
         "--problem-option",
         action="append",
         metavar="KEY=VALUE",

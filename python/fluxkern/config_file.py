@@ -50,6 +50,7 @@ def load(path: str) -> dict[str, Any]:
         "points": dict,
         "problem_options": dict,
         "output_scale": dict,
+        "continuation": dict,
         "resample_every": int,
         "resample_keep_optimizer": bool,
         "resample_method": str,
@@ -92,7 +93,8 @@ def load(path: str) -> dict[str, Any]:
 
 
 def _toml_value(val: Any) -> str:
-    """A TOML scalar: bool, int, float (repr: 1e-08, inf and nan are TOML too) or string."""
+    """A TOML scalar or an array of them: bool, int, float (repr: 1e-08, inf and nan are TOML
+    too) or string."""
     if isinstance(val, bool):
         return "true" if val else "false"
     if isinstance(val, int):
@@ -101,6 +103,8 @@ def _toml_value(val: Any) -> str:
         return repr(val)
     if isinstance(val, str):
         return json.dumps(val)  # JSON's escapes are a subset of a TOML basic string's
+    if isinstance(val, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in val) + "]"
     raise ConfigError(f"cannot write {val!r} as a TOML value")
 
 
@@ -163,4 +167,7 @@ def to_toml(problem: Any, opts: Any, sources: dict[str, str], out: str) -> str:
         lines += _toml_table("problem_options", opts.problem_options, sources, "")
     if opts.output_scale:
         lines += _toml_table("output_scale", opts.output_scale, sources, "; 1 otherwise")
+    if opts.continuation or problem.defaults.get("continuation"):  # an empty table turns it off
+        none = "" if opts.continuation else ": none (the problem's own turned off)"
+        lines += _toml_table("continuation", opts.continuation, sources, none)
     return "\n".join(lines) + "\n"

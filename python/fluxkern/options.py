@@ -16,6 +16,7 @@ from fluxkern.optim.by_name import check_optimizer_options
 from fluxkern.problems.base import Problem
 from fluxkern.problems.configure import configure
 from fluxkern.settings import MATMUL_PRECISIONS
+from fluxkern.training.continuation import check_continuation
 
 __all__ = ["SolveOptions", "effective_options", "make_options", "option_names"]
 
@@ -63,6 +64,13 @@ class SolveOptions:
             problem's file for the names.
         problem_options: The problem's own options ({"ic_form": "squared"}) and its
             parameters ({"beta": 40.0}) by name.
+        continuation: Problem parameters moved from an easy value to their own over the first
+            epochs, by name: {"alpha": [0.1, 100]} trains epoch e + 1 on alpha = 0.1 * (own /
+            0.1) ** (e / 100) for e < 100, then on the problem's own alpha (geometric; positive
+            parameters only; :class:`fluxkern.training.Continuation`). For a layer thinner than
+            the point spacing: started where the layer spans many points, every seed learns it
+            in the right place. Replaces the problem's own continuation ({} for none); not with
+            resample_every.
         output_scale: Scales of the network's outputs by name ({"q": 1e-4}): the field is the
             raw output times its scale, so that every raw output is O(1) where the fields
             differ by orders of magnitude (fluxkern.MLP's output_scale); unnamed outputs keep
@@ -119,6 +127,7 @@ class SolveOptions:
     time_limit: float | None = None
     points: dict[str, int] = field(default_factory=dict)
     problem_options: dict[str, Any] = field(default_factory=dict)
+    continuation: dict[str, list[Any]] = field(default_factory=dict)
     output_scale: dict[str, float] = field(default_factory=dict)
     resample_every: int | None = None
     resample_keep_optimizer: bool = False
@@ -238,6 +247,18 @@ class SolveOptions:
             raise ValueError(
                 f"problem_options must be a table of name = value; got {self.problem_options!r}"
             )
+        if not isinstance(self.continuation, dict):
+            raise ValueError(
+                f"continuation must be a table of name = [start, epochs]; got {self.continuation!r}"
+            )
+        if self.continuation and self.resample_every is not None:
+            raise ValueError(
+                "continuation and resample_every: not together (the continuation rebuilds the "
+                "loss on the first draw's points); turn the continuation off (--no-continuation, "
+                "or continuation = {} in a config) to redraw"
+            )
+        if self.continuation and self.distributed:
+            raise ValueError("continuation is not supported with distributed training")
         if not isinstance(self.output_scale, dict):
             raise ValueError(
                 f"output_scale must be a table of name = scale; got {self.output_scale!r}"
@@ -337,7 +358,9 @@ def effective_options(problem: Problem | str, **options: Any) -> SolveOptions:
     if isinstance(problem, str):
         problem = problems.resolve(problem)
     opts = make_options(problem, options)
-    configure(problem, opts.points, opts.problem_options, option_names())  # names and kinds
+    # names and kinds
+    configured = configure(problem, opts.points, opts.problem_options, option_names())
+    check_continuation(configured, opts.continuation)
     if opts.formulation == "pinn" and not problem.has_pinn():
         raise ValueError(f"problem {problem.name!r} has no PINN form")
     outs = problem.output_names if opts.formulation == "flux" else problem.pinn_output_names

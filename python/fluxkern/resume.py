@@ -49,7 +49,7 @@ IDENTITY_OPTIONS = (
 )
 
 # Identity keys written only when given (run_identity), with the value their absence means.
-OPTIONAL_IDENTITY: dict[str, Any] = {"output_scale": {}}
+OPTIONAL_IDENTITY: dict[str, Any] = {"output_scale": {}, "continuation": {}}
 
 # Options a resume may change; they take effect in the resumed run and are recorded.
 MAY_CHANGE = (
@@ -104,8 +104,9 @@ def run_identity(problem: Any, options: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("points", "parameter_values"):  # options that shape the problem, if present
         if key in options:
             identity[key] = _plain(options[key])
-    if options.get("output_scale"):  # only when given: runs from before it stay resumable
-        identity["output_scale"] = _plain(options["output_scale"])
+    for key in OPTIONAL_IDENTITY:  # only when given: runs from before them stay resumable
+        if options.get(key):
+            identity[key] = _plain(options[key])
     return identity
 
 

@@ -84,6 +84,7 @@ def run_results(
         "stop_reason": trainer.stop_reason,
         "points": dict(opts.points),
         "problem_options": dict(opts.problem_options),
+        "continuation": dict(opts.continuation),
         "resample_every": opts.resample_every,
         "resample_keep_optimizer": opts.resample_keep_optimizer,
         "resample_method": opts.resample_method,

@@ -52,6 +52,7 @@ from fluxkern.training import (
     UnseenCheck,
 )
 from fluxkern.training.conditioning import conditioning_results
+from fluxkern.training.continuation import Continuation
 from fluxkern.training.identified import TrackUnknowns
 from fluxkern.training.stall import StallCheck
 
@@ -157,6 +158,8 @@ def solve(
     extra = list(callbacks)
     if opts.time_limit is not None:
         extra.insert(0, TimeBudget(opts.time_limit))
+    if opts.continuation:
+        extra.insert(0, Continuation(problem, opts.continuation))
     if opts.resample_every is not None:
         extra.insert(0, _resample(opts))
     elif opts.resample_auto and opts.unseen_check and opts.formulation == "flux":

@@ -21,6 +21,7 @@ from fluxkern.training.callbacks import (
     TimeBudget,
 )
 from fluxkern.training.conditioning import ConditioningWarning
+from fluxkern.training.continuation import Continuation
 from fluxkern.training.final_phase import FinalPhase
 from fluxkern.training.history import EpochRecord, History
 from fluxkern.training.rad import RadSettings
@@ -36,6 +37,7 @@ __all__ = [
     "Callback",
     "Checkpoint",
     "ConditioningWarning",
+    "Continuation",
     "EarlyStopping",
     "EpochFunction",
     "EpochRecord",

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from fluxkern.training.callbacks import Callback
+from fluxkern.training.continuation import continuing
 from fluxkern.training.final_phase import FinalPhase
 from fluxkern.training.history import EpochRecord
 from fluxkern.training.resample import Resample
@@ -99,8 +100,8 @@ class AutoRedraw(Callback):
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> bool | None:
         if self.resample is not None:
             return self.resample.on_epoch_end(trainer, record)
-        if record.epoch % self.every == 0:
-            self._check(trainer)
+        if record.epoch % self.every == 0 and not continuing(trainer):
+            self._check(trainer)  # (not while the loss is not yet the problem's own)
         return None
 
     def _check(self, trainer: Trainer) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 from fluxkern.blocks import Block, BoundBlock
 from fluxkern.nn import mlp_spec
 from fluxkern.training.callbacks import Callback, Progress
+from fluxkern.training.continuation import continuing
 from fluxkern.training.history import EpochRecord
 from fluxkern.training.trainer import Trainer
 from fluxkern.training.unseen_eval import (
@@ -229,11 +230,16 @@ class UnseenCheck(Callback):
         return report
 
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> bool | None:
+        if continuing(trainer):  # trained on another parameter value than the fresh points'
+            return None
         if record.epoch % self.every_epochs == 0 or record.epoch == trainer.target_epochs:
             self.check(trainer, record.epoch)
         return None
 
     def on_end(self, trainer: Trainer) -> None:
+        if continuing(trainer) and self.skipped is None:
+            self.skipped = "the run ended during the parameter continuation"
+            return
         if self.report is None or self.report.epoch != trainer.epoch:
             self.check(trainer)  # a run stopped early, or one with no epoch left to run
         report = self.report

@@ -101,6 +101,8 @@ def settings(r: dict[str, Any]) -> str:
         out.append(f"seed {r['seed']}")
     if r.get("problem_overrides"):
         out.append(options_text(r["problem_overrides"]))
+    for name, (start, epochs) in (r.get("continuation") or {}).items():
+        out.append(f"{name} from {start:g} over {epochs} epochs")
     return f" ({'; '.join(out)})" if out else ""
 
 

@@ -112,6 +112,18 @@ def test_not_with_redraws():
         effective_options(small(), continuation={"alpha": [0.5, 3]}, resample_every=5)
 
 
+def test_the_problems_continuation_gives_way_to_the_callers_redraws():
+    opts = effective_options("convection_diffusion", resample_every=20)
+    assert opts.continuation == {} and opts.resample_every == 20
+
+
+def test_the_pinn_form_trains_through_a_continuation():
+    res = solver.solve(
+        small(), epochs=3, formulation="pinn", continuation={"alpha": [0.5, 2]}, **FAST
+    )
+    assert res["continuation"] == {"alpha": [0.5, 2]} and res["epochs"] == 3
+
+
 def test_convection_diffusion_continues_alpha_by_default():
     opts = effective_options("convection_diffusion")
     assert opts.continuation == {"alpha": [0.1, 100]}

@@ -70,7 +70,7 @@ class SolveOptions:
             parameters only; :class:`fluxkern.training.Continuation`). For a layer thinner than
             the point spacing: started where the layer spans many points, every seed learns it
             in the right place. Replaces the problem's own continuation ({} for none); not with
-            resample_every.
+            resample_every or distributed (the problem's own then gives way).
         output_scale: Scales of the network's outputs by name ({"q": 1e-4}): the field is the
             raw output times its scale, so that every raw output is O(1) where the fields
             differ by orders of magnitude (fluxkern.MLP's output_scale); unnamed outputs keep
@@ -307,7 +307,8 @@ def make_options(problem: Problem, overrides: dict[str, Any]) -> SolveOptions:
 
     The overrides' points and problem_options are merged over the problem's; the problem's
     optimizer_options (then_optimizer_options) are dropped when the overrides name another
-    optimizer (then_optimizer) without options of their own.
+    optimizer (then_optimizer) without options of their own, and its continuation when they ask
+    for redraws (resample_every) or distributed training without a continuation of their own.
 
     Args:
         problem: The problem.
@@ -333,6 +334,10 @@ def make_options(problem: Problem, overrides: dict[str, Any]) -> SolveOptions:
         # the problem's options of its optimizer do not follow the caller's other optimizer
         if given.get(first, merged.get(first)) != merged.get(first) and options not in given:
             merged.pop(options, None)
+    if "continuation" not in given and (given.get("resample_every") or given.get("distributed")):
+        # the problem's continuation does not follow the caller's redraws or ranks; a caller's
+        # own continuation with them is refused (validate)
+        merged.pop("continuation", None)
     for k, v in given.items():
         if k in ("points", "problem_options", "output_scale") and isinstance(v, dict):
             v = {**merged.get(k, {}), **v}  # the caller's counts and options over the problem's

@@ -188,3 +188,26 @@ def test_a_resume_with_another_continuation_is_refused(tmp_path):
         solver.solve(
             small(), epochs=4, out=out, resume=True, continuation={"alpha": [0.9, 4]}, **kw
         )
+
+
+def test_it_says_what_it_does_on_the_progress_display():
+    class Notes:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def note(self, text: str) -> None:
+            self.lines.append(text)
+
+    p = small()
+    trainer = solver.make_trainer(p, effective_options(p, epochs=0))
+    notes = Notes()
+    cont = Continuation(p, {"alpha": [0.5, 2]}, display=notes)  # type: ignore[arg-type]
+    cont.on_start(trainer)
+    assert notes.lines == [
+        "continuation: alpha from 0.5 to 0.01 over epochs 1-2; the unseen-point check waits "
+        "for its end"
+    ]
+    for epoch in (1, 2, 3):
+        trainer.epoch = epoch
+        cont.on_epoch_end(trainer, trainer_record(epoch))
+    assert notes.lines[1:] == ["continuation done after epoch 2: the problem's own values"]

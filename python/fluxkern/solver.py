@@ -330,6 +330,8 @@ def _fit(
     for cb in extra:
         if isinstance(cb, AutoRedraw):
             cb.check = unseen
+        if isinstance(cb, Continuation):
+            cb.display = progress
     cbs: list[Callback] = [TrackUnknowns()] if hasattr(trainer.model, "unknowns") else []
     stall = StallCheck(display=progress)
     cbs += ([unseen] if unseen is not None else []) + [stall, progress]

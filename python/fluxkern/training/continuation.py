@@ -18,7 +18,7 @@ from typing import Any
 
 from fluxkern.problems.base import Problem
 from fluxkern.problems.configure import configure
-from fluxkern.training.callbacks import Callback
+from fluxkern.training.callbacks import Callback, Progress
 from fluxkern.training.history import EpochRecord
 from fluxkern.training.trainer import Trainer
 
@@ -82,14 +82,22 @@ class Continuation(Callback):
     Args:
         problem: The problem with its own parameter values (the trainer's problem).
         schedule: Parameter name to [start, epochs] (:func:`check_continuation`).
+        display: Where it says what it does (a :class:`fluxkern.training.Progress`, whose
+            note() writes a line on stderr), or None.
     """
 
-    def __init__(self, problem: Problem, schedule: Mapping[str, Sequence[Any]]) -> None:
+    def __init__(
+        self,
+        problem: Problem,
+        schedule: Mapping[str, Sequence[Any]],
+        display: Progress | None = None,
+    ) -> None:
         check_continuation(problem, schedule)
         self.problem = problem
         self.schedule = {k: (float(v[0]), int(v[1])) for k, v in schedule.items()}
         self.until = max((n for _, n in self.schedule.values()), default=0)
         self.values: dict[str, float] = {}  # the values the loss now trains on
+        self.display = display
 
     def values_at(self, epoch: int) -> dict[str, float]:
         """The parameter values epoch `epoch` + 1 trains on (the continued ones only)."""
@@ -105,11 +113,27 @@ class Continuation(Callback):
         self.values = {}
         if trainer.epoch < self.until:
             self._apply(trainer, trainer.epoch)
+            self._note(
+                "continuation: "
+                + ", ".join(
+                    f"{k} from {s:g} to {self.problem.params[k]:g} over epochs 1-{n}"
+                    for k, (s, n) in self.schedule.items()
+                )
+                + "; the unseen-point check waits for its end"
+            )
 
     def on_epoch_end(self, trainer: Trainer, record: EpochRecord) -> bool | None:
         if record.epoch <= self.until:
             self._apply(trainer, record.epoch)
+            if record.epoch == self.until:
+                self._note(
+                    f"continuation done after epoch {record.epoch}: the problem's own values"
+                )
         return None
+
+    def _note(self, text: str) -> None:
+        if self.display is not None:
+            self.display.note(text)
 
     def on_end(self, trainer: Trainer) -> None:
         if trainer.epoch < self.until:

@@ -4,9 +4,11 @@ sigma 1.5e-3, checked every 5 epochs on the problem's evaluation grid (checks of
 the errors every 25 epochs and at the end. Everything else is the problem's defaults (its
 committed setup, with the unseen-point check and the automatic redraws on).
 
-    python bench/composite_heat_seeds.py SEED '{"output_scale": {"sigma": 10.0}}' [EPOCHS]
+    python bench/composite_heat_seeds.py SEED '{"output_scale": {"sigma": 10.0}}' [EPOCHS] [--stop-at-hit]
 
-One torch thread; prints one line. bench/results/composite-heat-output-scale-2026-12-07.md ran
+One torch thread; prints one line: the hit (epoch, training seconds), the closure evaluations
+up to that epoch (the load-free measure of the work; seconds follow the machine's speed), the
+final u, seconds per epoch and the errors logged. --stop-at-hit ends the run at the hit. bench/results/composite-heat-output-scale-2026-12-07.md ran
 it over seeds 0-9 for three settings.
 """
 
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 import torch
@@ -30,6 +34,7 @@ def main() -> None:
     torch.set_num_threads(1)
     seed, kw = int(sys.argv[1]), json.loads(sys.argv[2])
     epochs = int(sys.argv[3]) if len(sys.argv) > 3 else 150
+    stop_at_hit = "--stop-at-hit" in sys.argv[4:]
     ev = Evaluator(problems.resolve("composite_heat"), torch.float64)
     hit: list = [None]
     log: list = []
@@ -43,10 +48,12 @@ def main() -> None:
             spent[0] += time.perf_counter() - c0
             if e["u"] <= 4.2e-3 and e["sigma"] <= 1.5e-3 and hit[0] is None:
                 hit[0] = (epoch, round(time.perf_counter() - t0 - spent[0], 1))
+                return stop_at_hit
             if epoch % 25 == 0:
                 log.append((epoch, f"{e['u']:.1e}"))
         return False
 
+    out = tempfile.mkdtemp(prefix="composite_heat_seeds-")
     res = fk.solve(
         "composite_heat",
         seed=seed,
@@ -54,14 +61,20 @@ def main() -> None:
         callback=check,
         progress=False,
         plots=False,
+        out=out,
         **kw,
     )
-    per = (time.perf_counter() - t0 - spent[0]) / epochs
+    with open(os.path.join(out, "history.json")) as f:
+        evals = json.load(f)["evals"]
+    shutil.rmtree(out, ignore_errors=True)
+    per = (time.perf_counter() - t0 - spent[0]) / len(evals)
     print(
         seed,
         sys.argv[2],
         "reached",
         hit[0],
+        "evaluations",
+        sum(evals[: hit[0][0]]) if hit[0] else None,
         f"final u {res['errors']['u']:.2e}",
         f"s/epoch {per:.3f}",
         log,

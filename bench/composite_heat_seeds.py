@@ -4,12 +4,14 @@ sigma 1.5e-3, checked every 5 epochs on the problem's evaluation grid (checks of
 the errors every 25 epochs and at the end. Everything else is the problem's defaults (its
 committed setup, with the unseen-point check and the automatic redraws on).
 
-    python bench/composite_heat_seeds.py SEED '{"output_scale": {"sigma": 10.0}}' [EPOCHS] [--stop-at-hit]
+    python bench/composite_heat_seeds.py SEED '{"output_scale": {"sigma": 10.0}}' [EPOCHS]
+        [--stop-at-hit]
 
 One torch thread; prints one line: the hit (epoch, training seconds), the closure evaluations
 up to that epoch (the load-free measure of the work; seconds follow the machine's speed), the
-final u, seconds per epoch and the errors logged. --stop-at-hit ends the run at the hit. bench/results/composite-heat-output-scale-2026-12-07.md ran
-it over seeds 0-9 for three settings.
+final u, seconds per epoch and the errors logged. --stop-at-hit ends the run at the hit.
+bench/results/composite-heat-output-scale-2026-12-07.md ran it over seeds 0-9 for three
+settings, composite-heat-seed-spread-2026-12-08.md over seeds 0-3 (0-5) for eight.
 """
 
 from __future__ import annotations

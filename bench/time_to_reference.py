@@ -4,7 +4,9 @@ problem's reference error in T, the training time its committed result needed (d
 
 Each run is a child process (`python -m fluxkern solve NAME --time-limit T --seed S`, one torch
 thread), so that it times and behaves as a user's command does. Prints one row per run and writes
-a Markdown table and the rows as JSON beside it, with the machine, versions and the load average.
+a Markdown table and the rows as JSON beside it, with the machine, versions, the load average
+and the machine's float64 GEMM rate on one thread measured just before each run (this project's
+VMs change speed from hour to hour, and the budgets are seconds).
 
     python bench/time_to_reference.py [--problems helmholtz cavity ...] [--seeds 0 1 2]
         [--scale 1.0] [--out bench/results/time-to-reference-DATE]
@@ -21,6 +23,8 @@ import sys
 import tempfile
 import time
 
+from common import cpu_model, gemm_peak_gflops  # bench/common.py (this script's folder)
+
 # Training seconds the committed result needed to reach the reference (docs/results.md), and
 # the fields the reference reports (cavity: both centreline deviations at or below 0.02).
 BUDGET_S = {
@@ -33,14 +37,6 @@ BUDGET_S = {
     "stokes": 510.0,
     "convection": 71.2,  # ssbroyden (2026-12-07); the L-BFGS run it replaced: 3276 s
 }
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            return next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown"
 
 
 def reached(results: dict) -> tuple[bool, str]:
@@ -59,6 +55,7 @@ def reached(results: dict) -> tuple[bool, str]:
 
 def run_one(name: str, seed: int, budget: float, folder: str) -> dict:
     """One `fluxkern solve` child process; its results and whether they meet the reference."""
+    gemm = _gemm_rate()
     out = os.path.join(folder, f"{name}-seed{seed}")
     cmd = [sys.executable, "-m", "fluxkern", "solve", name, "--time-limit", f"{budget:g}"]
     cmd += ["--seed", str(seed), "--out", out, "--no-plots", "--no-progress"]
@@ -67,7 +64,13 @@ def run_one(name: str, seed: int, budget: float, folder: str) -> dict:
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.time() - t0
     if proc.returncode != 0:
-        return {"problem": name, "seed": seed, "error": proc.stderr.strip()[-300:], "wall_s": wall}
+        return {
+            "problem": name,
+            "seed": seed,
+            "error": proc.stderr.strip()[-300:],
+            "wall_s": wall,
+            "gemm_f64_gflops": gemm,
+        }
     with open(os.path.join(out, "results.json")) as fh:
         res = json.load(fh)
     ok, shown = reached(res)
@@ -81,7 +84,20 @@ def run_one(name: str, seed: int, budget: float, folder: str) -> dict:
         "errors": shown,
         "optimizer": res.get("optimizer_class"),
         "load_after": os.getloadavg()[0],
+        "gemm_f64_gflops": gemm,
     }
+
+
+def _gemm_rate() -> float:
+    """The float64 2048^2 GEMM rate through torch on one thread, GFLOP/s (bench/common.py)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return round(gemm_peak_gflops(torch.float64), 1)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     import fluxkern
 
     head = (
-        f"machine: {_cpu()}, {os.cpu_count()} cores; Python {platform.python_version()}, torch "
-        f"{torch.__version__}, fluxkern {fluxkern.__version__}; one torch thread per run; load "
-        f"average at start {os.getloadavg()[0]:.2f}"
+        f"machine: {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+        f"torch {torch.__version__}, fluxkern {fluxkern.__version__}; one torch thread per run; "
+        f"load average at start {os.getloadavg()[0]:.2f}"
     )
     print(head, flush=True)
     rows = []
@@ -113,16 +129,19 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"`python bench/time_to_reference.py {' '.join(argv or sys.argv[1:])}`; {head}.",
         "",
-        "| problem | seed | time limit (s) | epochs | reached | errors |",
-        "|---|---|---|---|---|---|",
+        "| problem | seed | time limit (s) | epochs | reached | errors | GEMM before (GFLOP/s) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['problem']} | {r['seed']} | | | failed | {r['error']} |")
+            lines.append(
+                f"| {r['problem']} | {r['seed']} | | | failed | {r['error']} | "
+                f"{r['gemm_f64_gflops']} |"
+            )
         else:
             lines.append(
                 f"| {r['problem']} | {r['seed']} | {r['budget_s']:g} | {r['epochs']} | "
-                f"{'yes' if r['reached'] else 'no'} | {r['errors']} |"
+                f"{'yes' if r['reached'] else 'no'} | {r['errors']} | {r['gemm_f64_gflops']} |"
             )
     with open(args.out + ".md", "w") as fh:
         fh.write("\n".join(lines) + "\n")

@@ -34,6 +34,8 @@ from fluxkern import problems  # noqa: E402
 
 def main() -> None:
     torch.set_num_threads(1)
+    if len(sys.argv) < 3:
+        sys.exit("usage: python bench/composite_heat_seeds.py SEED JSON [EPOCHS] [--stop-at-hit]")
     seed, kw = int(sys.argv[1]), json.loads(sys.argv[2])
     epochs = int(sys.argv[3]) if len(sys.argv) > 3 else 150
     stop_at_hit = "--stop-at-hit" in sys.argv[4:]

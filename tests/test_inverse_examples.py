@@ -86,7 +86,11 @@ def test_data_files_are_reproducible(tmp_path, monkeypatch):
         kept = np.loadtxt(
             os.path.join("examples", "data", f"{name}.csv"), delimiter=",", skiprows=1
         )
-        assert np.array_equal(fresh, kept), name
+        # Not bitwise: numpy picks its exp / sin kernels by the CPU (AVX-512 or AVX2), and the
+        # two differ in the last bit (2 of inverse_heat's 200 values, 1.1e-16, on an AMD EPYC
+        # VM against the Intel Xeon one that wrote the files). A changed generator, noise or
+        # seed moves values by far more than this.
+        np.testing.assert_allclose(fresh, kept, rtol=1e-13, atol=1e-15, err_msg=name)
 
 
 def test_solve_reports_records_and_resumes_the_unknowns(tmp_path):
